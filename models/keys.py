@@ -1,0 +1,130 @@
+"""API keys: creation, revocation, and the lookup behind every authenticated request.
+
+A key reads `sapi_<lookup id>_<secret>`. The lookup id (64 random bits) finds the row; the
+secret (256 random bits) is checked against its stored SHA-256 in constant time. A fast hash
+is the right one here: the secret is random, not a password, so it cannot be guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Uuid, and_, func, literal, select, update
+
+from models.errors import AccessDenied, InvalidInput, NotFound
+from models.tables import ApiKey, Membership, Organization, Role, User
+from sessions_api import db
+from sessions_api.timestamps import utcnow
+
+KEY_PREFIX = "sapi_"
+_KEY_FORMAT = re.compile(r"sapi_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, and the organization the request acts on."""
+
+    user_id: uuid.UUID
+    key_id: uuid.UUID
+    organization_id: uuid.UUID
+    role: Role
+
+
+def create_key(
+    user_id: uuid.UUID, organization_id: uuid.UUID | None = None, name: str | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key; returns it with its secret, which is not stored and cannot be shown again."""
+    lookup_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    with db.writing() as session:
+        if session.get(User, user_id) is None:
+            raise NotFound(f"no user with id {user_id}")
+        if organization_id is not None:
+            if session.get(Organization, organization_id) is None:
+                raise NotFound(f"no organization with id {organization_id}")
+            if session.get(Membership, (organization_id, user_id)) is None:
+                raise InvalidInput("a key can only be bound to an organization its user is a member of")
+        key = ApiKey(
+            lookup_id=lookup_id,
+            secret_hash=_hash(secret),
+            user_id=user_id,
+            organization_id=organization_id,
+            name=name,
+        )
+        session.add(key)
+    return key, f"{KEY_PREFIX}{lookup_id}_{secret}"
+
+
+def revoke_key(key_id: uuid.UUID) -> ApiKey:
+    """Revoke a key; it fails from the next request on. Revoking twice keeps the first time."""
+    with db.writing() as session:
+        key = session.get(ApiKey, key_id)
+        if key is None:
+            raise NotFound(f"no API key with id {key_id}")
+        if key.revoked_at is None:
+            key.revoked_at = utcnow()
+    return key
+
+
+def authenticate(token: str, requested_organization: str | None, last_used_interval: timedelta) -> Principal | None:
+    """The principal behind a bearer token, or None when the token is not a live key.
+
+    The organization is `requested_organization` if given, else the key's bound organization,
+    else the user's default; AccessDenied when the caller may not act on it.
+    """
+    match = _KEY_FORMAT.fullmatch(token)
+    if match is None:
+        return None
+    lookup_id, secret = match.groups()
+    requested = _parse_uuid(requested_organization) if requested_organization is not None else None
+    fallbacks = (ApiKey.organization_id, User.default_organization_id)
+    selected = func.coalesce(literal(requested, Uuid), *fallbacks) if requested else func.coalesce(*fallbacks)
+    query = (
+        select(ApiKey.id, ApiKey.secret_hash, ApiKey.user_id, ApiKey.organization_id,
+               ApiKey.revoked_at, ApiKey.last_used_at, selected, Membership.role)
+        .join(User, User.id == ApiKey.user_id)
+        .outerjoin(Membership, and_(Membership.user_id == ApiKey.user_id, Membership.organization_id == selected))
+        .where(ApiKey.lookup_id == lookup_id)
+    )
+    with db.reading() as conn:
+        row = conn.execute(query).first()
+    if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)) or row.revoked_at is not None:
+        return None
+    if requested_organization is not None and (
+        requested is None or (row.organization_id is not None and requested != row.organization_id)
+    ):
+        raise AccessDenied()
+    if row.role is None:
+        raise AccessDenied()
+    _record_use(row.id, row.last_used_at, last_used_interval)
+    return Principal(user_id=row.user_id, key_id=row.id, organization_id=_as_uuid(row[6]), role=Role(row.role))
+
+
+def _record_use(key_id: uuid.UUID, last_used_at: datetime | None, interval: timedelta) -> None:
+    # Written at most once per interval, so that most requests stay free of writes.
+    now = utcnow()
+    if last_used_at is not None and now - last_used_at < interval:
+        return
+    with db.writing() as session:
+        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _parse_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def _as_uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))

@@ -1,0 +1,159 @@
+"""Bulk import of sessions from JSON lines: validated line by line, all or nothing.
+
+Each line is an object with `organization`, `user` and `device` (ids), and optional `id`,
+`createdAt` and `releasedAt` (RFC 3339 with an offset). The user must be a member of the
+organization. A `createdAt` already taken in the organization moves on to the next free
+microsecond, as for every new session.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from itertools import islice
+
+from sqlalchemy import select
+
+from models.errors import InvalidInput
+from models.sessions import NewSession, insert_sessions
+from models.tables import Device, Membership, Organization, SessionRecord, User
+from sessions_api import db
+from sessions_api.timestamps import parse_rfc3339
+
+_CHUNK = 5000
+_FIELDS = {"id", "organization", "user", "device", "createdAt", "releasedAt"}
+_REQUIRED = ("organization", "user", "device")
+
+
+def import_sessions(lines: Iterable[str]) -> int:
+    """Import every session in `lines` in one transaction; returns how many were imported.
+
+    Raises InvalidInput naming the first bad line (1-based); nothing is imported then.
+    """
+    count = 0
+    with db.writing() as session:
+        conn = session.connection()
+        checker = _ReferenceChecker(conn)
+        for chunk in _chunks(_parse(lines), _CHUNK):
+            checker.check(chunk)
+            insert_sessions([new for _, new in chunk], conn=conn)
+            count += len(chunk)
+    return count
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+def _parse(lines: Iterable[str]) -> Iterator[tuple[int, NewSession]]:
+    seen_ids: set[uuid.UUID] = set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        new = _parse_line(number, line)
+        if new.id is not None:
+            if new.id in seen_ids:
+                raise InvalidInput(f"line {number}: the id {new.id} appears twice in the file")
+            seen_ids.add(new.id)
+        yield number, new
+
+
+def _parse_line(number: int, line: str) -> NewSession:
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        raise InvalidInput(f"line {number}: not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise InvalidInput(f"line {number}: expected a JSON object")
+    unknown = set(record) - _FIELDS
+    if unknown:
+        raise InvalidInput(f"line {number}: unknown field(s) {', '.join(sorted(unknown))}")
+    for field in _REQUIRED:
+        if field not in record:
+            raise InvalidInput(f"line {number}: '{field}' is required")
+    created_at = _timestamp(number, record, "createdAt")
+    released_at = _timestamp(number, record, "releasedAt")
+    if released_at is not None and created_at is not None and released_at < created_at:
+        raise InvalidInput(f"line {number}: 'releasedAt' is before 'createdAt'")
+    if released_at is not None and created_at is None:
+        raise InvalidInput(f"line {number}: 'releasedAt' needs a 'createdAt'")
+    return NewSession(
+        organization_id=_uuid(number, record, "organization"),
+        user_id=_uuid(number, record, "user"),
+        device_id=_uuid(number, record, "device"),
+        created_at=created_at,
+        released_at=released_at,
+        id=_uuid(number, record, "id") if record.get("id") is not None else None,
+    )
+
+
+def _uuid(number: int, record: dict, field: str) -> uuid.UUID:
+    value = record[field]
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(f"line {number}: '{field}' must be a UUID string") from None
+
+
+def _timestamp(number: int, record: dict, field: str) -> datetime | None:
+    value = record.get(field)
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError("not a string")
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise InvalidInput(f"line {number}: '{field}' is not an RFC 3339 timestamp with an offset ({exc})") from None
+
+
+class _ReferenceChecker:
+    """Checks that every referenced row exists, remembering what it has seen across chunks."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+        self._known: dict[object, set] = {Organization: set(), User: set(), Device: set(), Membership: set()}
+
+    def check(self, chunk: list[tuple[int, NewSession]]) -> None:
+        self._load(Organization, {new.organization_id for _, new in chunk})
+        self._load(User, {new.user_id for _, new in chunk})
+        self._load(Device, {new.device_id for _, new in chunk})
+        self._load_memberships({(new.organization_id, new.user_id) for _, new in chunk})
+        taken_ids = self._taken_session_ids({new.id for _, new in chunk if new.id is not None})
+        for number, new in chunk:
+            for table, value, what in (
+                (Organization, new.organization_id, "organization"),
+                (User, new.user_id, "user"),
+                (Device, new.device_id, "device"),
+            ):
+                if value not in self._known[table]:
+                    raise InvalidInput(f"line {number}: no {what} with id {value}")
+            if (new.organization_id, new.user_id) not in self._known[Membership]:
+                raise InvalidInput(
+                    f"line {number}: user {new.user_id} is not a member of organization {new.organization_id}"
+                )
+            if new.id in taken_ids:
+                raise InvalidInput(f"line {number}: a session with id {new.id} already exists")
+
+    def _load(self, table, ids: set[uuid.UUID]) -> None:
+        rows = self._select_in((table.id,), table.id, ids - self._known[table])
+        self._known[table].update(row[0] for row in rows)
+
+    def _load_memberships(self, pairs: set[tuple[uuid.UUID, uuid.UUID]]) -> None:
+        organizations = {org for org, _ in pairs - self._known[Membership]}
+        rows = self._select_in((Membership.organization_id, Membership.user_id), Membership.organization_id, organizations)
+        self._known[Membership].update((row[0], row[1]) for row in rows)
+
+    def _taken_session_ids(self, ids: set[uuid.UUID]) -> set[uuid.UUID]:
+        return {row[0] for row in self._select_in((SessionRecord.id,), SessionRecord.id, ids)}
+
+    def _select_in(self, columns: tuple, key, values: set) -> Iterator:
+        """Rows whose `key` is one of `values`, in IN queries of bounded size."""
+        pending = list(values)
+        for start in range(0, len(pending), 500):
+            yield from self._conn.execute(select(*columns).where(key.in_(pending[start : start + 500])))

@@ -1,0 +1,191 @@
+"""Sessions: the page query, lookup by id, and creation with a unique `created_at`.
+
+Paging is exact because `created_at` is unique within an organization (a unique index,
+which is also the index the page query walks). A new session gets the first free
+microsecond at or after the instant it asks for; without one it gets
+max(now, newest + 1 µs), so it is never older than a session already listed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Row, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from models.errors import NotFound
+from models.tables import Device, SessionRecord
+from sessions_api import db
+from sessions_api.timestamps import MICROSECOND, utcnow
+
+# What a session answers with: the session and its device, in one row.
+_SESSION_ROW = select(
+    SessionRecord.id,
+    SessionRecord.organization_id,
+    SessionRecord.user_id,
+    SessionRecord.device_id,
+    Device.platform,
+    Device.type,
+    Device.name,
+    Device.os_version,
+    SessionRecord.created_at,
+    SessionRecord.released_at,
+).join(Device, Device.id == SessionRecord.device_id)
+
+# Writers that lose a race for an instant (PostgreSQL, several processes) try again.
+_INSERT_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Row]
+    has_more: bool
+
+
+def list_page(organization_id: uuid.UUID, limit: int, before: datetime | None) -> Page:
+    """Up to `limit` sessions created strictly before `before`, newest first."""
+    query = (
+        _SESSION_ROW.where(SessionRecord.organization_id == organization_id)
+        .order_by(SessionRecord.created_at.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(SessionRecord.created_at < before)
+    with db.reading() as conn:
+        rows = conn.execute(query).all()
+    return Page(rows=rows[:limit], has_more=len(rows) > limit)
+
+
+def get_session(organization_id: uuid.UUID, session_id: uuid.UUID) -> Row:
+    query = _SESSION_ROW.where(SessionRecord.id == session_id, SessionRecord.organization_id == organization_id)
+    with db.reading() as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        raise NotFound("No session with this id exists in the selected organization.")
+    return row
+
+
+@dataclass(frozen=True)
+class NewSession:
+    organization_id: uuid.UUID
+    user_id: uuid.UUID
+    device_id: uuid.UUID
+    created_at: datetime | None = None  # None: now
+    released_at: datetime | None = None
+    id: uuid.UUID | None = None
+
+
+def create_session(new: NewSession) -> Row:
+    """Insert one session; returns it as `get_session` would."""
+    (session_id,) = insert_sessions([new])
+    return get_session(new.organization_id, session_id)
+
+
+def insert_sessions(batch: list[NewSession], conn: Connection | None = None) -> list[uuid.UUID]:
+    """Insert sessions, each at the first free instant of its organization; returns their ids.
+
+    With `conn`, inserts inside the caller's transaction (which then owns any retry).
+    """
+    if conn is not None:
+        return _insert(conn, batch)
+    for attempt in range(_INSERT_ATTEMPTS):
+        try:
+            with db.writing() as session:
+                return _insert(session.connection(), batch)
+        except IntegrityError as exc:
+            if not _is_instant_collision(exc) or attempt == _INSERT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _insert(conn: Connection, batch: list[NewSession]) -> list[uuid.UUID]:
+    rows = []
+    by_organization: dict[uuid.UUID, list[int]] = {}
+    for index, new in enumerate(batch):
+        by_organization.setdefault(new.organization_id, []).append(index)
+    instants: dict[int, datetime] = {}
+    for organization_id, indexes in by_organization.items():
+        allocator = InstantAllocator(conn, organization_id)
+        for index in indexes:
+            instants[index] = allocator.allocate(batch[index].created_at)
+    for index, new in enumerate(batch):
+        created_at = instants[index]
+        released_at = new.released_at
+        if released_at is not None and released_at < created_at:
+            # Only possible when moving to a free instant passed it: keep the order.
+            released_at = created_at
+        rows.append(
+            {
+                "id": new.id or uuid.uuid4(),
+                "organization_id": new.organization_id,
+                "user_id": new.user_id,
+                "device_id": new.device_id,
+                "created_at": created_at,
+                "released_at": released_at,
+            }
+        )
+    if rows:
+        conn.execute(insert(SessionRecord), rows)
+    return [row["id"] for row in rows]
+
+
+class InstantAllocator:
+    """Hands out instants unique within one organization, reading the taken ones by range."""
+
+    _WINDOW = 4096  # microseconds read ahead past a wanted instant
+
+    def __init__(self, conn: Connection, organization_id: uuid.UUID) -> None:
+        self._conn = conn
+        self._organization_id = organization_id
+        self._taken: set[datetime] = set()
+        self._known: list[tuple[datetime, datetime]] = []  # ranges whose taken instants are loaded
+        self._newest: datetime | None = None
+        self._newest_loaded = False
+
+    def allocate(self, wanted: datetime | None) -> datetime:
+        if wanted is None:
+            wanted = max(utcnow(), self._after_newest())
+        instant = wanted
+        while True:
+            self._load_around(instant)
+            if instant not in self._taken:
+                break
+            instant += MICROSECOND
+        self._taken.add(instant)
+        if self._newest is None or instant > self._newest:
+            self._newest = instant
+        return instant
+
+    def _after_newest(self) -> datetime:
+        if not self._newest_loaded:
+            newest = self._conn.execute(
+                select(func.max(SessionRecord.created_at)).where(
+                    SessionRecord.organization_id == self._organization_id
+                )
+            ).scalar()
+            if newest is not None and (self._newest is None or newest > self._newest):
+                self._newest = newest
+            self._newest_loaded = True
+        return self._newest + MICROSECOND if self._newest is not None else utcnow()
+
+    def _load_around(self, instant: datetime) -> None:
+        if any(low <= instant <= high for low, high in self._known):
+            return
+        high = instant + self._WINDOW * MICROSECOND
+        column = SessionRecord.created_at
+        taken = self._conn.execute(
+            select(column).where(
+                SessionRecord.organization_id == self._organization_id, column >= instant, column <= high
+            )
+        ).scalars()
+        self._taken.update(taken)
+        self._known.append((instant, high))
+
+
+def _is_instant_collision(exc: IntegrityError) -> bool:
+    text = str(exc.orig).lower()
+    return "uq_sessions_organization_created_at" in text or (
+        "unique" in text and "sessions.organization_id, sessions.created_at" in text
+    )

@@ -1,0 +1,94 @@
+"""The tables. Ids are UUIDs; every timestamp is an aware UTC datetime (see UTCDateTime)."""
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Column, Enum, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.types import UTCDateTime
+from sessions_api.timestamps import utcnow
+
+
+class Role(str, enum.Enum):
+    admin = "admin"
+    readwrite = "readwrite"
+    readonly = "readonly"
+
+
+class Organization(SQLModel, table=True):
+    __tablename__ = "organizations"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=200)
+    # A user's Personal organization, made with the user; it is their default.
+    personal: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    email: str = Field(max_length=320, unique=True)
+    name: str | None = Field(default=None, max_length=200)
+    default_organization_id: uuid.UUID = Field(foreign_key="organizations.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Membership(SQLModel, table=True):
+    __tablename__ = "memberships"
+
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id", primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, index=True)
+    role: Role = Field(sa_column=Column(Enum(Role, name="role", native_enum=False, length=16), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key. The secret is never stored: only its SHA-256, found by the key's lookup id."""
+
+    __tablename__ = "api_keys"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    lookup_id: str = Field(max_length=32, unique=True)
+    secret_hash: str = Field(max_length=64)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    # A bound key acts on this organization only.
+    organization_id: uuid.UUID | None = Field(default=None, foreign_key="organizations.id")
+    name: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Device(SQLModel, table=True):
+    __tablename__ = "devices"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    platform: str = Field(max_length=32)
+    type: str = Field(max_length=32)
+    name: str = Field(max_length=200)
+    os_version: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SessionRecord(SQLModel, table=True):
+    """A session. `created_at` is unique within an organization: it is the paging cursor, and
+    the unique index on (organization_id, created_at) is also the index the page query reads."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "created_at", name="uq_sessions_organization_created_at"),
+        CheckConstraint("released_at IS NULL OR released_at >= created_at", name="ck_sessions_released_after_created"),
+        Index("ix_sessions_device_id", "device_id"),
+        Index("ix_sessions_user_id", "user_id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id")
+    user_id: uuid.UUID = Field(foreign_key="users.id")
+    device_id: uuid.UUID = Field(foreign_key="devices.id")
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,0 +1,1 @@
+"""The Sessions API server: app factory, settings, database, auth, errors and CLI."""

@@ -1,0 +1,129 @@
+"""One error shape for every failure: `{"error": {"code": ..., "message": ...}}`.
+
+Errors come from three places and all are mapped here: our own `ApiError` and the data
+layer's exceptions; Connexion's problems (request validation, security) and Starlette's
+HTTP exceptions (unknown route, wrong method), which share the base class HTTPException;
+and anything unexpected, which becomes a logged 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import orjson
+from connexion import AsyncApp
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from starlette.exceptions import HTTPException
+
+from models.errors import AccessDenied, DataError, InvalidInput, NotFound
+from sessions_api.request_context import current_request_id
+
+logger = logging.getLogger(__name__)
+
+CODE_BY_STATUS = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+UNAUTHENTICATED_MESSAGE = "Send a valid API key as 'Authorization: Bearer <key>'."
+FORBIDDEN_MESSAGE = "The selected organization does not exist or you are not a member of it."
+
+
+class ApiError(Exception):
+    """An error answer decided by our own code."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code or CODE_BY_STATUS[status]
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None) -> ConnexionResponse:
+    return ConnexionResponse(
+        status_code=status,
+        mimetype="application/json",
+        body=orjson.dumps({"error": {"code": code, "message": message}}),
+        headers=headers or {},
+    )
+
+
+def register(app: AsyncApp) -> None:
+    app.add_error_handler(ApiError, _api_error)
+    app.add_error_handler(DataError, _data_error)
+    # Connexion registers its own handler for ProblemException, the more specific class.
+    app.add_error_handler(ProblemException, _http_exception)
+    app.add_error_handler(HTTPException, _http_exception)
+    app.add_error_handler(Exception, _unexpected)
+
+
+async def _api_error(_request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def _data_error(_request: ConnexionRequest, exc: DataError) -> ConnexionResponse:
+    if isinstance(exc, AccessDenied):
+        return error_response(403, "forbidden", FORBIDDEN_MESSAGE)
+    if isinstance(exc, NotFound):
+        return error_response(404, "not_found", str(exc))
+    if isinstance(exc, InvalidInput):
+        return error_response(400, "invalid_request", str(exc))
+    return await _unexpected(_request, exc)
+
+
+async def _http_exception(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if status >= 500:
+        # Also where a response that breaks the spec lands when responses are validated.
+        logger.error("%s %s failed with %s: %s", request.method, request.url.path, status, exc.detail)
+        return _internal_error_response(status)
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+        return error_response(401, "unauthenticated", UNAUTHENTICATED_MESSAGE, headers)
+    if status == 403:
+        return error_response(403, "forbidden", FORBIDDEN_MESSAGE, headers)
+    if status == 404:
+        message = f"No operation of this API is at {request.url.path}."
+    elif status == 405:
+        allowed = headers.get("Allow") or headers.get("allow") or ""
+        message = f"{request.method} is not allowed here; allowed: {allowed}."
+    else:
+        message = _readable(exc.detail) or f"The request was rejected ({status})."
+    return error_response(status, CODE_BY_STATUS.get(status, "invalid_request"), message, headers)
+
+
+async def _unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    logger.error("%s %s raised an unexpected error", request.method, request.url.path, exc_info=exc)
+    return _internal_error_response(500)
+
+
+def _internal_error_response(status: int) -> ConnexionResponse:
+    return error_response(status, CODE_BY_STATUS.get(status, "internal_error"), internal_error_message())
+
+
+def internal_error_message() -> str:
+    return f"An unexpected error occurred; it was logged with request id {current_request_id()}."
+
+
+def _readable(detail: object) -> str:
+    """Connexion's validation details, made into one sentence without schema dumps."""
+    text = str(detail or "").strip()
+    text = text.split("\n\nFailed validating", 1)[0]
+    text = re.sub(r"\s+", " ", text)
+    if text and not text.endswith("."):
+        text += "."
+    return text[:1].upper() + text[1:500]

@@ -1,0 +1,74 @@
+"""One settings object, read from environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SPEC_PATH = PROJECT_ROOT / "openapi" / "sessions.yaml"
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name} must be true or false, not {raw!r}")
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the server; `Settings.from_env()` is the only reader of the environment."""
+
+    database_url: str = "sqlite:///./sessions.db"
+    # Validating every response against the spec costs ~13x throughput: tests turn it on.
+    validate_responses: bool = False
+    log_level: str = "INFO"
+    # `lastUsedAt` of an API key is written at most this often, to keep reads write-free.
+    key_last_used_interval_seconds: int = 60
+    sqlite_busy_timeout_ms: int = 5000
+    spec_path: Path = field(default=SPEC_PATH)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(
+            database_url=os.environ.get("DATABASE_URL") or cls.database_url,
+            validate_responses=_bool("SESSIONS_API_VALIDATE_RESPONSES", cls.validate_responses),
+            log_level=(os.environ.get("SESSIONS_API_LOG_LEVEL") or cls.log_level).upper(),
+            key_last_used_interval_seconds=_int(
+                "SESSIONS_API_KEY_LAST_USED_INTERVAL", cls.key_last_used_interval_seconds
+            ),
+            sqlite_busy_timeout_ms=_int("SESSIONS_API_SQLITE_BUSY_TIMEOUT_MS", cls.sqlite_busy_timeout_ms),
+        )
+
+
+_current: Settings | None = None
+
+
+def configure(settings: Settings) -> None:
+    """Make `settings` the ones `current()` returns (the app factory calls this)."""
+    global _current
+    _current = settings
+
+
+def current() -> Settings:
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
