@@ -1,0 +1,67 @@
+"""Demo data for `sessions-api serve --demo`, made through the product's own code paths."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from models import Role, User, devices, keys, session_import, tenancy
+from sessions_api import db
+from sessions_api.timestamps import format_utc, utcnow
+
+DEMO_EMAIL = "demo@example.com"
+_DEVICES = [
+    ("ios", "simulator", "iPhone 16 Pro", "18.2"),
+    ("ios", "physical", "iPhone 15", "17.6"),
+    ("ios", "simulator", "iPad Air 13-inch", "18.1"),
+    ("android", "emulator", "Pixel 9", "15"),
+    ("android", "physical", "Galaxy S24", "14"),
+    ("android", "emulator", "Pixel Tablet", "14"),
+]
+
+
+@dataclass(frozen=True)
+class Demo:
+    secret: str
+    personal_organization_id: str
+    team_organization_id: str | None
+
+
+def load_demo(sessions_per_org: int = 240, seed: int = 7) -> Demo:
+    """Load the demo data once; every call makes a new API key for the demo user."""
+    with db.reading() as conn:
+        existing = conn.execute(select(User.id, User.default_organization_id).where(User.email == DEMO_EMAIL)).first()
+    if existing is not None:
+        _, secret = keys.create_key(existing.id, name="demo")
+        return Demo(secret, str(existing.default_organization_id), None)
+
+    rng = random.Random(seed)
+    demo_user, personal = tenancy.create_user(DEMO_EMAIL, "Demo User")
+    teammate, _ = tenancy.create_user("tester@example.com", "Tess Tester")
+    viewer, _ = tenancy.create_user("viewer@example.com", "Vic Viewer")
+    team = tenancy.create_organization("Acme Mobile QA")
+    for user, role in ((demo_user, Role.admin), (teammate, Role.readwrite), (viewer, Role.readonly)):
+        tenancy.add_member(team.id, user.id, role)
+    fleet = [devices.add_device(*spec) for spec in _DEVICES]
+
+    lines = []
+    now = utcnow()
+    for organization, users, count in ((team, (demo_user, teammate), sessions_per_org), (personal, (demo_user,), 12)):
+        for index in range(count):
+            started = now - timedelta(minutes=rng.randint(5, 60 * 24 * 30))
+            record = {
+                "organization": str(organization.id),
+                "user": str(rng.choice(users).id),
+                "device": str(rng.choice(fleet).id),
+                "createdAt": format_utc(started),
+            }
+            if index % 20:  # one in twenty is still live
+                record["releasedAt"] = format_utc(started + timedelta(minutes=rng.randint(1, 90)))
+            lines.append(json.dumps(record))
+    session_import.import_sessions(lines)
+    _, secret = keys.create_key(demo_user.id, name="demo")
+    return Demo(secret, str(personal.id), str(team.id))

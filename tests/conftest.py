@@ -1,0 +1,131 @@
+"""Fixtures: a fresh database per test, the real app in-process, and data made through the
+product's own data layer (the same functions the CLI calls)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import pytest
+from starlette.testclient import TestClient
+
+from models import Role, devices, keys, session_import, tenancy
+from models.tables import Device, Organization, User
+from sessions_api import db
+from sessions_api.app import create_app
+from sessions_api.settings import Settings
+from sessions_api.timestamps import format_utc
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/sessions.db"
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    # Responses are validated against the spec in every test: a drifting response fails loudly.
+    return Settings(database_url=database_url, validate_responses=True)
+
+
+@pytest.fixture
+def app(settings: Settings):
+    app = create_app(settings)
+    db.create_schema()
+    return app
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@dataclass
+class Member:
+    user: User
+    personal: Organization
+    secret: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret}"}
+
+    def acting_on(self, organization_id) -> dict[str, str]:
+        return {**self.headers, "X-Organization-Id": str(organization_id)}
+
+
+class World:
+    """Builds users, organizations, keys, devices and sessions through the data layer."""
+
+    def __init__(self) -> None:
+        self._device: Device | None = None
+
+    def member(self, email: str | None = None, *, of: Sequence[tuple[Organization, Role]] = (), bound_to=None) -> Member:
+        user, personal = tenancy.create_user(email or f"user-{uuid.uuid4().hex[:8]}@example.com")
+        for organization, role in of:
+            tenancy.add_member(organization.id, user.id, role)
+        _, secret = keys.create_key(user.id, bound_to.id if bound_to is not None else None)
+        return Member(user, personal, secret)
+
+    def organization(self, name: str = "Team") -> Organization:
+        return tenancy.create_organization(name)
+
+    def device(self) -> Device:
+        if self._device is None:
+            self._device = devices.add_device("android", "emulator", "Pixel 9", "15")
+        return self._device
+
+    def sessions(
+        self,
+        organization: Organization,
+        user: User,
+        created: Sequence[datetime | None],
+        released: Sequence[datetime | None] | None = None,
+    ) -> int:
+        """Import one session per entry of `created` (None: now) through the import path."""
+        device = self.device()
+        lines = []
+        for index, created_at in enumerate(created):
+            record = {"organization": str(organization.id), "user": str(user.id), "device": str(device.id)}
+            if created_at is not None:
+                record["createdAt"] = format_utc(created_at)
+            if released is not None and released[index] is not None:
+                record["releasedAt"] = format_utc(released[index])
+            lines.append(json.dumps(record))
+        return session_import.import_sessions(lines)
+
+
+@pytest.fixture
+def world(app) -> World:
+    return World()
+
+
+def list_all(client: TestClient, headers: dict, limit: int = 100, **params) -> list[dict]:
+    """Follow nextCursor from the first page to the last; returns every session seen."""
+    seen: list[dict] = []
+    query = {"limit": limit, **params}
+    for _ in range(100_000):
+        response = client.get("/api/v1/sessions", params=query, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seen.extend(body["data"])
+        if "nextCursor" not in body:
+            return seen
+        assert body["data"], "a page with a nextCursor must not be empty"
+        query["before"] = body["nextCursor"]
+    raise AssertionError("pagination did not end")
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert "Traceback" not in response.text
+    return body

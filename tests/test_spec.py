@@ -1,0 +1,104 @@
+"""The contract itself: valid OpenAPI 3.0.3, complete operations, examples that validate."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate
+from openapi_spec_validator.readers import read_from_filename
+
+from sessions_api.settings import SPEC_PATH
+
+METHODS = {"get", "put", "post", "patch", "delete"}
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict:
+    return yaml.safe_load(SPEC_PATH.read_text())
+
+
+def _resolve(node, root):
+    """The spec with every local $ref replaced by what it points to."""
+    if isinstance(node, dict):
+        if set(node) == {"$ref"}:
+            target = root
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            return _resolve(target, root)
+        return {key: _resolve(value, root) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolve(item, root) for item in node]
+    return node
+
+
+def _operations(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, method, operation
+
+
+def test_spec_is_valid_openapi_3_0_3(spec):
+    spec_dict, base_uri = read_from_filename(str(SPEC_PATH))
+    validate(spec_dict, base_uri=base_uri)
+    assert spec["openapi"] == "3.0.3"
+
+
+def test_every_operation_is_fully_documented(spec):
+    operation_ids = set()
+    for path, method, operation in _operations(spec):
+        where = f"{method.upper()} {path}"
+        assert re.fullmatch(r"[a-z]+[A-Z][A-Za-z]*", operation["operationId"]), where
+        operation_ids.add(operation["operationId"])
+        assert operation["summary"] and operation["description"], where
+        assert len(operation["tags"]) == 1, where
+        assert operation["security"] == [{"bearerAuth": []}], where
+        expected = {"200", "400", "401", "403", "500"} | ({"404"} if "{" in path else set())
+        assert expected <= set(operation["responses"]), where
+        for status, response in operation["responses"].items():
+            if status.startswith(("4", "5")):
+                assert response["$ref"].startswith("#/components/responses/"), where
+    assert operation_ids == {"listSessions", "getSession"}
+
+
+def test_every_error_response_uses_the_envelope(spec):
+    for name, response in spec["components"]["responses"].items():
+        content = response["content"]
+        assert list(content) == ["application/json"], name
+        assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}, name
+        assert "X-Request-Id" in response["headers"], name
+    assert "WWW-Authenticate" in spec["components"]["responses"]["Unauthenticated"]["headers"]
+
+
+def _examples_with_schemas(spec):
+    resolved = _resolve(spec, spec)
+    for path, method, operation in _operations(resolved):
+        for parameter in operation.get("parameters", []):
+            yield f"{method} {path} parameter {parameter['name']}", parameter["example"], parameter["schema"]
+        for status, response in operation["responses"].items():
+            for media in response.get("content", {}).values():
+                examples = media.get("examples", {})
+                assert examples, f"{method} {path} {status} has no example"
+                for name, example in examples.items():
+                    yield f"{method} {path} {status} {name}", example["value"], media["schema"]
+
+
+def test_every_example_validates_against_its_schema(spec):
+    checked = 0
+    for where, value, schema in _examples_with_schemas(spec):
+        errors = list(OAS30Validator(schema).iter_errors(value))
+        assert not errors, f"{where}: {errors[0].message}"
+        checked += 1
+    assert checked >= 15
+
+
+def test_every_component_is_used(spec):
+    text = SPEC_PATH.read_text()
+    for section, entries in spec["components"].items():
+        if section == "securitySchemes":
+            continue
+        for name in entries:
+            assert f"#/components/{section}/{name}'" in text, f"components/{section}/{name} is never referenced"
