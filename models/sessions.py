@@ -101,17 +101,16 @@ def insert_sessions(batch: list[NewSession], conn: Connection | None = None) -> 
 
 
 def _insert(conn: Connection, batch: list[NewSession]) -> list[uuid.UUID]:
-    rows = []
     by_organization: dict[uuid.UUID, list[int]] = {}
     for index, new in enumerate(batch):
         by_organization.setdefault(new.organization_id, []).append(index)
-    instants: dict[int, datetime] = {}
+    instants: list[datetime | None] = [None] * len(batch)
     for organization_id, indexes in by_organization.items():
-        allocator = InstantAllocator(conn, organization_id)
-        for index in indexes:
-            instants[index] = allocator.allocate(batch[index].created_at)
-    for index, new in enumerate(batch):
-        created_at = instants[index]
+        allocated = InstantAllocator(conn, organization_id).allocate([batch[i].created_at for i in indexes])
+        for index, instant in zip(indexes, allocated):
+            instants[index] = instant
+    rows = []
+    for new, created_at in zip(batch, instants):
         released_at = new.released_at
         if released_at is not None and released_at < created_at:
             # Only possible when moving to a free instant passed it: keep the order.
@@ -132,56 +131,72 @@ def _insert(conn: Connection, batch: list[NewSession]) -> list[uuid.UUID]:
 
 
 class InstantAllocator:
-    """Hands out instants unique within one organization, reading the taken ones by range."""
+    """Hands out instants unique within one organization: each wanted instant gets the first
+    free microsecond at or after it; no wanted instant (None) means max(now, newest + 1 µs).
 
-    _WINDOW = 4096  # microseconds read ahead past a wanted instant
+    Taken instants are read by range, once per batch in the common case; runs of taken
+    instants are skipped with path compression, so a batch of n equal instants costs O(n).
+    """
 
     def __init__(self, conn: Connection, organization_id: uuid.UUID) -> None:
         self._conn = conn
         self._organization_id = organization_id
         self._taken: set[datetime] = set()
-        self._known: list[tuple[datetime, datetime]] = []  # ranges whose taken instants are loaded
+        self._skip: dict[datetime, datetime] = {}
+        self._loaded: tuple[datetime, datetime] | None = None  # the range read so far
         self._newest: datetime | None = None
-        self._newest_loaded = False
 
-    def allocate(self, wanted: datetime | None) -> datetime:
-        if wanted is None:
-            wanted = max(utcnow(), self._after_newest())
-        instant = wanted
+    def allocate(self, wanted: list[datetime | None]) -> list[datetime]:
+        explicit = [instant for instant in wanted if instant is not None]
+        if explicit:
+            self._load(min(explicit), max(explicit) + len(wanted) * MICROSECOND)
+        allocated = []
+        for instant in wanted:
+            if instant is None:
+                instant = max(utcnow(), self._after_newest())
+            instant = self._first_free(instant)
+            self._taken.add(instant)
+            if self._newest is not None and instant > self._newest:
+                self._newest = instant
+            allocated.append(instant)
+        return allocated
+
+    def _first_free(self, instant: datetime) -> datetime:
         while True:
-            self._load_around(instant)
-            if instant not in self._taken:
-                break
-            instant += MICROSECOND
-        self._taken.add(instant)
-        if self._newest is None or instant > self._newest:
-            self._newest = instant
-        return instant
+            if self._loaded is None or not self._loaded[0] <= instant <= self._loaded[1]:
+                self._load(instant, instant + 4096 * MICROSECOND)
+            path = []
+            while instant in self._taken and instant <= self._loaded[1]:
+                path.append(instant)
+                instant = self._skip.get(instant, instant + MICROSECOND)
+            for step in path:
+                self._skip[step] = instant
+            if instant <= self._loaded[1]:
+                return instant
 
-    def _after_newest(self) -> datetime:
-        if not self._newest_loaded:
-            newest = self._conn.execute(
-                select(func.max(SessionRecord.created_at)).where(
-                    SessionRecord.organization_id == self._organization_id
-                )
-            ).scalar()
-            if newest is not None and (self._newest is None or newest > self._newest):
-                self._newest = newest
-            self._newest_loaded = True
-        return self._newest + MICROSECOND if self._newest is not None else utcnow()
-
-    def _load_around(self, instant: datetime) -> None:
-        if any(low <= instant <= high for low, high in self._known):
-            return
-        high = instant + self._WINDOW * MICROSECOND
+    def _load(self, low: datetime, high: datetime) -> None:
+        """Read the taken instants in [low, high], extending the loaded range to cover it."""
+        if self._loaded is not None:
+            if self._loaded[0] <= low and high <= self._loaded[1]:
+                return
+            if low <= self._loaded[1] + MICROSECOND and high >= self._loaded[0]:
+                low, high = min(low, self._loaded[0]), max(high, self._loaded[1])
+            # Otherwise the old range is left behind; what it holds stays taken (in this batch too).
         column = SessionRecord.created_at
         taken = self._conn.execute(
-            select(column).where(
-                SessionRecord.organization_id == self._organization_id, column >= instant, column <= high
-            )
+            select(column).where(SessionRecord.organization_id == self._organization_id, column >= low, column <= high)
         ).scalars()
         self._taken.update(taken)
-        self._known.append((instant, high))
+        self._loaded = (low, high)
+
+    def _after_newest(self) -> datetime:
+        if self._newest is None:
+            newest = self._conn.execute(
+                select(func.max(SessionRecord.created_at)).where(SessionRecord.organization_id == self._organization_id)
+            ).scalar()
+            known = max(self._taken, default=None)
+            self._newest = max(filter(None, (newest, known)), default=utcnow() - MICROSECOND)
+        return self._newest + MICROSECOND
 
 
 def _is_instant_collision(exc: IntegrityError) -> bool:
