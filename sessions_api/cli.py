@@ -186,5 +186,6 @@ def logging_config(level: str) -> dict:
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
         "root": {"handlers": ["stderr"], "level": level},
-        "loggers": {"uvicorn.access": {"level": "WARNING"}},
+        # Our access log replaces uvicorn's; Connexion logs every 401 at INFO.
+        "loggers": {"uvicorn.access": {"level": "WARNING"}, "connexion": {"level": "WARNING"}},
     }

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from models import Role, User, devices, keys, session_import, tenancy
+from models import Membership, Organization, Role, User, devices, keys, session_import, tenancy
 from sessions_api import db
 from sessions_api.timestamps import format_utc, utcnow
 
@@ -35,9 +35,14 @@ def load_demo(sessions_per_org: int = 240, seed: int = 7) -> Demo:
     """Load the demo data once; every call makes a new API key for the demo user."""
     with db.reading() as conn:
         existing = conn.execute(select(User.id, User.default_organization_id).where(User.email == DEMO_EMAIL)).first()
+        team_id = conn.execute(
+            select(Organization.id)
+            .join(Membership, Membership.organization_id == Organization.id)
+            .where(Membership.user_id == existing.id, Organization.personal.is_(False))
+        ).scalar() if existing else None
     if existing is not None:
         _, secret = keys.create_key(existing.id, name="demo")
-        return Demo(secret, str(existing.default_organization_id), None)
+        return Demo(secret, str(existing.default_organization_id), str(team_id) if team_id else None)
 
     rng = random.Random(seed)
     demo_user, personal = tenancy.create_user(DEMO_EMAIL, "Demo User")

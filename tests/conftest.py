@@ -25,6 +25,12 @@ def database_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/sessions.db"
 
 
+@pytest.fixture(scope="module")
+def database_url_for_module(tmp_path_factory) -> str:
+    """A database shared by one module's tests (for a server process that outlives a test)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('db')}/sessions.db"
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     # Responses are validated against the spec in every test: a drifting response fails loudly.

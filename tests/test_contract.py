@@ -1,0 +1,91 @@
+"""Schemathesis against a real server process, with response validation on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings, strategies as st
+from schemathesis import GenerationMode
+
+from sessions_api.settings import SPEC_PATH
+from tests.live_server import cli_json, running_server, server_env
+
+ST = str(Path(sys.executable).parent / "st")
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def live_api(tmp_path_factory, database_url_for_module):
+    """A server holding two organizations with sessions, and a key of a member of one."""
+    workdir = tmp_path_factory.mktemp("contract")
+    env = server_env(database_url_for_module, SESSIONS_API_VALIDATE_RESPONSES="true")
+    alice = cli_json(env, "user", "create", "--email", "alice@example.com")
+    bob = cli_json(env, "user", "create", "--email", "bob@example.com")
+    team = cli_json(env, "org", "create", "--name", "Team")
+    cli_json(env, "member", "add", "--org", team["id"], "--user", alice["id"], "--role", "readonly")
+    device = cli_json(env, "device", "add", "--platform", "ios", "--type", "simulator", "--name", "iPhone", "--os-version", "18")
+    lines = []
+    for index in range(40):
+        owner, organization = (alice, team["id"]) if index % 2 else (bob, bob["defaultOrganization"])
+        record = {"organization": organization, "user": owner["id"], "device": device["id"],
+                  "createdAt": f"2026-01-01T00:00:{index:02d}Z"}
+        if index % 3:
+            record["releasedAt"] = f"2026-01-01T00:01:{index:02d}Z"
+        lines.append(json.dumps(record))
+    (workdir / "sessions.jsonl").write_text("\n".join(lines))
+    cli_json(env, "session", "import", str(workdir / "sessions.jsonl"))
+    key = cli_json(env, "key", "create", "--user", alice["id"], "--org", team["id"])
+    with running_server(env, log_path=workdir / "server.log") as (base, _process):
+        yield base, key["secret"], workdir
+
+
+def test_schemathesis_finds_nothing_with_a_real_key(live_api):
+    base, secret, workdir = live_api
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    command = [
+        ST, "run", str(SPEC_PATH), "--url", base,
+        "--header", f"Authorization: Bearer {secret}",
+        "--checks", "all", "--max-examples", os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "80"),
+        "--seed", os.environ.get("SCHEMATHESIS_SEED", "20261128"),
+        "--phases", "examples,coverage,fuzzing,stateful",
+        "--request-timeout", "10", "--workers", "2",
+        "--report", "junit", "--report-dir", str(ARTIFACTS / "schemathesis"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    report = done.stdout + done.stderr
+    assert done.returncode == 0, report
+    assert "No issues found" in report, report
+    assert "2 selected / 2 total" in report, report
+    server_log = (workdir / "server.log").read_text()
+    assert "Traceback" not in server_log, server_log
+
+
+def test_every_operation_rejects_requests_without_credentials(live_api):
+    base, _secret, _workdir = live_api
+    schema = schemathesis.openapi.from_path(str(SPEC_PATH))
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == 2
+    strategies = [op.as_strategy(mode) for op in operations for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
+    statuses = set()
+
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def check(data):
+        case = data.draw(st.sampled_from(strategies).flatmap(lambda strategy: strategy))
+        case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+        response = case.call(base_url=base)
+        statuses.add(response.status_code)
+        # Security runs before validation: without a key, nothing else is even looked at.
+        assert response.status_code == 401, (case.path, case.query, response.text)
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        assert headers["www-authenticate"] in ("Bearer", ["Bearer"])
+        assert response.json()["error"]["code"] == "unauthenticated"
+
+    check()
+    assert statuses == {401}
