@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, func, insert, select
+from sqlalchemy import Connection, Row, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from models.errors import NotFound
@@ -104,6 +104,7 @@ def _insert(conn: Connection, batch: list[NewSession]) -> list[uuid.UUID]:
     by_organization: dict[uuid.UUID, list[int]] = {}
     for index, new in enumerate(batch):
         by_organization.setdefault(new.organization_id, []).append(index)
+    _lock_organizations(conn, by_organization)
     instants: list[datetime | None] = [None] * len(batch)
     for organization_id, indexes in by_organization.items():
         allocated = InstantAllocator(conn, organization_id).allocate([batch[i].created_at for i in indexes])
@@ -197,6 +198,18 @@ class InstantAllocator:
             known = max(self._taken, default=None)
             self._newest = max(filter(None, (newest, known)), default=utcnow() - MICROSECOND)
         return self._newest + MICROSECOND
+
+
+def _lock_organizations(conn: Connection, organization_ids) -> None:
+    """On PostgreSQL, writers of one organization's sessions take turns until they commit, so
+    that instants are allocated without a race (SQLite's BEGIN IMMEDIATE already serializes
+    writers). The unique index stays the guarantee; this only spares retries."""
+    if conn.dialect.name != "postgresql":
+        return
+    for organization_id in sorted(organization_ids, key=str):  # one order: no deadlocks
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"sessions:{organization_id}"}
+        )
 
 
 def _is_instant_collision(exc: IntegrityError) -> bool:

@@ -11,6 +11,16 @@ from models.types import UTCDateTime
 from sessions_api.timestamps import utcnow
 
 
+# Deterministic constraint names, so that migrations can refer to them on every database.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
 class Role(str, enum.Enum):
     admin = "admin"
     readwrite = "readwrite"
@@ -81,7 +91,7 @@ class SessionRecord(SQLModel, table=True):
     __tablename__ = "sessions"
     __table_args__ = (
         UniqueConstraint("organization_id", "created_at", name="uq_sessions_organization_created_at"),
-        CheckConstraint("released_at IS NULL OR released_at >= created_at", name="ck_sessions_released_after_created"),
+        CheckConstraint("released_at IS NULL OR released_at >= created_at", name="released_after_created"),
         Index("ix_sessions_device_id", "device_id"),
         Index("ix_sessions_user_id", "user_id"),
     )

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import Role, devices, keys, session_import, tenancy
 from models.errors import DataError
-from sessions_api import db, settings as settings_module
+from sessions_api import db, schema, settings as settings_module
 from sessions_api.settings import Settings
 
 
@@ -29,15 +29,26 @@ def _uuid(text: str) -> uuid.UUID:
         raise argparse.ArgumentTypeError(f"{text!r} is not a UUID") from None
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
         settings_module.configure(settings)
         db.configure(settings)
-        db.create_schema()
+        if args.run is not _db_upgrade:
+            schema.ensure_current(migrate=getattr(args, "migrate", False))
         return args.run(args) or 0
-    except (DataError, ValueError) as exc:
+    except (DataError, ValueError, schema.SchemaBehind) as exc:
         print(f"sessions-api: error: {exc}", file=sys.stderr)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
@@ -55,7 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--demo", action="store_true", help="load demo data and print a working API key")
+    serve.add_argument("--workers", type=_positive, default=1, help="number of server processes (default 1)")
+    serve.add_argument("--graceful-timeout", type=_positive, default=30,
+                       help="seconds in-flight requests get to finish on SIGTERM (default 30)")
+    serve.add_argument("--migrate", action="store_true",
+                       help="apply pending migrations first instead of refusing to start")
     serve.set_defaults(run=_serve)
+
+    database = commands.add_parser("db", help="manage the database schema").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    upgrade = database.add_parser("upgrade", help="apply every pending migration")
+    upgrade.add_argument("--json", action="store_true", help="print the result as JSON")
+    upgrade.set_defaults(run=_db_upgrade)
 
     org = _group(commands, "org", "organizations")
     create = _command(org, "create", "create an organization", _org_create)
@@ -155,6 +178,12 @@ def _session_import(args) -> None:
     _report(args, {"imported": count}, f"imported {count} sessions")
 
 
+def _db_upgrade(args) -> None:
+    before, after = schema.upgrade()
+    text = f"database schema upgraded from {before or 'nothing'} to {after}" if before != after else f"database schema is current ({after})"
+    _report(args, {"from": before, "to": after}, text)
+
+
 def _serve(args) -> None:
     import uvicorn
 
@@ -173,6 +202,7 @@ def _serve(args) -> None:
         sys.stdout.flush()
     uvicorn.run(
         "sessions_api.app:create_app", factory=True, host=args.host, port=args.port,
+        workers=args.workers, timeout_graceful_shutdown=args.graceful_timeout,
         log_config=log_config, access_log=False,
     )
 

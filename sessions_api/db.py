@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from sessions_api.settings import Settings
 
@@ -32,12 +32,6 @@ def engine() -> Engine:
     return _engine
 
 
-def create_schema() -> None:
-    import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-
-    SQLModel.metadata.create_all(engine())
-
-
 @contextmanager
 def reading() -> Iterator[Connection]:
     """A read-only connection; its transaction is rolled back when it is returned."""
@@ -56,13 +50,29 @@ def writing() -> Iterator[Session]:
 
 def _create_engine(settings: Settings) -> Engine:
     url = settings.database_url
+    pool = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_seconds,
+    }
     if url.startswith("sqlite"):
-        return _sqlite_engine(url, settings)
-    return create_engine(url, pool_pre_ping=True)
+        return _sqlite_engine(url, settings, pool)
+    if url.startswith("postgresql"):
+        return create_engine(
+            url,
+            # A connection that died with a database restart is replaced, not handed out.
+            pool_pre_ping=True,
+            connect_args={
+                "connect_timeout": settings.db_connect_timeout_seconds,
+                "options": f"-c statement_timeout={int(settings.db_statement_timeout_ms)} -c timezone=UTC",
+            },
+            **pool,
+        )
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
-def _sqlite_engine(url: str, settings: Settings) -> Engine:
-    eng = create_engine(url, connect_args={"check_same_thread": False})
+def _sqlite_engine(url: str, settings: Settings, pool: dict) -> Engine:
+    eng = create_engine(url, connect_args={"check_same_thread": False}, **pool)
 
     @event.listens_for(eng, "connect")
     def _on_connect(dbapi_conn, _record) -> None:

@@ -15,6 +15,8 @@ import orjson
 from connexion import AsyncApp
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from models.errors import AccessDenied, DataError, InvalidInput, NotFound
@@ -39,6 +41,7 @@ CODE_BY_STATUS = {
 }
 UNAUTHENTICATED_MESSAGE = "Send a valid API key as 'Authorization: Bearer <key>'."
 FORBIDDEN_MESSAGE = "The selected organization does not exist or you are not a member of it."
+RETRY_AFTER_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -67,6 +70,9 @@ def register(app: AsyncApp) -> None:
     # Connexion registers its own handler for ProblemException, the more specific class.
     app.add_error_handler(ProblemException, _http_exception)
     app.add_error_handler(HTTPException, _http_exception)
+    app.add_error_handler(PoolTimeout, _unavailable)
+    app.add_error_handler(OperationalError, _unavailable)
+    app.add_error_handler(DBAPIError, _database_error)
     app.add_error_handler(Exception, _unexpected)
 
 
@@ -104,6 +110,22 @@ async def _http_exception(request: ConnexionRequest, exc: HTTPException) -> Conn
     else:
         message = _readable(exc.detail) or f"The request was rejected ({status})."
     return error_response(status, CODE_BY_STATUS.get(status, "invalid_request"), message, headers)
+
+
+async def _unavailable(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """The database is unreachable, overloaded or too slow: a passing condition, so 503."""
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    logger.warning("%s %s: database unavailable: %s", request.method, request.url.path, reason)
+    return error_response(
+        503, "unavailable", f"The database is unavailable right now; retry in {RETRY_AFTER_SECONDS} seconds.",
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _database_error(request: ConnexionRequest, exc: DBAPIError) -> ConnexionResponse:
+    if exc.connection_invalidated:  # the connection died under the statement
+        return await _unavailable(request, exc)
+    return await _unexpected(request, exc)
 
 
 async def _unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:

@@ -32,6 +32,16 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server; `Settings.from_env()` is the only reader of the environment."""
@@ -43,6 +53,14 @@ class Settings:
     # `lastUsedAt` of an API key is written at most this often, to keep reads write-free.
     key_last_used_interval_seconds: int = 60
     sqlite_busy_timeout_ms: int = 5000
+    # Connection pool, per process: size + overflow bounds the connections one worker opens;
+    # a request that waits longer than the pool timeout for one answers 503.
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_pool_timeout_seconds: float = 5.0
+    # PostgreSQL only: no statement runs longer than this; connecting gives up after that.
+    db_statement_timeout_ms: int = 10_000
+    db_connect_timeout_seconds: int = 5
     spec_path: Path = field(default=SPEC_PATH)
 
     @classmethod
@@ -55,6 +73,11 @@ class Settings:
                 "SESSIONS_API_KEY_LAST_USED_INTERVAL", cls.key_last_used_interval_seconds
             ),
             sqlite_busy_timeout_ms=_int("SESSIONS_API_SQLITE_BUSY_TIMEOUT_MS", cls.sqlite_busy_timeout_ms),
+            db_pool_size=_int("SESSIONS_API_DB_POOL_SIZE", cls.db_pool_size),
+            db_max_overflow=_int("SESSIONS_API_DB_MAX_OVERFLOW", cls.db_max_overflow),
+            db_pool_timeout_seconds=_float("SESSIONS_API_DB_POOL_TIMEOUT", cls.db_pool_timeout_seconds),
+            db_statement_timeout_ms=_int("SESSIONS_API_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
+            db_connect_timeout_seconds=_int("SESSIONS_API_DB_CONNECT_TIMEOUT", cls.db_connect_timeout_seconds),
         )
 
 

@@ -4,31 +4,75 @@ product's own data layer (the same functions the CLI calls)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from models import Role, devices, keys, session_import, tenancy
 from models.tables import Device, Organization, User
-from sessions_api import db
 from sessions_api.app import create_app
 from sessions_api.settings import Settings
 from sessions_api.timestamps import format_utc
+from tests.databases import PostgresDatabases, migrate, truncate_all
 
 
-@pytest.fixture
-def database_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path}/sessions.db"
+# Every test that touches the database runs on SQLite, and again on PostgreSQL when
+# TEST_DATABASE_URL names a server (skipped otherwise).
+BACKENDS = ["sqlite", "postgresql"]
 
 
-@pytest.fixture(scope="module")
-def database_url_for_module(tmp_path_factory) -> str:
-    """A database shared by one module's tests (for a server process that outlives a test)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('db')}/sessions.db"
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """A SQLite file migrated from zero once; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "sessions.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresDatabases]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("PostgreSQL: set TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    databases = PostgresDatabases(url)
+    try:
+        yield databases
+    finally:
+        databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_shared(postgres: PostgresDatabases) -> str:
+    """One migrated PostgreSQL database for this test session, emptied before each test."""
+    return postgres.create()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "sessions.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("postgres_shared")
+    truncate_all(url)
+    return url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def database_url_for_module(request, tmp_path_factory) -> str:
+    """A database of its own for one module (for a server process that outlives a test)."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "sessions.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    return request.getfixturevalue("postgres").create()
 
 
 @pytest.fixture
@@ -39,9 +83,7 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings):
-    app = create_app(settings)
-    db.create_schema()
-    return app
+    return create_app(settings)
 
 
 @pytest.fixture

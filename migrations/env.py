@@ -1,0 +1,40 @@
+"""Alembic environment on SQLModel.metadata. Batch mode lets every migration run on SQLite."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlmodel import SQLModel
+
+import models  # noqa: F401  (registers the tables)
+
+target_metadata = SQLModel.metadata
+
+
+def _configure(connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        compare_type=True,
+    )
+
+
+def run_migrations_online() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    from sessions_api import db
+    from sessions_api.settings import Settings
+
+    with db.configure(Settings.from_env()).connect() as connection:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (--sql) migrations are not supported: run them against a database")
+run_migrations_online()
