@@ -65,14 +65,24 @@ def database_url(request, tmp_path) -> str:
     return url
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def database_url_for_module(request, tmp_path_factory) -> str:
-    """A database of its own for one module (for a server process that outlives a test)."""
+def _private_database(request, directory: Path) -> str:
     if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("db") / "sessions.db"
+        path = directory / "sessions.db"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     return request.getfixturevalue("postgres").create()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def database_url_for_module(request, tmp_path_factory) -> str:
+    """A database of its own for one module (for a server process that outlives a test)."""
+    return _private_database(request, tmp_path_factory.mktemp("db"))
+
+
+@pytest.fixture(params=BACKENDS)
+def private_database_url(request, tmp_path) -> str:
+    """A database of its own for one test, for tests that change the schema itself."""
+    return _private_database(request, tmp_path)
 
 
 @pytest.fixture

@@ -1,0 +1,80 @@
+"""The schema comes from Alembic migrations that agree with the models, on both databases."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
+
+import models  # noqa: F401
+from sessions_api import db, schema
+from sessions_api.settings import Settings
+from tests.live_server import COMMAND, server_env
+
+
+@pytest.fixture
+def empty_database_url(private_database_url) -> str:
+    """The test's database, emptied of every table (migrations start from zero)."""
+    database_url = private_database_url
+    db.configure(Settings(database_url=database_url))
+    with db.engine().begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        else:
+            for table in reversed(inspect(conn).get_table_names()):
+                conn.execute(text(f'DROP TABLE "{table}"'))
+    db.engine().dispose()
+    return database_url
+
+
+def test_the_models_and_the_migrations_agree(database_url):
+    db.configure(Settings(database_url=database_url))
+    with db.engine().connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
+    assert differences == []
+    assert schema.current_revision() == schema.head_revision()
+
+
+def test_db_upgrade_builds_an_empty_database_from_zero(empty_database_url):
+    env = server_env(empty_database_url)
+    done = subprocess.run([COMMAND, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"from nothing to {schema.head_revision()}" in done.stdout
+    again = subprocess.run([COMMAND, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "is current" in again.stdout
+    db.configure(Settings(database_url=empty_database_url))
+    with db.engine().connect() as conn:
+        assert {"sessions", "api_keys", "memberships", "users", "organizations", "devices"} <= set(
+            inspect(conn).get_table_names()
+        )
+
+
+def test_serve_refuses_a_database_whose_schema_is_behind(private_database_url):
+    database_url = private_database_url
+    db.configure(Settings(database_url=database_url))
+    with db.engine().begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'an-older-one'"))
+    db.engine().dispose()
+    done = subprocess.run([COMMAND, "serve", "--port", "1"], env=server_env(database_url),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"sessions-api: error: the database schema is at an-older-one, this version needs "
+        f"{schema.head_revision()}: run 'sessions-api db upgrade' first"
+    ]
+
+
+def test_other_commands_refuse_it_too(private_database_url):
+    database_url = private_database_url
+    db.configure(Settings(database_url=database_url))
+    with db.engine().begin() as conn:
+        conn.execute(text("DELETE FROM alembic_version"))
+    db.engine().dispose()
+    done = subprocess.run([COMMAND, "org", "create", "--name", "x"], env=server_env(database_url),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "run 'sessions-api db upgrade' first" in done.stderr
