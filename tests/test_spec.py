@@ -56,7 +56,7 @@ def test_every_operation_is_fully_documented(spec):
         assert operation["summary"] and operation["description"], where
         assert len(operation["tags"]) == 1, where
         assert operation["security"] == [{"bearerAuth": []}], where
-        expected = {"200", "400", "401", "403", "500"} | ({"404"} if "{" in path else set())
+        expected = {"200", "400", "401", "403", "500", "503"} | ({"404"} if "{" in path else set())
         assert expected <= set(operation["responses"]), where
         for status, response in operation["responses"].items():
             if status.startswith(("4", "5")):
@@ -71,6 +71,7 @@ def test_every_error_response_uses_the_envelope(spec):
         assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}, name
         assert "X-Request-Id" in response["headers"], name
     assert "WWW-Authenticate" in spec["components"]["responses"]["Unauthenticated"]["headers"]
+    assert "Retry-After" in spec["components"]["responses"]["Unavailable"]["headers"]
 
 
 def _examples_with_schemas(spec):
