@@ -4,25 +4,49 @@ from __future__ import annotations
 
 import uuid
 
+from connexion import request
 from sqlalchemy import Row
 
-from models import sessions
-from sessions_api.errors import ApiError
-from sessions_api.timestamps import format_utc, parse_rfc3339
+from handlers.listing import cursor, list_body
+from models import leases, sessions
+from sessions_api.timestamps import format_utc
+
+API_BASE = "/api/v1"
 
 
-def listSessions(token_info: dict, limit: int = 100, before: str | None = None) -> dict:
+def listSessions(
+    token_info: dict, limit: int = 100, before: str | None = None, status: str | None = None,
+    platform: str | None = None, device: str | None = None,
+) -> dict:
     principal = token_info["principal"]
-    page = sessions.list_page(principal.organization_id, limit, _cursor(before))
-    body = {"object": "list", "data": [session_json(row) for row in page.rows]}
-    if page.has_more:
-        body["nextCursor"] = format_utc(page.rows[-1].created_at)
-    return body
+    # Connexion passes the caller's id as `user`, so the `user` filter is read from the query itself.
+    user = request.query_params.get("user")
+    filters = sessions.SessionFilters(
+        status=status, platform=platform, user_id=uuid.UUID(user) if user else None, device_id=device
+    )
+    return list_body(sessions.list_page(principal.organization_id, limit, cursor(before), filters), session_json)
 
 
 def getSession(sessionId: str, token_info: dict) -> dict:
     principal = token_info["principal"]
     return session_json(sessions.get_session(principal.organization_id, uuid.UUID(sessionId)))
+
+
+def createSession(body: dict, token_info: dict):
+    principal = token_info["principal"]
+    started = leases.start_session(
+        principal.organization_id, principal.user_id, leases.DeviceWanted(**body), render=session_json,
+        idempotency_key=request.headers.get("Idempotency-Key"),
+    )
+    headers = {"Location": f"{API_BASE}/sessions/{started.body['id']}"}
+    if started.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return started.body, 201, headers
+
+
+def releaseSession(sessionId: str, token_info: dict) -> dict:
+    principal = token_info["principal"]
+    return session_json(leases.release_session(principal.organization_id, uuid.UUID(sessionId)))
 
 
 def session_json(row: Row) -> dict:
@@ -40,14 +64,5 @@ def session_json(row: Row) -> dict:
         },
         "createdAt": format_utc(row.created_at),
         "releasedAt": format_utc(released_at) if released_at is not None else None,
+        "expiresAt": format_utc(row.expires_at),
     }
-
-
-def _cursor(before: str | None):
-    if before is None:
-        return None
-    try:
-        # Stored instants are whole microseconds: rounding a finer bound up keeps "strictly before" exact.
-        return parse_rfc3339(before, round_up=True, clamp=True)
-    except ValueError as exc:
-        raise ApiError(400, f"Query parameter 'before' must be an RFC 3339 timestamp with an offset: {exc}.") from None

@@ -1,22 +1,81 @@
-"""The device fleet."""
+"""The device fleet: adding devices, taking them offline, and listing them with their state."""
 
 from __future__ import annotations
 
-from models.errors import InvalidInput
-from models.tables import Device
-from sessions_api import db
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
-_LIMITS = {"platform": 32, "type": 32, "name": 200, "os_version": 64}
+from sqlalchemy import case, exists, func, select, text
+
+from models.errors import InvalidInput, NotFound
+from models.sessions import Page
+from models.tables import Device, Platform, SessionRecord
+from sessions_api import db
+from sessions_api.timestamps import MICROSECOND, utcnow
+
+_LIMITS = {"type": 32, "name": 200, "os_version": 64}
+
+# offline: disabled by an operator; in_use: a live session holds it; else available.
+_STATE = case(
+    (Device.disabled, "offline"),
+    (exists().where(SessionRecord.device_id == Device.id, SessionRecord.released_at.is_(None)), "in_use"),
+    else_="available",
+)
+
+_DEVICE_ROW = select(
+    Device.id, Device.platform, Device.type, Device.name, Device.os_version, _STATE.label("state"), Device.created_at
+)
 
 
 def add_device(platform: str, type: str, name: str, os_version: str) -> Device:
-    values = {"platform": platform, "type": type, "name": name, "os_version": os_version}
+    if platform not in {p.value for p in Platform}:
+        raise InvalidInput(f"the platform must be one of {', '.join(p.value for p in Platform)}, not {platform!r}")
+    values = {"type": type, "name": name, "os_version": os_version}
     for field, value in values.items():
         value = value.strip()
         if not 1 <= len(value) <= _LIMITS[field]:
             raise InvalidInput(f"the device {field.replace('_', ' ')} must have 1 to {_LIMITS[field]} characters")
         values[field] = value
     with db.writing() as session:
-        device = Device(**values)
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":  # adders take turns, so that added-at instants stay unique
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('devices', 0))"))
+        newest = conn.execute(select(func.max(Device.created_at))).scalar()
+        created_at = max(utcnow(), newest + MICROSECOND) if newest is not None else utcnow()
+        device = Device(platform=platform, created_at=created_at, **values)
         session.add(device)
     return device
+
+
+def set_disabled(device_id: uuid.UUID, disabled: bool) -> Device:
+    """Take a device offline (never leased again; a session on it runs to its end), or back."""
+    with db.writing() as session:
+        device = session.get(Device, device_id)
+        if device is None:
+            raise NotFound(f"no device with id {device_id}")
+        device.disabled = disabled
+    return device
+
+
+@dataclass(frozen=True)
+class DeviceFilters:
+    platform: str | None = None
+    os_version: str | None = None
+    state: str | None = None
+
+
+def list_page(limit: int, before: datetime | None, filters: DeviceFilters = DeviceFilters()) -> Page:
+    """Up to `limit` devices added strictly before `before`, newest first."""
+    query = _DEVICE_ROW.order_by(Device.created_at.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(Device.created_at < before)
+    if filters.platform is not None:
+        query = query.where(Device.platform == filters.platform)
+    if filters.os_version is not None:
+        query = query.where(Device.os_version == filters.os_version)
+    if filters.state is not None:
+        query = query.where(_STATE == filters.state)
+    with db.reading() as conn:
+        rows = conn.execute(query).all()
+    return Page(rows=rows[:limit], has_more=len(rows) > limit)

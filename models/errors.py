@@ -15,3 +15,19 @@ class InvalidInput(DataError):
 
 class AccessDenied(DataError):
     """The caller may not act on the organization they selected."""
+
+
+class Refused(DataError):
+    """A request the data layer turned down for a reason clients branch on (`code`)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Conflict(Refused):
+    """Cannot be done now; may succeed later (no free device, too many live sessions)."""
+
+
+class Unprocessable(Refused):
+    """Cannot be done as asked; retrying unchanged will not help."""

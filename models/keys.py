@@ -34,6 +34,7 @@ class Principal:
     key_id: uuid.UUID
     organization_id: uuid.UUID
     role: Role
+    bound_organization_id: uuid.UUID | None  # the only organization a bound key may act on
 
 
 def create_key(
@@ -82,7 +83,7 @@ def authenticate(token: str, requested_organization: str | None, last_used_inter
     if match is None:
         return None
     lookup_id, secret = match.groups()
-    requested = _parse_uuid(requested_organization) if requested_organization is not None else None
+    requested = parse_uuid(requested_organization) if requested_organization is not None else None
     fallbacks = (ApiKey.organization_id, User.default_organization_id)
     selected = func.coalesce(literal(requested, Uuid), *fallbacks) if requested else func.coalesce(*fallbacks)
     query = (
@@ -103,7 +104,10 @@ def authenticate(token: str, requested_organization: str | None, last_used_inter
     if row.role is None:
         raise AccessDenied()
     _record_use(row.id, row.last_used_at, last_used_interval)
-    return Principal(user_id=row.user_id, key_id=row.id, organization_id=_as_uuid(row[6]), role=Role(row.role))
+    return Principal(
+        user_id=row.user_id, key_id=row.id, organization_id=_as_uuid(row[6]), role=Role(row.role),
+        bound_organization_id=row.organization_id,
+    )
 
 
 def _record_use(key_id: uuid.UUID, last_used_at: datetime | None, interval: timedelta) -> None:
@@ -119,7 +123,8 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _parse_uuid(text: str) -> uuid.UUID | None:
+def parse_uuid(text: str) -> uuid.UUID | None:
+    """The UUID `text` spells, or None."""
     try:
         return uuid.UUID(text)
     except ValueError:

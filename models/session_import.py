@@ -1,9 +1,11 @@
 """Bulk import of sessions from JSON lines: validated line by line, all or nothing.
 
 Each line is an object with `organization`, `user` and `device` (ids), and optional `id`,
-`createdAt` and `releasedAt` (RFC 3339 with an offset). The user must be a member of the
-organization. A `createdAt` already taken in the organization moves on to the next free
-microsecond, as for every new session.
+`createdAt`, `releasedAt` and `expiresAt` (RFC 3339 with an offset; `expiresAt` defaults to
+`createdAt` plus the default session duration). The user must be a member of the
+organization. A device may have one live session (no `releasedAt`) at most. A `createdAt`
+already taken in the organization moves on to the next free microsecond, as for every new
+session.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sessions_api import db
 from sessions_api.timestamps import parse_rfc3339
 
 _CHUNK = 5000
-_FIELDS = {"id", "organization", "user", "device", "createdAt", "releasedAt"}
+_FIELDS = {"id", "organization", "user", "device", "createdAt", "releasedAt", "expiresAt"}
 _REQUIRED = ("organization", "user", "device")
 
 
@@ -80,6 +82,9 @@ def _parse_line(number: int, line: str) -> NewSession:
         raise InvalidInput(f"line {number}: 'releasedAt' is before 'createdAt'")
     if released_at is not None and created_at is None:
         raise InvalidInput(f"line {number}: 'releasedAt' needs a 'createdAt'")
+    expires_at = _timestamp(number, record, "expiresAt")
+    if expires_at is not None and (created_at is None or expires_at < created_at):
+        raise InvalidInput(f"line {number}: 'expiresAt' needs a 'createdAt' before it")
     return NewSession(
         organization_id=_uuid(number, record, "organization"),
         user_id=_uuid(number, record, "user"),
@@ -87,6 +92,7 @@ def _parse_line(number: int, line: str) -> NewSession:
         created_at=created_at,
         released_at=released_at,
         id=_uuid(number, record, "id") if record.get("id") is not None else None,
+        expires_at=expires_at,
     )
 
 
@@ -118,6 +124,8 @@ class _ReferenceChecker:
     def __init__(self, conn) -> None:
         self._conn = conn
         self._known: dict[object, set] = {Organization: set(), User: set(), Device: set(), Membership: set()}
+        self._held_devices: set[uuid.UUID] = set()  # devices with a live session, in the database or the file
+        self._loaded_holds: set[uuid.UUID] = set()
 
     def check(self, chunk: list[tuple[int, NewSession]]) -> None:
         self._load(Organization, {new.organization_id for _, new in chunk})
@@ -125,6 +133,7 @@ class _ReferenceChecker:
         self._load(Device, {new.device_id for _, new in chunk})
         self._load_memberships({(new.organization_id, new.user_id) for _, new in chunk})
         taken_ids = self._taken_session_ids({new.id for _, new in chunk if new.id is not None})
+        self._load_holds({new.device_id for _, new in chunk if new.released_at is None})
         for number, new in chunk:
             for table, value, what in (
                 (Organization, new.organization_id, "organization"),
@@ -139,6 +148,10 @@ class _ReferenceChecker:
                 )
             if new.id in taken_ids:
                 raise InvalidInput(f"line {number}: a session with id {new.id} already exists")
+            if new.released_at is None:
+                if new.device_id in self._held_devices:
+                    raise InvalidInput(f"line {number}: device {new.device_id} already has a live session")
+                self._held_devices.add(new.device_id)
 
     def _load(self, table, ids: set[uuid.UUID]) -> None:
         rows = self._select_in((table.id,), table.id, ids - self._known[table])
@@ -149,11 +162,18 @@ class _ReferenceChecker:
         rows = self._select_in((Membership.organization_id, Membership.user_id), Membership.organization_id, organizations)
         self._known[Membership].update((row[0], row[1]) for row in rows)
 
+    def _load_holds(self, device_ids: set[uuid.UUID]) -> None:
+        pending = device_ids - self._loaded_holds
+        live = SessionRecord.released_at.is_(None)
+        rows = self._select_in((SessionRecord.device_id,), SessionRecord.device_id, pending, live)
+        self._held_devices.update(row[0] for row in rows)
+        self._loaded_holds |= pending
+
     def _taken_session_ids(self, ids: set[uuid.UUID]) -> set[uuid.UUID]:
         return {row[0] for row in self._select_in((SessionRecord.id,), SessionRecord.id, ids)}
 
-    def _select_in(self, columns: tuple, key, values: set) -> Iterator:
-        """Rows whose `key` is one of `values`, in IN queries of bounded size."""
+    def _select_in(self, columns: tuple, key, values: set, *where) -> Iterator:
+        """Rows whose `key` is one of `values` (and that meet `where`), in IN queries of bounded size."""
         pending = list(values)
         for start in range(0, len(pending), 500):
-            yield from self._conn.execute(select(*columns).where(key.in_(pending[start : start + 500])))
+            yield from self._conn.execute(select(*columns).where(key.in_(pending[start : start + 500]), *where))

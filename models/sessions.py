@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Row, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from models.errors import NotFound
 from models.tables import Device, SessionRecord
-from sessions_api import db
+from models.keys import parse_uuid
+from sessions_api import db, settings
 from sessions_api.timestamps import MICROSECOND, utcnow
 
 # What a session answers with: the session and its device, in one row.
@@ -32,6 +33,7 @@ _SESSION_ROW = select(
     Device.os_version,
     SessionRecord.created_at,
     SessionRecord.released_at,
+    SessionRecord.expires_at,
 ).join(Device, Device.id == SessionRecord.device_id)
 
 # Writers that lose a race for an instant (PostgreSQL, several processes) try again.
@@ -44,7 +46,17 @@ class Page:
     has_more: bool
 
 
-def list_page(organization_id: uuid.UUID, limit: int, before: datetime | None) -> Page:
+@dataclass(frozen=True)
+class SessionFilters:
+    status: str | None = None  # "live" or "released"
+    platform: str | None = None
+    user_id: uuid.UUID | None = None
+    device_id: str | None = None
+
+
+def list_page(
+    organization_id: uuid.UUID, limit: int, before: datetime | None, filters: SessionFilters = SessionFilters()
+) -> Page:
     """Up to `limit` sessions created strictly before `before`, newest first."""
     query = (
         _SESSION_ROW.where(SessionRecord.organization_id == organization_id)
@@ -53,14 +65,29 @@ def list_page(organization_id: uuid.UUID, limit: int, before: datetime | None) -
     )
     if before is not None:
         query = query.where(SessionRecord.created_at < before)
+    if filters.status is not None:
+        live = SessionRecord.released_at.is_(None)
+        query = query.where(live if filters.status == "live" else ~live)
+    if filters.platform is not None:
+        query = query.where(Device.platform == filters.platform)
+    if filters.user_id is not None:
+        query = query.where(SessionRecord.user_id == filters.user_id)
+    if filters.device_id is not None:
+        device_id = parse_uuid(filters.device_id)
+        if device_id is None:  # no device has such an id
+            return Page(rows=[], has_more=False)
+        query = query.where(SessionRecord.device_id == device_id)
     with db.reading() as conn:
         rows = conn.execute(query).all()
     return Page(rows=rows[:limit], has_more=len(rows) > limit)
 
 
-def get_session(organization_id: uuid.UUID, session_id: uuid.UUID) -> Row:
+def get_session(organization_id: uuid.UUID, session_id: uuid.UUID, conn: Connection | None = None) -> Row:
     query = _SESSION_ROW.where(SessionRecord.id == session_id, SessionRecord.organization_id == organization_id)
-    with db.reading() as conn:
+    if conn is None:
+        with db.reading() as conn:
+            row = conn.execute(query).first()
+    else:
         row = conn.execute(query).first()
     if row is None:
         raise NotFound("No session with this id exists in the selected organization.")
@@ -75,6 +102,8 @@ class NewSession:
     created_at: datetime | None = None  # None: now
     released_at: datetime | None = None
     id: uuid.UUID | None = None
+    expires_at: datetime | None = None  # None: created_at + duration
+    duration: timedelta | None = None  # None: the configured default
 
 
 def create_session(new: NewSession) -> Row:
@@ -104,18 +133,18 @@ def _insert(conn: Connection, batch: list[NewSession]) -> list[uuid.UUID]:
     by_organization: dict[uuid.UUID, list[int]] = {}
     for index, new in enumerate(batch):
         by_organization.setdefault(new.organization_id, []).append(index)
-    _lock_organizations(conn, by_organization)
+    lock_organizations(conn, by_organization)
     instants: list[datetime | None] = [None] * len(batch)
     for organization_id, indexes in by_organization.items():
         allocated = InstantAllocator(conn, organization_id).allocate([batch[i].created_at for i in indexes])
         for index, instant in zip(indexes, allocated):
             instants[index] = instant
     rows = []
+    default_duration = timedelta(minutes=settings.current().default_session_minutes)
     for new, created_at in zip(batch, instants):
-        released_at = new.released_at
-        if released_at is not None and released_at < created_at:
-            # Only possible when moving to a free instant passed it: keep the order.
-            released_at = created_at
+        # Moving to a free instant may pass these: keep them in order.
+        released_at = max(new.released_at, created_at) if new.released_at is not None else None
+        expires_at = max(new.expires_at or created_at + (new.duration or default_duration), created_at)
         rows.append(
             {
                 "id": new.id or uuid.uuid4(),
@@ -124,6 +153,7 @@ def _insert(conn: Connection, batch: list[NewSession]) -> list[uuid.UUID]:
                 "device_id": new.device_id,
                 "created_at": created_at,
                 "released_at": released_at,
+                "expires_at": expires_at,
             }
         )
     if rows:
@@ -200,7 +230,7 @@ class InstantAllocator:
         return self._newest + MICROSECOND
 
 
-def _lock_organizations(conn: Connection, organization_ids) -> None:
+def lock_organizations(conn: Connection, organization_ids) -> None:
     """On PostgreSQL, writers of one organization's sessions take turns until they commit, so
     that instants are allocated without a race (SQLite's BEGIN IMMEDIATE already serializes
     writers). The unique index stays the guarantee; this only spares retries."""

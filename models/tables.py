@@ -4,7 +4,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, Enum, Index, UniqueConstraint
+from sqlalchemy import CheckConstraint, Column, Enum, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from models.types import UTCDateTime
@@ -73,7 +73,14 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class Platform(str, enum.Enum):
+    ios = "ios"
+    android = "android"
+
+
 class Device(SQLModel, table=True):
+    """A device of the fleet. `created_at` is unique: it is the paging cursor of the fleet."""
+
     __tablename__ = "devices"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -81,7 +88,9 @@ class Device(SQLModel, table=True):
     type: str = Field(max_length=32)
     name: str = Field(max_length=200)
     os_version: str = Field(max_length=64)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Disabled by an operator: shown as offline and never leased.
+    disabled: bool = Field(default=False)
+    created_at: datetime = Field(sa_type=UTCDateTime, unique=True)
 
 
 class SessionRecord(SQLModel, table=True):
@@ -92,8 +101,15 @@ class SessionRecord(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("organization_id", "created_at", name="uq_sessions_organization_created_at"),
         CheckConstraint("released_at IS NULL OR released_at >= created_at", name="released_after_created"),
+        CheckConstraint("expires_at >= created_at", name="expires_after_created"),
         Index("ix_sessions_device_id", "device_id"),
         Index("ix_sessions_user_id", "user_id"),
+        # A device has at most one live session: the database says so, whatever the writers.
+        Index("uq_sessions_live_device_id", "device_id", unique=True,
+              sqlite_where=text("released_at IS NULL"), postgresql_where=text("released_at IS NULL")),
+        # What the expiry sweep reads: live sessions by expiry.
+        Index("ix_sessions_live_expires_at", "expires_at",
+              sqlite_where=text("released_at IS NULL"), postgresql_where=text("released_at IS NULL")),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -102,3 +118,17 @@ class SessionRecord(SQLModel, table=True):
     device_id: uuid.UUID = Field(foreign_key="devices.id")
     created_at: datetime = Field(sa_type=UTCDateTime)
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The latest a session lasts: a live session is released at this instant.
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The answer to a createSession request with an Idempotency-Key, kept for replay."""
+
+    __tablename__ = "idempotency_keys"
+
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id", primary_key=True)
+    key: str = Field(max_length=255, primary_key=True)
+    request_hash: str = Field(max_length=64)
+    response_body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from models.errors import InvalidInput, NotFound
@@ -54,6 +55,21 @@ def add_member(organization_id: uuid.UUID, user_id: uuid.UUID, role: Role) -> Me
         else:
             membership.role = role
     return membership
+
+
+def organizations_of(user_id: uuid.UUID, only: uuid.UUID | None = None) -> list:
+    """(id, name, personal, role) of the user's organizations, Personal first, then by name;
+    with `only`, just that one."""
+    query = (
+        select(Organization.id, Organization.name, Organization.personal, Membership.role)
+        .join(Membership, Membership.organization_id == Organization.id)
+        .where(Membership.user_id == user_id)
+        .order_by(Organization.personal.desc(), Organization.name, Organization.id)
+    )
+    if only is not None:
+        query = query.where(Organization.id == only)
+    with db.reading() as conn:
+        return conn.execute(query).all()
 
 
 def _clean_name(name: str, what: str) -> str:

@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--type", required=True)
     add.add_argument("--name", required=True)
     add.add_argument("--os-version", required=True)
+    for action, help_text in (("disable", "take a device offline: never leased; a session on it runs to its end"),
+                              ("enable", "bring a disabled device back")):
+        toggle = _command(device, action, help_text, _device_toggle)
+        toggle.add_argument("device_id", type=_uuid)
 
     session = _group(commands, "session", "sessions")
     imp = _command(session, "import", "import sessions from a JSON lines file ('-' for stdin)", _session_import)
@@ -167,6 +171,12 @@ def _device_add(args) -> None:
     result = {"id": str(device.id), "platform": device.platform, "type": device.type,
               "name": device.name, "osVersion": device.os_version}
     _report(args, result, f"device {device.id} ({device.platform} {device.type} {device.name} {device.os_version})")
+
+
+def _device_toggle(args) -> None:
+    device = devices.set_disabled(args.device_id, args.action == "disable")
+    state = "offline" if device.disabled else "enabled"
+    _report(args, {"id": str(device.id), "disabled": device.disabled}, f"device {device.id} {state}")
 
 
 def _session_import(args) -> None:

@@ -53,20 +53,26 @@ def load_demo(sessions_per_org: int = 240, seed: int = 7) -> Demo:
         tenancy.add_member(team.id, user.id, role)
     fleet = [devices.add_device(*spec) for spec in _DEVICES]
 
-    lines = []
     now = utcnow()
+    records = []
     for organization, users, count in ((team, (demo_user, teammate), sessions_per_org), (personal, (demo_user,), 12)):
-        for index in range(count):
-            started = now - timedelta(minutes=rng.randint(5, 60 * 24 * 30))
-            record = {
+        for _ in range(count):
+            started = now - timedelta(minutes=rng.randint(60, 60 * 24 * 30))
+            records.append({
                 "organization": str(organization.id),
                 "user": str(rng.choice(users).id),
                 "device": str(rng.choice(fleet).id),
                 "createdAt": format_utc(started),
-            }
-            if index % 20:  # one in twenty is still live
-                record["releasedAt"] = format_utc(started + timedelta(minutes=rng.randint(1, 90)))
-            lines.append(json.dumps(record))
+                "releasedAt": format_utc(started + timedelta(minutes=rng.randint(1, 59))),
+            })
+    # A few sessions of the team are still live, each on a device of its own.
+    for minutes_ago, device in zip((3, 11, 25), fleet):
+        started = now - timedelta(minutes=minutes_ago)
+        records.append({
+            "organization": str(team.id), "user": str(teammate.id), "device": str(device.id),
+            "createdAt": format_utc(started), "expiresAt": format_utc(started + timedelta(hours=4)),
+        })
+    lines = [json.dumps(record) for record in records]
     session_import.import_sessions(lines)
     _, secret = keys.create_key(demo_user.id, name="demo")
     return Demo(secret, str(personal.id), str(team.id))

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from models.errors import AccessDenied, DataError, InvalidInput, NotFound
+from models.errors import AccessDenied, Conflict, DataError, InvalidInput, NotFound, Refused
 from sessions_api.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,32 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     )
 
 
-def register(app: AsyncApp) -> None:
+class AllowedMethods:
+    """The methods the spec allows at each path, for the `Allow` header of a 405: Connexion
+    routes each operation on its own, so its 405s name one operation's method only."""
+
+    def __init__(self, spec: dict, base_path: str) -> None:
+        self._routes = []
+        for template, item in spec["paths"].items():
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(base_path + template))
+            methods = {method.upper() for method in item if method in {"get", "put", "post", "patch", "delete"}}
+            if "GET" in methods:
+                methods.add("HEAD")
+            self._routes.append((re.compile(pattern), ", ".join(sorted(methods))))
+
+    def at(self, path: str) -> str | None:
+        for pattern, methods in self._routes:
+            if pattern.fullmatch(path):
+                return methods
+        return None
+
+
+_allowed: AllowedMethods | None = None
+
+
+def register(app: AsyncApp, allowed: AllowedMethods) -> None:
+    global _allowed
+    _allowed = allowed
     app.add_error_handler(ApiError, _api_error)
     app.add_error_handler(DataError, _data_error)
     # Connexion registers its own handler for ProblemException, the more specific class.
@@ -87,6 +112,8 @@ async def _data_error(_request: ConnexionRequest, exc: DataError) -> ConnexionRe
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, InvalidInput):
         return error_response(400, "invalid_request", str(exc))
+    if isinstance(exc, Refused):
+        return error_response(409 if isinstance(exc, Conflict) else 422, exc.code, str(exc))
     return await _unexpected(_request, exc)
 
 
@@ -104,8 +131,12 @@ async def _http_exception(request: ConnexionRequest, exc: HTTPException) -> Conn
         return error_response(403, "forbidden", FORBIDDEN_MESSAGE, headers)
     if status == 404:
         message = f"No operation of this API is at {request.url.path}."
+    elif status == 415:
+        message = "Send the request body as application/json."
     elif status == 405:
-        allowed = headers.get("Allow") or headers.get("allow") or ""
+        headers.pop("allow", None)
+        allowed = (_allowed.at(request.url.path) if _allowed else None) or headers.get("Allow", "")
+        headers["Allow"] = allowed
         message = f"{request.method} is not allowed here; allowed: {allowed}."
     else:
         message = _readable(exc.detail) or f"The request was rejected ({status})."

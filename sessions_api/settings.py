@@ -61,6 +61,12 @@ class Settings:
     # PostgreSQL only: no statement runs longer than this; connecting gives up after that.
     db_statement_timeout_ms: int = 10_000
     db_connect_timeout_seconds: int = 5
+    # Sessions: the duration when none is asked for, the most one may ask for, how many live
+    # sessions an organization may hold, and how often expired sessions are released.
+    default_session_minutes: int = 60
+    max_session_minutes: int = 240
+    max_live_sessions_per_organization: int = 50
+    expiry_sweep_seconds: float = 10.0
     spec_path: Path = field(default=SPEC_PATH)
 
     @classmethod
@@ -78,6 +84,12 @@ class Settings:
             db_pool_timeout_seconds=_float("SESSIONS_API_DB_POOL_TIMEOUT", cls.db_pool_timeout_seconds),
             db_statement_timeout_ms=_int("SESSIONS_API_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
             db_connect_timeout_seconds=_int("SESSIONS_API_DB_CONNECT_TIMEOUT", cls.db_connect_timeout_seconds),
+            default_session_minutes=_int("SESSIONS_API_DEFAULT_SESSION_MINUTES", cls.default_session_minutes),
+            max_session_minutes=_int("SESSIONS_API_MAX_SESSION_MINUTES", cls.max_session_minutes),
+            max_live_sessions_per_organization=_int(
+                "SESSIONS_API_MAX_LIVE_SESSIONS", cls.max_live_sessions_per_organization
+            ),
+            expiry_sweep_seconds=_float("SESSIONS_API_EXPIRY_SWEEP_SECONDS", cls.expiry_sweep_seconds),
         )
 
 

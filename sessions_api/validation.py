@@ -1,10 +1,15 @@
-"""Request parameter validation: Connexion's rules, with messages that name the parameter and
-schema validators compiled once per parameter instead of once per request."""
+"""Request validation: Connexion's rules, with messages that name what is wrong, and schema
+validators compiled once per parameter instead of once per request."""
 
 from __future__ import annotations
 
-from jsonschema import Draft4Validator
+import json
+
+from connexion.datastructures import MediaTypeDict
+from connexion.exceptions import BadRequestProblem
 from connexion.utils import is_null, is_nullable
+from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator
+from jsonschema import Draft4Validator
 from connexion.validators.parameter import ParameterValidator as ConnexionParameterValidator
 from connexion.validators.parameter import draft4_format_checker
 
@@ -40,3 +45,27 @@ class ParameterValidator(ConnexionParameterValidator):
             cached = (param, Draft4Validator(schema, format_checker=draft4_format_checker))
             cls._compiled[id(param)] = cached
         return cached[1]
+
+
+class JSONBodyValidator(JSONRequestBodyValidator):
+    """Connexion's JSON body validator, with a 400 (not a 500) for a body that is not UTF-8."""
+
+    async def _parse(self, stream, scope):
+        raw = b"".join([message async for message in stream])
+        try:
+            text = raw.decode(self._encoding)
+        except (UnicodeDecodeError, LookupError):
+            raise BadRequestProblem(detail="The request body is not valid UTF-8 JSON.") from None
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadRequestProblem(detail=f"The request body is not valid JSON ({exc.msg} at character {exc.pos}).") from None
+
+
+VALIDATORS = {
+    **VALIDATOR_MAP,
+    "parameter": ParameterValidator,
+    "body": MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": JSONBodyValidator}),
+}

@@ -9,7 +9,7 @@ import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -132,7 +132,11 @@ class World:
     def organization(self, name: str = "Team") -> Organization:
         return tenancy.create_organization(name)
 
-    def device(self) -> Device:
+    def device(self, **spec) -> Device:
+        """A device for released sessions (shared), or a new one when `spec` describes it."""
+        if spec:
+            defaults = {"platform": "android", "type": "emulator", "name": "Pixel 9", "os_version": "15"}
+            return devices.add_device(**{**defaults, **spec})
         if self._device is None:
             self._device = devices.add_device("android", "emulator", "Pixel 9", "15")
         return self._device
@@ -144,15 +148,23 @@ class World:
         created: Sequence[datetime | None],
         released: Sequence[datetime | None] | None = None,
     ) -> int:
-        """Import one session per entry of `created` (None: now) through the import path."""
-        device = self.device()
+        """Import one session per entry of `created` (None: now) through the import path.
+
+        Without `released`, a session with a `created` instant is released a minute later and
+        one created now stays live; each live session gets a device of its own.
+        """
         lines = []
         for index, created_at in enumerate(created):
+            if released is not None:
+                released_at = released[index]
+            else:
+                released_at = created_at + timedelta(minutes=1) if created_at is not None else None
+            device = self.device(name=f"Live {uuid.uuid4().hex[:6]}") if released_at is None else self.device()
             record = {"organization": str(organization.id), "user": str(user.id), "device": str(device.id)}
             if created_at is not None:
                 record["createdAt"] = format_utc(created_at)
-            if released is not None and released[index] is not None:
-                record["releasedAt"] = format_utc(released[index])
+            if released_at is not None:
+                record["releasedAt"] = format_utc(released_at)
             lines.append(json.dumps(record))
         return session_import.import_sessions(lines)
 

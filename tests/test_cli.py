@@ -49,7 +49,7 @@ def test_operators_can_set_up_an_organization_end_to_end(cli, database_url, tmp_
     sessions.write_text(
         "\n".join(
             json.dumps({"organization": team["id"], "user": alice["id"], "device": device["id"],
-                        "createdAt": f"2026-01-01T00:00:0{n}Z"})
+                        "createdAt": f"2026-01-01T00:00:0{n}Z", "releasedAt": f"2026-01-01T00:01:0{n}Z"})
             for n in range(3)
         )
         + "\n"
@@ -114,7 +114,8 @@ def test_a_key_is_only_bound_to_an_organization_of_its_user(cli):
 def test_import_names_the_bad_line_and_imports_nothing(cli, tmp_path):
     user = cli.json("user", "create", "--email", "erin@example.com")
     device = cli.json("device", "add", "--platform", "android", "--type", "emulator", "--name", "Pixel", "--os-version", "15")
-    good = json.dumps({"organization": user["defaultOrganization"], "user": user["id"], "device": device["id"]})
+    good = json.dumps({"organization": user["defaultOrganization"], "user": user["id"], "device": device["id"],
+                       "createdAt": "2026-01-01T00:00:00Z", "releasedAt": "2026-01-01T00:30:00Z"})
     path = tmp_path / "bad.jsonl"
     path.write_text(f"{good}\n{good}\n{{\"organization\": 1}}\n")
     code, _, err = cli("session", "import", str(path))

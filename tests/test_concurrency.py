@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 
@@ -35,10 +35,10 @@ while time.time() < start_at:
 if mode == "import":
     with open(sys.argv[4]) as lines:
         import_sessions(lines)
-else:
-    (organization, user, device), count = (uuid.UUID(a) for a in sys.argv[4:7]), int(sys.argv[7])
-    for _ in range(count):
-        create_session(NewSession(organization, user, device))
+else:  # each live session on a device of its own
+    organization, user = uuid.UUID(sys.argv[4]), uuid.UUID(sys.argv[5])
+    for device in sys.argv[6:]:
+        create_session(NewSession(organization, user, uuid.UUID(device)))
 """
 
 
@@ -51,13 +51,17 @@ def test_concurrent_writers_keep_instants_unique_and_paging_exact(client, world,
 
     # Every importer asks for the same instant as every other: the worst case for collisions.
     line = json.dumps({"organization": str(alice.personal.id), "user": str(alice.user.id),
-                       "device": str(device.id), "createdAt": format_utc(T0)})
+                       "device": str(device.id), "createdAt": format_utc(T0),
+                       "releasedAt": format_utc(T0 + timedelta(minutes=1))})
     batch = tmp_path / "same-instant.jsonl"
     batch.write_text("\n".join([line] * LINES_EACH))
     env = server_env(database_url)
     start_at = str(time.time() + 4)
-    ids = (str(alice.personal.id), str(alice.user.id), str(device.id))
-    arguments = [["import", str(batch)]] * IMPORTERS + [["create", *ids, str(CREATES_EACH)]] * CREATORS
+    owner = [str(alice.personal.id), str(alice.user.id)]
+    arguments = [["import", str(batch)]] * IMPORTERS + [
+        ["create", *owner, *(str(world.device(name=f"Live {n}-{i}").id) for i in range(CREATES_EACH))]
+        for n in range(CREATORS)
+    ]
     writers = [subprocess.Popen([sys.executable, "-c", _WRITER, database_url, start_at, *argv], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for argv in arguments]

@@ -28,14 +28,18 @@ def live_api(tmp_path_factory, database_url_for_module):
     alice = cli_json(env, "user", "create", "--email", "alice@example.com")
     bob = cli_json(env, "user", "create", "--email", "bob@example.com")
     team = cli_json(env, "org", "create", "--name", "Team")
-    cli_json(env, "member", "add", "--org", team["id"], "--user", alice["id"], "--role", "readonly")
-    device = cli_json(env, "device", "add", "--platform", "ios", "--type", "simulator", "--name", "iPhone", "--os-version", "18")
+    cli_json(env, "member", "add", "--org", team["id"], "--user", alice["id"], "--role", "readwrite")
+    fleet = [
+        cli_json(env, "device", "add", "--platform", platform, "--type", kind, "--name", name, "--os-version", version)
+        for platform, kind, name, version in [("ios", "simulator", "iPhone 16", "18.2"),
+                                              ("android", "emulator", "Pixel 9", "15")] * 15
+    ]
     lines = []
     for index in range(40):
         owner, organization = (alice, team["id"]) if index % 2 else (bob, bob["defaultOrganization"])
-        record = {"organization": organization, "user": owner["id"], "device": device["id"],
+        record = {"organization": organization, "user": owner["id"], "device": fleet[index % len(fleet)]["id"],
                   "createdAt": f"2026-01-01T00:00:{index:02d}Z"}
-        if index % 3:
+        if index % 3 or index >= len(fleet):  # a few live sessions, each on a device of its own
             record["releasedAt"] = f"2026-01-01T00:01:{index:02d}Z"
         lines.append(json.dumps(record))
     (workdir / "sessions.jsonl").write_text("\n".join(lines))
@@ -49,19 +53,20 @@ def test_schemathesis_finds_nothing_with_a_real_key(live_api):
     base, secret, workdir = live_api
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     command = [
-        ST, "run", str(SPEC_PATH), "--url", base,
+        ST, "--config-file", str(Path(__file__).parent / "schemathesis.toml"), "run", str(SPEC_PATH), "--url", base,
         "--header", f"Authorization: Bearer {secret}",
         "--checks", "all", "--max-examples", os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "80"),
         "--seed", os.environ.get("SCHEMATHESIS_SEED", "20261128"),
         "--phases", "examples,coverage,fuzzing,stateful",
-        "--request-timeout", "10", "--workers", "2",
+        "--request-timeout", "10", "--workers", "1",  # 2 trips a thread-safety bug in ast.parse on 3.11
         "--report", "junit", "--report-dir", str(ARTIFACTS / "schemathesis"),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
-    assert "No issues found" in report, report
-    assert "2 selected / 2 total" in report, report
+    summary = report.split("SUMMARY")[-1]
+    assert "Failures:" not in summary and " passed" in summary, report
+    assert "6 selected / 6 total" in report, report
     server_log = (workdir / "server.log").read_text()
     assert "Traceback" not in server_log, server_log
 
@@ -70,7 +75,7 @@ def test_every_operation_rejects_requests_without_credentials(live_api):
     base, _secret, _workdir = live_api
     schema = schemathesis.openapi.from_path(str(SPEC_PATH))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 2
+    assert len(operations) == 6
     strategies = [op.as_strategy(mode) for op in operations for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
     statuses = set()
 

@@ -118,7 +118,7 @@ def test_before_accepts_every_rfc3339_form_and_compares_exactly(client, world, a
 
 def test_response_timestamps_are_utc_with_z_and_microseconds(client, world, alice):
     world.sessions(alice.personal, alice.user, [T0], released=[T0 + timedelta(minutes=5)])
-    world.sessions(alice.personal, alice.user, [T0 + timedelta(seconds=1)])
+    world.sessions(alice.personal, alice.user, [T0 + timedelta(seconds=1)], released=[None])
     live, released = client.get(SESSIONS, headers=alice.headers).json()["data"]
     assert live["releasedAt"] is None
     assert released["createdAt"] == "2026-05-17T12:00:00.000000Z"

@@ -26,9 +26,11 @@ def alice(world):
 
 
 def _line(member, device, **extra) -> str:
-    record = {"organization": str(member.personal.id), "user": str(member.user.id), "device": str(device.id)}
+    """A released session, unless `extra` says otherwise (None drops a field)."""
+    record = {"organization": str(member.personal.id), "user": str(member.user.id), "device": str(device.id),
+              "createdAt": format_utc(T0), "releasedAt": format_utc(T0 + timedelta(minutes=5))}
     record.update(extra)
-    return json.dumps(record)
+    return json.dumps({key: value for key, value in record.items() if value is not None})
 
 
 def _count() -> int:
@@ -68,13 +70,14 @@ def test_released_before_created_is_kept_in_order_after_a_move(world, alice):
 def test_import_keeps_ids_and_timestamps(world, alice):
     session_id = uuid.uuid4()
     line = _line(alice, world.device(), id=str(session_id), createdAt="2026-02-03T05:05:06.25+01:00",
-                 releasedAt="2026-02-03T04:15:00Z")
+                 releasedAt="2026-02-03T04:15:00Z", expiresAt="2026-02-03T06:00:00+01:00")
     assert session_import.import_sessions([line]) == 1
     with db.reading() as conn:
         row = conn.execute(select(SessionRecord)).one()
     assert row.id == session_id
     assert row.created_at == T0 + timedelta(microseconds=250000)
     assert row.released_at == datetime(2026, 2, 3, 4, 15, tzinfo=timezone.utc)
+    assert row.expires_at == datetime(2026, 2, 3, 5, 0, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize(
@@ -88,13 +91,14 @@ def test_import_keeps_ids_and_timestamps(world, alice):
         ("USER=" + str(uuid.UUID(int=8)), "line 3: no user with id"),
         ("DEVICE=" + str(uuid.UUID(int=9)), "line 3: no device with id"),
         ("createdAt=2026-02-03T04:05:06", "line 3: 'createdAt' is not an RFC 3339 timestamp"),
-        ("releasedAt=2026-02-03T04:05:06Z", "line 3: 'releasedAt' needs a 'createdAt'"),
+        ("releasedAt=2026-02-03T03:05:06Z", "line 3: 'releasedAt' is before 'createdAt'"),
+        ("expiresAt=2026-02-03T03:05:06Z", "line 3: 'expiresAt' needs a 'createdAt' before it"),
         ("colour=blue", "line 3: unknown field(s) colour"),
     ],
 )
 def test_a_bad_line_is_named_and_nothing_is_imported(world, alice, bad, message):
     device = world.device()
-    good = _line(alice, device, createdAt=format_utc(T0))
+    good = _line(alice, device)
     if bad.startswith(("ORG=", "USER=", "DEVICE=")):
         field, value = bad.split("=", 1)
         record = json.loads(good)
@@ -102,7 +106,7 @@ def test_a_bad_line_is_named_and_nothing_is_imported(world, alice, bad, message)
         bad = json.dumps(record)
     elif "=" in bad and not bad.startswith("{"):
         field, value = bad.split("=", 1)
-        record = json.loads(_line(alice, device))
+        record = json.loads(_line(alice, device, releasedAt=None))
         record[field] = value
         bad = json.dumps(record)
     with pytest.raises(InvalidInput, match=re.escape(message)):
@@ -130,7 +134,25 @@ def test_duplicate_ids_are_refused(world, alice):
 
 def test_a_failure_in_a_later_chunk_rolls_back_earlier_chunks(world, alice):
     device = world.device()
-    lines = [_line(alice, device, createdAt=format_utc(T0))] * 12000 + ["{broken"]
+    lines = [_line(alice, device)] * 12000 + ["{broken"]
     with pytest.raises(InvalidInput, match="line 12001"):
         session_import.import_sessions(lines)
     assert _count() == 0
+
+
+def test_a_device_takes_one_live_session_at_most(world, alice):
+    device = world.device()
+    live = _line(alice, device, releasedAt=None)
+    with pytest.raises(InvalidInput, match="line 3: device .* already has a live session"):
+        session_import.import_sessions([live, _line(alice, device), live])
+    session_import.import_sessions([live])
+    with pytest.raises(InvalidInput, match="line 1: device .* already has a live session"):
+        session_import.import_sessions([live])
+    assert _count() == 1
+
+
+def test_the_expiry_defaults_to_the_default_duration(world, alice):
+    session_import.import_sessions([_line(alice, world.device(), releasedAt=None)])
+    with db.reading() as conn:
+        row = conn.execute(select(SessionRecord)).one()
+    assert row.expires_at == T0 + timedelta(minutes=60)

@@ -56,12 +56,25 @@ def test_every_operation_is_fully_documented(spec):
         assert operation["summary"] and operation["description"], where
         assert len(operation["tags"]) == 1, where
         assert operation["security"] == [{"bearerAuth": []}], where
-        expected = {"200", "400", "401", "403", "500", "503"} | ({"404"} if "{" in path else set())
+        success = "201" if operation["operationId"] == "createSession" else "200"
+        expected = {success, "400", "401", "403", "500", "503"} | ({"404"} if "{" in path else set())
+        if "requestBody" in operation:
+            expected |= {"415"}
         assert expected <= set(operation["responses"]), where
         for status, response in operation["responses"].items():
             if status.startswith(("4", "5")):
                 assert response["$ref"].startswith("#/components/responses/"), where
-    assert operation_ids == {"listSessions", "getSession"}
+    assert operation_ids == {
+        "listSessions", "getSession", "createSession", "releaseSession", "listDevices", "listOrganizations",
+    }
+
+
+def test_writes_name_the_roles_that_may_call_them(spec):
+    for path, method, operation in _operations(spec):
+        if method == "get":
+            assert "x-required-roles" not in operation, f"{method} {path}: every member may read"
+        else:
+            assert operation["x-required-roles"] == ["admin", "readwrite"], f"{method} {path}"
 
 
 def test_every_error_response_uses_the_envelope(spec):
@@ -79,6 +92,9 @@ def _examples_with_schemas(spec):
     for path, method, operation in _operations(resolved):
         for parameter in operation.get("parameters", []):
             yield f"{method} {path} parameter {parameter['name']}", parameter["example"], parameter["schema"]
+        for media in operation.get("requestBody", {}).get("content", {}).values():
+            for name, example in media["examples"].items():
+                yield f"{method} {path} request {name}", example["value"], media["schema"]
         for status, response in operation["responses"].items():
             for media in response.get("content", {}).values():
                 examples = media.get("examples", {})

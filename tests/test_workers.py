@@ -25,7 +25,7 @@ def test_several_workers_serve_and_stop_gracefully(private_database_url, tmp_pat
     user = cli_json(env, "user", "create", "--email", "wendy@example.com")
     device = cli_json(env, "device", "add", "--platform", "ios", "--type", "physical", "--name", "iPhone", "--os-version", "18")
     line = json.dumps({"organization": user["defaultOrganization"], "user": user["id"], "device": device["id"],
-                       "createdAt": "2026-01-01T00:00:00Z"})
+                       "createdAt": "2026-01-01T00:00:00Z", "releasedAt": "2026-01-01T01:00:00Z"})
     (tmp_path / "many.jsonl").write_text("\n".join([line] * 2000))
     cli_json(env, "session", "import", str(tmp_path / "many.jsonl"))
     secret = cli_json(env, "key", "create", "--user", user["id"])["secret"]
