@@ -134,3 +134,13 @@ def test_the_installed_command_never_prints_a_traceback(database_url, tmp_path):
     env["DATABASE_URL"] = f"sqlite:///{tmp_path}/missing-dir/x.db"
     done = subprocess.run([command, "org", "create", "--name", "x"], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 1 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_devices_can_be_taken_offline_and_back(cli):
+    device = cli.json("device", "add", "--platform", "android", "--type", "physical", "--name", "Pixel 9", "--os-version", "15")
+    assert cli.json("device", "disable", device["id"]) == {"id": device["id"], "disabled": True}
+    assert cli.json("device", "enable", device["id"]) == {"id": device["id"], "disabled": False}
+    code, _, err = cli("device", "disable", "00000000-0000-0000-0000-000000000009")
+    assert code == 1 and "no device" in err
+    code, _, err = cli("device", "add", "--platform", "windows", "--type", "x", "--name", "y", "--os-version", "1")
+    assert code == 1 and "platform must be one of ios, android" in err
