@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 
 from sessions_api import db, errors, settings as settings_module
 from sessions_api.jsonenc import OrjsonJsonifier
 from sessions_api.request_context import RequestIdMiddleware
 from sessions_api.settings import Settings
+from sessions_api.spec_documents import JSON_PATH, UI_PATH, SpecDocuments, SpecDocumentsMiddleware
 from sessions_api.validation import ParameterValidator
 
 
@@ -25,7 +27,17 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     settings = settings or Settings.from_env()
     settings_module.configure(settings)
     db.configure(settings)
-    app = AsyncApp(__name__, jsonifier=OrjsonJsonifier())
+    documents = SpecDocuments(settings.spec_path)
+    app = AsyncApp(
+        __name__,
+        jsonifier=OrjsonJsonifier(),
+        # Swagger UI renders the file as served by SpecDocumentsMiddleware, not Connexion's copy
+        # with every $ref inlined.
+        swagger_ui_options=SwaggerUIOptions(
+            serve_spec=False, spec_path=JSON_PATH, swagger_ui_path=UI_PATH,
+            swagger_ui_config={"displayOperationId": True, "docExpansion": "list"},
+        ),
+    )
     app.add_api(
         settings.spec_path,
         resolver=TagResolver(),
@@ -35,6 +47,7 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         validator_map={"parameter": ParameterValidator},
     )
     errors.register(app)
+    app.add_middleware(SpecDocumentsMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, documents=documents)
     # Outside the exception handlers, so every answer, errors included, carries the id.
     app.add_middleware(RequestIdMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     return app
