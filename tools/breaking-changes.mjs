@@ -272,8 +272,8 @@ function describe (diff, located, before, after) {
   } else if (rest[0] === 'parameters' && rest.length === 2) {
     const parameter = deref(diff.action === 'add' ? after : before, diff.action === 'add' ? diff.after : diff.before) || {}
     text = `${where} ${verb}${parameter.required ? ' (required)' : ''}`
-  } else if (rest.length === 2 || (rest[0] === 'responses' && rest[2] === 'headers' && rest.length === 4)) {
-    text = `${where || rest.join(' ')} ${verb}`
+  } else if (rest[0] === 'responses' && (rest.length === 2 || (rest[2] === 'headers' && rest.length === 4))) {
+    text = `${where} ${verb}`
   } else {
     text = `${where ? `${where}: ` : ''}${rest.slice(where ? (rest[0] === 'parameters' || rest[0] === 'responses' ? 2 : 1) : 0).join('.')} ${verb}${values(diff)}`
   }
