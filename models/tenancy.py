@@ -58,13 +58,14 @@ def add_member(organization_id: uuid.UUID, user_id: uuid.UUID, role: Role) -> Me
 
 
 def organizations_of(user_id: uuid.UUID, only: uuid.UUID | None = None) -> list:
-    """(id, name, personal, role) of the user's organizations, Personal first, then by name;
-    with `only`, just that one."""
+    """(id, name, personal, role) of the user's organizations (at most 1000), Personal first,
+    then by name; with `only`, just that one."""
     query = (
         select(Organization.id, Organization.name, Organization.personal, Membership.role)
         .join(Membership, Membership.organization_id == Organization.id)
         .where(Membership.user_id == user_id)
         .order_by(Organization.personal.desc(), Organization.name, Organization.id)
+        .limit(1000)  # the documented most
     )
     if only is not None:
         query = query.where(Organization.id == only)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import urlparse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import yaml
 from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +19,7 @@ from sessions_api import auth, db, errors, settings as settings_module
 from sessions_api.jsonenc import OrjsonJsonifier
 from sessions_api.request_context import RequestIdMiddleware
 from sessions_api.settings import Settings
+from sessions_api.spec_documents import JSON_PATH, UI_PATH, SpecDocuments, SpecDocumentsMiddleware
 from sessions_api.validation import VALIDATORS
 
 logger = logging.getLogger(__name__)
@@ -69,9 +69,19 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     settings = settings or Settings.from_env()
     settings_module.configure(settings)
     db.configure(settings)
-    spec = yaml.safe_load(settings.spec_path.read_text())
-    auth.require_roles(_required_roles(spec))
-    app = AsyncApp(__name__, jsonifier=OrjsonJsonifier(), lifespan=_lifespan)
+    documents = SpecDocuments(settings.spec_path)
+    auth.require_roles(_required_roles(documents.document))
+    app = AsyncApp(
+        __name__,
+        jsonifier=OrjsonJsonifier(),
+        lifespan=_lifespan,
+        # Swagger UI renders the file as served by SpecDocumentsMiddleware, not Connexion's copy
+        # with every $ref inlined.
+        swagger_ui_options=SwaggerUIOptions(
+            serve_spec=False, spec_path=JSON_PATH, swagger_ui_path=UI_PATH,
+            swagger_ui_config={"displayOperationId": True, "docExpansion": "list"},
+        ),
+    )
     app.add_api(
         settings.spec_path,
         resolver=TagResolver(),
@@ -80,7 +90,8 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         jsonifier=OrjsonJsonifier(),
         validator_map=VALIDATORS,
     )
-    errors.register(app, errors.AllowedMethods(spec, base_path=urlparse(spec["servers"][0]["url"]).path))
+    errors.register(app, errors.AllowedMethods(documents.document, base_path=documents.base_path))
+    app.add_middleware(SpecDocumentsMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, documents=documents)
     # Outside the exception handlers, so every answer, errors included, carries the id.
     app.add_middleware(RequestIdMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     return app

@@ -204,6 +204,7 @@ def _serve(args) -> None:
     base = f"http://{args.host}:{args.port}/api/v1"
     if args.demo:
         demo = load_demo()
+        print(f"API docs: {base}/ui/ (the contract: {base}/openapi.yaml and {base}/openapi.json)")
         print(f"Demo API key (shown once): {demo.secret}")
         print(f"  curl -H 'Authorization: Bearer {demo.secret}' '{base}/sessions?limit=5'")
         if demo.team_organization_id:

@@ -55,7 +55,12 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+MAX_MESSAGE_LENGTH = 1000  # the spec's maxLength of `error.message`
+
+
 def error_response(status: int, code: str, message: str, headers: dict | None = None) -> ConnexionResponse:
+    if len(message) > MAX_MESSAGE_LENGTH:  # e.g. a 404 naming a very long path
+        message = message[: MAX_MESSAGE_LENGTH - 3] + "..."
     return ConnexionResponse(
         status_code=status,
         mimetype="application/json",

@@ -199,3 +199,11 @@ def assert_error(response, status: int, code: str) -> dict:
     assert body["error"]["message"]
     assert "Traceback" not in response.text
     return body
+
+
+@pytest.fixture(scope="session")
+def node_tools():
+    """node_modules from the committed lock file (`npm ci` when missing or stale)."""
+    from tests.node_tools import ensure_node_modules
+
+    return ensure_node_modules()

@@ -56,6 +56,12 @@ def test_unknown_routes_get_404_in_the_envelope(client, alice):
         assert_error(client.get(path, headers=alice.headers), 404, "not_found")
 
 
+def test_error_messages_stay_within_the_documented_1000_characters(client, alice):
+    response = client.get("/api/v1/" + "x" * 5000, headers=alice.headers)
+    body = assert_error(response, 404, "not_found")
+    assert len(body["error"]["message"]) == 1000 and body["error"]["message"].endswith("...")
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
 def test_wrong_methods_get_405_with_allow(client, alice, method):
     for path in (SESSIONS, A_SESSION):

@@ -264,7 +264,7 @@ def test_filters_combine_with_paging(client, world, team, members):
     assert len(on_android) == 80 and {s["device"]["id"] for s in on_android} == {str(android.id)}
     assert list_all(client, headers, limit=5, device=str(iphone.id), user=str(admin.user.id)) == []
     assert list_all(client, headers, status="live") == []
-    assert list_all(client, headers, device="not-a-device-id") == []
+    assert_error(client.get(SESSIONS, params={"device": "not-a-device-id"}, headers=headers), 400, "invalid_request")
 
 
 def test_devices_list_with_filters_states_and_paging(client, world, members):

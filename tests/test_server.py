@@ -38,6 +38,7 @@ def test_serve_demo_answers_with_demo_data_using_the_printed_key(tmp_path, monke
         secret = re.search(r"Demo API key \(shown once\): (sapi_\S+)", output).group(1)
         team = re.search(r"X-Organization-Id: ([0-9a-f-]{36})", output).group(1)
         assert f"curl -H 'Authorization: Bearer {secret}' '{base}/sessions?limit=5'" in output
+        assert f"API docs: {base}/ui/" in output
 
         status, headers, personal = _get(f"{base}/sessions?limit=5", secret)
         assert status == 200 and headers["X-Request-Id"]

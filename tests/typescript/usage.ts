@@ -1,0 +1,72 @@
+// A small consumer of the types openapi-typescript generates from openapi/sessions.yaml.
+// tests/test_generated_clients.py generates `./sessions.ts` beside a copy of this file and runs
+// `tsc --noEmit` with strict settings. The @ts-expect-error lines must each fail to compile:
+// they prove the generated types are as precise as the contract.
+import type { components, operations, paths } from "./sessions";
+
+type Session = components["schemas"]["Session"];
+type SessionList = components["schemas"]["SessionList"];
+type ApiError = components["schemas"]["Error"];
+type ListQuery = NonNullable<operations["listSessions"]["parameters"]["query"]>;
+type ListPage = paths["/sessions"]["get"]["responses"][200]["content"]["application/json"];
+
+function queryString(query: ListQuery): string {
+  const params = new URLSearchParams();
+  if (query.limit !== undefined) params.set("limit", String(query.limit));
+  if (query.before !== undefined) params.set("before", query.before);
+  return params.toString();
+}
+
+/** Every session of the organization: follow nextCursor until a page has none. */
+export async function listAll(base: string, key: string): Promise<Session[]> {
+  const all: Session[] = [];
+  let query: ListQuery = { limit: 100 };
+  for (let page = 0; page < 10_000; page++) {
+    const response = await fetch(`${base}/sessions?${queryString(query)}`, {
+      headers: { Authorization: `Bearer ${key}` },
+    });
+    if (!response.ok) {
+      const problem = (await response.json()) as ApiError;
+      throw new Error(`${response.status} ${problem.error.code}: ${problem.error.message}`);
+    }
+    const body = (await response.json()) as ListPage;
+    all.push(...body.data);
+    if (body.nextCursor === undefined || body.nextCursor === null) return all;
+    query = { ...query, before: body.nextCursor };
+  }
+  throw new Error("pagination did not end");
+}
+
+/** Milliseconds a session lasted; null while it is live (releasedAt is null then). */
+export function duration(session: Session): number | null {
+  if (session.releasedAt === null) return null;
+  return Date.parse(session.releasedAt) - Date.parse(session.createdAt);
+}
+
+export const device: Session["device"] = {
+  id: "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", platform: "ios", type: "simulator", name: "iPhone 16 Pro", osVersion: "18.2",
+};
+export const live: Session = {
+  id: "5d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a", organization: "6f1c2a52-3a5e-4d5b-9d0e-0b8f3c1e2a47",
+  user: "0c5d9a7e-2b1f-4e3a-8c6d-5f4e3d2c1b0a", device, createdAt: "2026-11-28T10:02:11.500000Z", releasedAt: null,
+};
+export const lastPage: SessionList = { object: "list", data: [live] };
+export const notFound: operations["getSession"]["responses"][404]["content"]["application/json"] = {
+  error: { code: "not_found", message: "No session with this id exists in the selected organization." },
+};
+
+// Each of these must NOT compile.
+// @ts-expect-error releasedAt is required: null while live, never absent
+export const withoutReleasedAt: Session = { id: "x", organization: "x", user: "x", device, createdAt: "x" };
+// @ts-expect-error createdAt is never null
+export const nullCreatedAt: Session["createdAt"] = null;
+// @ts-expect-error object is always the literal "list"
+export const notAList: SessionList["object"] = "page";
+// @ts-expect-error limit is a number
+export const textLimit: ListQuery = { limit: "100" };
+// @ts-expect-error getSession needs its sessionId
+export const noSessionId: operations["getSession"]["parameters"]["path"] = {};
+// @ts-expect-error the error envelope needs a code
+export const noCode: ApiError = { error: { message: "m" } };
+// @ts-expect-error listSessions documents no 404
+export type NoListNotFound = operations["listSessions"]["responses"][404];
