@@ -26,7 +26,7 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-def test_swagger_ui_renders_both_operations_in_a_browser(chromium, node_tools, tmp_path):
+def test_swagger_ui_renders_every_operation_in_a_browser(chromium, node_tools, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     screenshot = (ARTIFACTS / "swagger-ui.png").resolve()
     screenshot.unlink(missing_ok=True)
@@ -42,8 +42,12 @@ def test_swagger_ui_renders_both_operations_in_a_browser(chromium, node_tools, t
     assert rendered == {
         ("GET", "/sessions", "listSessions", "List sessions"),
         ("GET", "/sessions/{sessionId}", "getSession", "Get a session"),
+        ("POST", "/sessions", "createSession", "Start a session"),
+        ("POST", "/sessions/{sessionId}/release", "releaseSession", "Release a session"),
+        ("GET", "/devices", "listDevices", "List devices"),
+        ("GET", "/organizations", "listOrganizations", "List your organizations"),
     }
-    assert page["statuses"] == ["200", "400", "401", "403", "404", "500"]
+    assert page["statuses"] == ["200", "400", "401", "403", "404", "500", "503"]
     assert page["example"] and "releasedAt" in page["example"]  # the $ref'd examples resolved
     # The page read the file as served (not Connexion's inlined copy) and nothing else off-host.
     origin = urlsplit(base)._replace(path="", query="", fragment="").geturl()

@@ -62,12 +62,22 @@ def test_error_messages_stay_within_the_documented_1000_characters(client, alice
     assert len(body["error"]["message"]) == 1000 and body["error"]["message"].endswith("...")
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
-def test_wrong_methods_get_405_with_allow(client, alice, method):
-    for path in (SESSIONS, A_SESSION):
-        response = client.request(method, path, headers=alice.headers)
-        assert_error(response, 405, "method_not_allowed")
-        assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET"}
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", SESSIONS, {"GET", "HEAD", "POST"}),
+        ("PATCH", SESSIONS, {"GET", "HEAD", "POST"}),
+        ("DELETE", SESSIONS, {"GET", "HEAD", "POST"}),
+        ("POST", A_SESSION, {"GET", "HEAD"}),
+        ("DELETE", A_SESSION, {"GET", "HEAD"}),
+        ("GET", f"{A_SESSION}/release", {"POST"}),
+        ("POST", "/api/v1/devices", {"GET", "HEAD"}),
+    ],
+)
+def test_wrong_methods_get_405_with_every_allowed_method(client, alice, method, path, allowed):
+    response = client.request(method, path, headers=alice.headers)
+    assert_error(response, 405, "method_not_allowed")
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == allowed
 
 
 def test_an_unexpected_failure_is_a_logged_500_with_the_request_id(client, alice, monkeypatch, caplog):

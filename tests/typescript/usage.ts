@@ -49,6 +49,7 @@ export const device: Session["device"] = {
 export const live: Session = {
   id: "5d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a", organization: "6f1c2a52-3a5e-4d5b-9d0e-0b8f3c1e2a47",
   user: "0c5d9a7e-2b1f-4e3a-8c6d-5f4e3d2c1b0a", device, createdAt: "2026-11-28T10:02:11.500000Z", releasedAt: null,
+  expiresAt: "2026-11-28T11:02:11.500000Z",
 };
 export const lastPage: SessionList = { object: "list", data: [live] };
 export const notFound: operations["getSession"]["responses"][404]["content"]["application/json"] = {
@@ -57,7 +58,7 @@ export const notFound: operations["getSession"]["responses"][404]["content"]["ap
 
 // Each of these must NOT compile.
 // @ts-expect-error releasedAt is required: null while live, never absent
-export const withoutReleasedAt: Session = { id: "x", organization: "x", user: "x", device, createdAt: "x" };
+export const withoutReleasedAt: Session = { id: "x", organization: "x", user: "x", device, createdAt: "x", expiresAt: "x" };
 // @ts-expect-error createdAt is never null
 export const nullCreatedAt: Session["createdAt"] = null;
 // @ts-expect-error object is always the literal "list"
