@@ -1,0 +1,1 @@
+"""The floor: listSessions and getSession in bare Starlette with driver-level SQL."""

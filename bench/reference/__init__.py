@@ -1,0 +1,1 @@
+"""The FastAPI + SQLModel reference implementation of listSessions and getSession."""

@@ -1,0 +1,152 @@
+"""The three servers, each started as its own process with production settings.
+
+- ours: the product's own `sessions-api serve` (uvicorn, its logging and access log), or,
+  for more than one worker when `serve` has no `--workers`, uvicorn's CLI on the same factory;
+- reference: `uvicorn bench.reference.app:app` with uvicorn's defaults (access log on);
+- floor: `uvicorn bench.floor.app:app --no-access-log`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("ours", "reference", "floor")
+LABELS = {"ours": "Sessions API (Connexion)", "reference": "FastAPI + SQLModel reference", "floor": "Starlette + driver SQL floor"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _serve_has_workers() -> bool:
+    done = subprocess.run(_sessions_api() + ["serve", "--help"], capture_output=True, text=True, timeout=60)
+    return "--workers" in done.stdout
+
+
+def _sessions_api() -> list[str]:
+    found = shutil.which("sessions-api", path=str(Path(sys.executable).parent))
+    return [found] if found else [sys.executable, "-m", "sessions_api.cli"]
+
+
+def command(name: str, port: int, workers: int, log_config: Path) -> list[str]:
+    host = ["--host", "127.0.0.1", "--port", str(port)]
+    uvicorn = [sys.executable, "-m", "uvicorn"]
+    if name == "ours":
+        if workers == 1:
+            return _sessions_api() + ["serve", *host]
+        if _serve_has_workers():
+            return _sessions_api() + ["serve", *host, "--workers", str(workers)]
+        from sessions_api.cli import logging_config
+
+        log_config.write_text(json.dumps(logging_config(os.environ.get("SESSIONS_API_LOG_LEVEL", "INFO"))))
+        return uvicorn + ["--factory", "sessions_api.app:create_app", *host, "--workers", str(workers),
+                          "--log-config", str(log_config), "--no-access-log"]
+    app = {"reference": "bench.reference.app:app", "floor": "bench.floor.app:app"}[name]
+    extra = ["--no-access-log"] if name == "floor" else []
+    return uvicorn + [app, *host, "--workers", str(workers), *extra]
+
+
+@dataclass
+class Server:
+    name: str
+    database_url: str
+    workers: int
+    log_dir: Path
+    probe_path: str
+    probe_headers: dict
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+    startup_seconds: float | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> None:
+        env = {**os.environ, "DATABASE_URL": self.database_url, "PYTHONPATH": str(ROOT)}
+        env.pop("SESSIONS_API_VALIDATE_RESPONSES", None)  # production: the default (off)
+        log = open(self.log_dir / f"{self.name}-w{self.workers}.log", "w")
+        cmd = command(self.name, self.port, self.workers, self.log_dir / f"{self.name}-logging.json")
+        started = time.monotonic()
+        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        log.close()
+        request = urllib.request.Request(self.base_url + self.probe_path, headers=self.probe_headers)
+        while time.monotonic() - started < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start; see {log.name}")
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    if response.status == 200:
+                        self.startup_seconds = time.monotonic() - started
+                        return
+            except urllib.error.HTTPError as exc:
+                raise RuntimeError(f"{self.name} answered {exc.code} to the probe: {exc.read()[:300]!r}") from None
+            except OSError:
+                pass
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not answer 200 within {timeout}s; see {log.name}")
+
+    def pids(self) -> list[int]:
+        """The server process and, with workers, its worker processes."""
+        if self.process is None:
+            return []
+        found = [self.process.pid]
+        for pid in list(found):
+            for children in Path(f"/proc/{pid}/task").glob("*/children"):
+                found += [int(child) for child in children.read_text().split()]
+        return found
+
+    def peak_rss_mb(self) -> dict[int, float]:
+        """Peak resident set size (VmHWM) of each process so far, in MiB."""
+        peaks = {}
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peaks[pid] = int(line.split()[1]) / 1024
+            except OSError:
+                continue
+        return peaks
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server and its workers."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
+
+    def worker_pids(self) -> list[int]:
+        """The processes that serve requests: the workers, or the server itself."""
+        pids = self.pids()
+        return pids[1:] if len(pids) > 1 else pids
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)  # its own session: the server and its workers
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
