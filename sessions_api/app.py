@@ -11,7 +11,6 @@ from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
-
 from starlette.concurrency import run_in_threadpool
 
 from models import Role, leases
