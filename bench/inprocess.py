@@ -1,0 +1,167 @@
+"""CPU per request of each server's ASGI app, called in-process, side by side.
+
+`python -m bench.inprocess [--sessions N] [--requests N] [--servers ours,floor] [--profile FILE]`
+
+No HTTP and no load generator: each app is imported into this process and called with
+ASGI messages, one request at a time, and the process CPU time (all threads) is divided
+by the requests. That leaves out uvicorn's HTTP parsing and the network, and depends far
+less than wrk's requests/s on what else a shared machine is doing, so it is the quick
+loop for working on the hot path; `bench.run` remains the measurement of record.
+
+Each app runs in its own child process (the reference declares the same tables under its
+own SQLModel classes, which cannot share a process with ours). It uses the data
+`bench.run` built (run that first, e.g. with `--check-only`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.run import DATA, WORKLOADS, _slug, default_database_url, workloads
+from bench.servers import LABELS, SERVERS
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__.split("\n\n")[0])
+    p.add_argument("--sessions", type=int, default=1_000_000, help="which built dataset (default 1,000,000)")
+    p.add_argument("--database-url", help="default: the SQLite file bench.run builds for --sessions")
+    p.add_argument("--requests", type=int, default=2000, help="requests measured per workload (default 2000)")
+    p.add_argument("--servers", default=",".join(SERVERS))
+    p.add_argument("--workloads", default=",".join(WORKLOADS))
+    p.add_argument("--profile", type=Path, help="cProfile our app over every workload into this file")
+    p.add_argument("--one", choices=SERVERS, help=argparse.SUPPRESS)  # the child: measure this app, print JSON
+    return p.parse_args(argv)
+
+
+def load_app(name: str, database_url: str):
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.pop("SESSIONS_API_VALIDATE_RESPONSES", None)
+    if name == "ours":
+        from sessions_api.app import create_app
+
+        return create_app()
+    return importlib.import_module({"reference": "bench.reference.app", "floor": "bench.floor.app"}[name]).app
+
+
+class AsgiCaller:
+    """Calls an ASGI app with one GET at a time, as a server would."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self._lifespan: asyncio.Task | None = None
+        self._lifespan_queue: asyncio.Queue = asyncio.Queue()
+
+    async def start(self) -> None:
+        started = asyncio.Event()
+
+        async def receive():
+            return await self._lifespan_queue.get()
+
+        async def send(message):
+            if message["type"].startswith("lifespan.startup"):
+                started.set()
+
+        await self._lifespan_queue.put({"type": "lifespan.startup"})
+        self._lifespan = asyncio.create_task(self.app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+        await asyncio.wait_for(started.wait(), 60)
+
+    async def stop(self) -> None:
+        await self._lifespan_queue.put({"type": "lifespan.shutdown"})
+        await asyncio.wait_for(self._lifespan, 30)
+
+    async def get(self, target: str, headers: dict) -> tuple[int, bytes]:
+        path, _, query = target.partition("?")
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+            "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()] + [(b"host", b"127.0.0.1")],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "state": {},
+        }
+        status, body = 0, bytearray()
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+
+        await self.app(scope, receive, send)
+        return status, bytes(body)
+
+
+async def measure(caller: AsgiCaller, workload, requests: int) -> dict:
+    targets = workload.paths
+    for i in range(min(200, requests)):  # warm-up: caches, pools, lazily built middleware
+        await caller.get(targets[i % len(targets)], workload.headers)
+    unexpected = 0
+    cpu, wall = time.process_time(), time.perf_counter()
+    for i in range(requests):
+        status, _ = await caller.get(targets[i % len(targets)], workload.headers)
+        unexpected += status != workload.expect
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {"cpu_ms": 1000 * cpu / requests, "wall_ms": 1000 * wall / requests, "unexpected": unexpected}
+
+
+async def measure_one(name: str, args) -> dict:
+    url = args.database_url or default_database_url(args.sessions)
+    manifest = json.loads((DATA / f"manifest-{_slug(url)}.json").read_text())
+    ids = [line for line in Path(manifest["ids"]).read_text().split() if line]
+    loads = workloads(manifest, ids)
+    caller = AsgiCaller(load_app(name, url))
+    await caller.start()
+    profiler = cProfile.Profile() if args.profile and name == "ours" else None
+    results = {}
+    for key in args.workloads.split(","):
+        if profiler:
+            profiler.enable()
+        results[key] = await measure(caller, loads[key], args.requests)
+        if profiler:
+            profiler.disable()
+    if profiler:
+        profiler.dump_stats(args.profile)
+    await caller.stop()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.one:
+        print(json.dumps(asyncio.run(measure_one(args.one, args))))
+        return 0
+    results: dict[str, dict] = {}
+    for name in args.servers.split(","):
+        child = [sys.executable, "-m", "bench.inprocess", "--one", name, *(argv if argv is not None else sys.argv[1:])]
+        done = subprocess.run(child, capture_output=True, text=True, timeout=1800)
+        if done.returncode:
+            sys.stderr.write(done.stderr)
+            return done.returncode
+        for key, measured in json.loads(done.stdout.strip().splitlines()[-1]).items():
+            results.setdefault(key, {})[name] = measured
+    servers = args.servers.split(",")
+    print(f"{'workload':<14}" + "".join(f"{LABELS[s][:24]:>26}" for s in servers) + "   ours/peer (CPU)")
+    for key, by_server in results.items():
+        cells = "".join(f"{by_server[s]['cpu_ms']:>20.3f} ms/req" for s in servers)
+        ratios = "  ".join(
+            f"{s}: {by_server[s]['cpu_ms'] / by_server['ours']['cpu_ms']:.2f}"
+            for s in servers if s != "ours" and "ours" in by_server
+        )
+        bad = sum(r["unexpected"] for r in by_server.values())
+        print(f"{key:<14}{cells}   {ratios}" + (f"   UNEXPECTED: {bad}" if bad else ""))
+    return 1 if any(r["unexpected"] for by in results.values() for r in by.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
