@@ -6,7 +6,6 @@ from sqlalchemy import Row
 
 from handlers.listing import cursor, list_body
 from models import devices
-from sessions_api.timestamps import format_utc
 
 
 def listDevices(
@@ -19,11 +18,11 @@ def listDevices(
 
 def device_json(row: Row) -> dict:
     return {
-        "id": str(row.id),
+        "id": row.id,
         "platform": row.platform,
         "type": row.type,
         "name": row.name,
         "osVersion": row.os_version,
         "state": row.state,
-        "createdAt": format_utc(row.created_at),
+        "createdAt": row.created_at,
     }

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from models.sessions import Page
 from sessions_api.errors import ApiError
-from sessions_api.timestamps import format_utc, parse_rfc3339
+from sessions_api.timestamps import parse_rfc3339
 
 
 def cursor(before: str | None) -> datetime | None:
@@ -24,5 +24,5 @@ def list_body(page: Page, render: Callable[[object], dict]) -> dict:
     """The list envelope; `nextCursor` (the last item's createdAt) only when more items exist."""
     body = {"object": "list", "data": [render(row) for row in page.rows]}
     if page.has_more:
-        body["nextCursor"] = format_utc(page.rows[-1].created_at)
+        body["nextCursor"] = page.rows[-1].created_at
     return body

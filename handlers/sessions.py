@@ -9,7 +9,6 @@ from sqlalchemy import Row
 
 from handlers.listing import cursor, list_body
 from models import leases, sessions
-from sessions_api.timestamps import format_utc
 
 API_BASE = "/api/v1"
 
@@ -50,19 +49,19 @@ def releaseSession(sessionId: str, token_info: dict) -> dict:
 
 
 def session_json(row: Row) -> dict:
-    released_at = row.released_at
+    """A session row of the data layer, whose ids and instants are already the API's text."""
     return {
-        "id": str(row.id),
-        "organization": str(row.organization_id),
-        "user": str(row.user_id),
+        "id": row.id,
+        "organization": row.organization_id,
+        "user": row.user_id,
         "device": {
-            "id": str(row.device_id),
+            "id": row.device_id,
             "platform": row.platform,
             "type": row.type,
             "name": row.name,
             "osVersion": row.os_version,
         },
-        "createdAt": format_utc(row.created_at),
-        "releasedAt": format_utc(released_at) if released_at is not None else None,
-        "expiresAt": format_utc(row.expires_at),
+        "createdAt": row.created_at,
+        "releasedAt": row.released_at,
+        "expiresAt": row.expires_at,
     }

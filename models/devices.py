@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import case, exists, func, select, text
 
+from models.as_text import rfc3339_text, uuid_text
 from models.errors import InvalidInput, NotFound
 from models.sessions import Page
 from models.tables import Device, Platform, SessionRecord
@@ -23,8 +24,10 @@ _STATE = case(
     else_="available",
 )
 
-_DEVICE_ROW = select(
-    Device.id, Device.platform, Device.type, Device.name, Device.os_version, _STATE.label("state"), Device.created_at
+# What the API answers with, ids and instants rendered as its text (see models.as_text).
+_DEVICE_VIEW = select(
+    uuid_text(Device.id).label("id"), Device.platform, Device.type, Device.name, Device.os_version,
+    _STATE.label("state"), rfc3339_text(Device.created_at).label("created_at"),
 )
 
 
@@ -67,7 +70,7 @@ class DeviceFilters:
 
 def list_page(limit: int, before: datetime | None, filters: DeviceFilters = DeviceFilters()) -> Page:
     """Up to `limit` devices added strictly before `before`, newest first."""
-    query = _DEVICE_ROW.order_by(Device.created_at.desc()).limit(limit + 1)
+    query = _DEVICE_VIEW.order_by(Device.created_at.desc()).limit(limit + 1)
     if before is not None:
         query = query.where(Device.created_at < before)
     if filters.platform is not None:

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Uuid, and_, func, literal, select, update
+from sqlalchemy import Select, Uuid, and_, bindparam, func, select, update
 
 from models.errors import AccessDenied, InvalidInput, NotFound
 from models.tables import ApiKey, Membership, Organization, Role, User
@@ -84,17 +84,12 @@ def authenticate(token: str, requested_organization: str | None, last_used_inter
         return None
     lookup_id, secret = match.groups()
     requested = parse_uuid(requested_organization) if requested_organization is not None else None
-    fallbacks = (ApiKey.organization_id, User.default_organization_id)
-    selected = func.coalesce(literal(requested, Uuid), *fallbacks) if requested else func.coalesce(*fallbacks)
-    query = (
-        select(ApiKey.id, ApiKey.secret_hash, ApiKey.user_id, ApiKey.organization_id,
-               ApiKey.revoked_at, ApiKey.last_used_at, selected, Membership.role)
-        .join(User, User.id == ApiKey.user_id)
-        .outerjoin(Membership, and_(Membership.user_id == ApiKey.user_id, Membership.organization_id == selected))
-        .where(ApiKey.lookup_id == lookup_id)
-    )
+    if requested is not None:
+        query, values = _FOR_REQUESTED_ORGANIZATION, {"lookup_id": lookup_id, "requested": requested}
+    else:
+        query, values = _FOR_DEFAULT_ORGANIZATION, {"lookup_id": lookup_id}
     with db.reading() as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(query, values).first()
     if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)) or row.revoked_at is not None:
         return None
     if requested_organization is not None and (
@@ -105,9 +100,25 @@ def authenticate(token: str, requested_organization: str | None, last_used_inter
         raise AccessDenied()
     _record_use(row.id, row.last_used_at, last_used_interval)
     return Principal(
-        user_id=row.user_id, key_id=row.id, organization_id=_as_uuid(row[6]), role=Role(row.role),
+        user_id=row.user_id, key_id=row.id, organization_id=_as_uuid(row.selected_organization_id), role=Role(row.role),
         bound_organization_id=row.organization_id,
     )
+
+
+def _principal_query(selected) -> Select:
+    """The key with `lookup_id`, its user, and the user's role in the `selected` organization."""
+    return (
+        select(ApiKey.id, ApiKey.secret_hash, ApiKey.user_id, ApiKey.organization_id, ApiKey.revoked_at,
+               ApiKey.last_used_at, selected.label("selected_organization_id"), Membership.role)
+        .join(User, User.id == ApiKey.user_id)
+        .outerjoin(Membership, and_(Membership.user_id == ApiKey.user_id, Membership.organization_id == selected))
+        .where(ApiKey.lookup_id == bindparam("lookup_id"))
+    )
+
+
+# Built once, as every request runs one of them: building a statement costs more than running it.
+_FOR_REQUESTED_ORGANIZATION = _principal_query(bindparam("requested", type_=Uuid()))
+_FOR_DEFAULT_ORGANIZATION = _principal_query(func.coalesce(ApiKey.organization_id, User.default_organization_id))
 
 
 def _record_use(key_id: uuid.UUID, last_used_at: datetime | None, interval: timedelta) -> None:

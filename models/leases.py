@@ -84,16 +84,19 @@ def release_session(organization_id: uuid.UUID, session_id: uuid.UUID) -> object
     """End a live session now (or at its expiry, if that has passed); a released one is left as it is."""
     with db.writing() as session:
         conn = session.connection()
-        row = get_session(organization_id, session_id, conn)
-        if row.released_at is None:
-            released_at = max(min(utcnow(), row.expires_at), row.created_at)
+        lease = conn.execute(
+            select(SessionRecord.created_at, SessionRecord.released_at, SessionRecord.expires_at).where(
+                SessionRecord.id == session_id, SessionRecord.organization_id == organization_id
+            )
+        ).first()
+        if lease is not None and lease.released_at is None:
+            released_at = max(min(utcnow(), lease.expires_at), lease.created_at)
             conn.execute(
                 update(SessionRecord)
                 .where(SessionRecord.id == session_id, SessionRecord.released_at.is_(None))
                 .values(released_at=released_at)
             )
-            row = get_session(organization_id, session_id, conn)
-    return row
+        return get_session(organization_id, session_id, conn)  # NotFound when there was none
 
 
 def release_expired(now: datetime | None = None) -> int:

@@ -8,33 +8,40 @@ max(now, newest + 1 µs), so it is never older than a session already listed.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Row, func, insert, select, text
+from sqlalchemy import Connection, Integer, Row, Select, bindparam, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
+from models.as_text import rfc3339_text, uuid_text
 from models.errors import NotFound
 from models.tables import Device, SessionRecord
 from models.keys import parse_uuid
 from sessions_api import db, settings
 from sessions_api.timestamps import MICROSECOND, utcnow
 
-# What a session answers with: the session and its device, in one row.
-_SESSION_ROW = select(
-    SessionRecord.id,
-    SessionRecord.organization_id,
-    SessionRecord.user_id,
-    SessionRecord.device_id,
+# What the API answers with: a session and its device in one row, its ids and instants
+# already rendered as the API's text (see models.as_text).
+_SESSION_VIEW = select(
+    uuid_text(SessionRecord.id).label("id"),
+    uuid_text(SessionRecord.organization_id).label("organization_id"),
+    uuid_text(SessionRecord.user_id).label("user_id"),
+    uuid_text(SessionRecord.device_id).label("device_id"),
     Device.platform,
     Device.type,
     Device.name,
     Device.os_version,
-    SessionRecord.created_at,
-    SessionRecord.released_at,
-    SessionRecord.expires_at,
+    rfc3339_text(SessionRecord.created_at).label("created_at"),
+    rfc3339_text(SessionRecord.released_at).label("released_at"),
+    rfc3339_text(SessionRecord.expires_at).label("expires_at"),
 ).join(Device, Device.id == SessionRecord.device_id)
+
+_ONE_SESSION = _SESSION_VIEW.where(
+    SessionRecord.id == bindparam("session_id"), SessionRecord.organization_id == bindparam("organization_id")
+)
 
 # Writers that lose a race for an instant (PostgreSQL, several processes) try again.
 _INSERT_ATTEMPTS = 5
@@ -42,7 +49,7 @@ _INSERT_ATTEMPTS = 5
 
 @dataclass(frozen=True)
 class Page:
-    rows: list[Row]
+    rows: list[Row]  # each with the cursor text `created_at`
     has_more: bool
 
 
@@ -58,37 +65,53 @@ def list_page(
     organization_id: uuid.UUID, limit: int, before: datetime | None, filters: SessionFilters = SessionFilters()
 ) -> Page:
     """Up to `limit` sessions created strictly before `before`, newest first."""
-    query = (
-        _SESSION_ROW.where(SessionRecord.organization_id == organization_id)
-        .order_by(SessionRecord.created_at.desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        query = query.where(SessionRecord.created_at < before)
-    if filters.status is not None:
-        live = SessionRecord.released_at.is_(None)
-        query = query.where(live if filters.status == "live" else ~live)
-    if filters.platform is not None:
-        query = query.where(Device.platform == filters.platform)
-    if filters.user_id is not None:
-        query = query.where(SessionRecord.user_id == filters.user_id)
+    device_id = None
     if filters.device_id is not None:
         device_id = parse_uuid(filters.device_id)
         if device_id is None:  # no device has such an id
             return Page(rows=[], has_more=False)
-        query = query.where(SessionRecord.device_id == device_id)
+    values = {
+        "organization_id": organization_id, "limit": limit + 1, "before": before,
+        "platform": filters.platform, "user_id": filters.user_id, "device_id": device_id,
+    }
+    query = _page_query(tuple(name for name in _OPTIONAL_BOUNDS if values[name] is not None), filters.status)
     with db.reading() as conn:
-        rows = conn.execute(query).all()
+        rows = conn.execute(query, {name: value for name, value in values.items() if value is not None}).all()
     return Page(rows=rows[:limit], has_more=len(rows) > limit)
 
 
+_OPTIONAL_BOUNDS = {
+    "before": lambda value: SessionRecord.created_at < value,
+    "platform": lambda value: Device.platform == value,
+    "user_id": lambda value: SessionRecord.user_id == value,
+    "device_id": lambda value: SessionRecord.device_id == value,
+}
+
+
+@functools.cache
+def _page_query(bounds: tuple[str, ...], status: str | None) -> Select:
+    """The page query for one combination of filters, built once (building a statement costs
+    more than running it); the values are bound on each call."""
+    query = (
+        _SESSION_VIEW.where(SessionRecord.organization_id == bindparam("organization_id"))
+        .where(*(_OPTIONAL_BOUNDS[name](bindparam(name)) for name in bounds))
+        .order_by(SessionRecord.created_at.desc())
+        .limit(bindparam("limit", type_=Integer))
+    )
+    if status is not None:
+        live = SessionRecord.released_at.is_(None)
+        query = query.where(live if status == "live" else ~live)
+    return query
+
+
 def get_session(organization_id: uuid.UUID, session_id: uuid.UUID, conn: Connection | None = None) -> Row:
-    query = _SESSION_ROW.where(SessionRecord.id == session_id, SessionRecord.organization_id == organization_id)
+    """The session as the API shows it (see _SESSION_VIEW); NotFound outside the organization."""
+    values = {"session_id": session_id, "organization_id": organization_id}
     if conn is None:
         with db.reading() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_ONE_SESSION, values).first()
     else:
-        row = conn.execute(query).first()
+        row = conn.execute(_ONE_SESSION, values).first()
     if row is None:
         raise NotFound("No session with this id exists in the selected organization.")
     return row

@@ -139,15 +139,10 @@ def test_the_page_query_walks_the_organization_index(world, alice):
     other = world.member()
     world.sessions(alice.personal, alice.user, [T0] * 2000)
     world.sessions(other.personal, other.user, [T0] * 2000)
-    from models.sessions import _SESSION_ROW, SessionRecord  # the very query the endpoint runs
+    from models.sessions import _page_query  # the very query the endpoint runs
 
-    query = (
-        _SESSION_ROW.where(
-            SessionRecord.organization_id == alice.personal.id,
-            SessionRecord.created_at < T0 + timedelta(seconds=1),
-        )
-        .order_by(SessionRecord.created_at.desc())
-        .limit(101)
+    query = _page_query(("before",), None).params(
+        organization_id=alice.personal.id, before=T0 + timedelta(seconds=1), limit=101
     )
     with db.reading() as conn:
         compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
