@@ -3,7 +3,7 @@
 `python -m bench.inprocess [--sessions N] [--requests N] [--servers ours,floor] [--profile FILE]`
 
 No HTTP and no load generator: each app is imported into this process and called with
-ASGI messages, one request at a time, and the process CPU time (all threads) is divided
+ASGI messages, one request at a time (or --concurrency at once), and the process CPU time (all threads) is divided
 by the requests. That leaves out uvicorn's HTTP parsing and the network, and depends far
 less than wrk's requests/s on what else a shared machine is doing, so it is the quick
 loop for working on the hot path; `bench.run` remains the measurement of record.
@@ -35,6 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sessions", type=int, default=1_000_000, help="which built dataset (default 1,000,000)")
     p.add_argument("--database-url", help="default: the SQLite file bench.run builds for --sessions")
     p.add_argument("--requests", type=int, default=2000, help="requests measured per workload (default 2000)")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="requests in flight at once (default 1; wrk's runs use 16)")
     p.add_argument("--servers", default=",".join(SERVERS))
     p.add_argument("--workloads", default=",".join(WORKLOADS))
     p.add_argument("--profile", type=Path, help="cProfile our app over every workload into this file")
@@ -102,15 +104,23 @@ class AsgiCaller:
         return status, bytes(body)
 
 
-async def measure(caller: AsgiCaller, workload, requests: int) -> dict:
+async def measure(caller: AsgiCaller, workload, requests: int, concurrency: int) -> dict:
     targets = workload.paths
+    sent = 0
+    unexpected = 0
+
+    async def client() -> None:  # a closed loop, as one wrk connection
+        nonlocal sent, unexpected
+        while sent < requests:
+            target = targets[sent % len(targets)]
+            sent += 1
+            status, _ = await caller.get(target, workload.headers)
+            unexpected += status != workload.expect
+
     for i in range(min(200, requests)):  # warm-up: caches, pools, lazily built middleware
         await caller.get(targets[i % len(targets)], workload.headers)
-    unexpected = 0
     cpu, wall = time.process_time(), time.perf_counter()
-    for i in range(requests):
-        status, _ = await caller.get(targets[i % len(targets)], workload.headers)
-        unexpected += status != workload.expect
+    await asyncio.gather(*(client() for _ in range(concurrency)))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {"cpu_ms": 1000 * cpu / requests, "wall_ms": 1000 * wall / requests, "unexpected": unexpected}
 
@@ -127,7 +137,7 @@ async def measure_one(name: str, args) -> dict:
     for key in args.workloads.split(","):
         if profiler:
             profiler.enable()
-        results[key] = await measure(caller, loads[key], args.requests)
+        results[key] = await measure(caller, loads[key], args.requests, args.concurrency)
         if profiler:
             profiler.disable()
     if profiler:
@@ -153,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     servers = args.servers.split(",")
     print(f"{'workload':<14}" + "".join(f"{LABELS[s][:24]:>26}" for s in servers) + "   ours/peer (CPU)")
     for key, by_server in results.items():
-        cells = "".join(f"{by_server[s]['cpu_ms']:>20.3f} ms/req" for s in servers)
+        cells = "".join(f"{by_server[s]['cpu_ms']:>12.3f} ms CPU {by_server[s]['wall_ms']:>6.3f} wall" for s in servers)
         ratios = "  ".join(
             f"{s}: {by_server[s]['cpu_ms'] / by_server['ours']['cpu_ms']:.2f}"
             for s in servers if s != "ours" and "ours" in by_server

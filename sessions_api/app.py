@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
@@ -45,8 +46,12 @@ def _required_roles(spec: dict) -> dict[str, frozenset[Role]]:
 
 @asynccontextmanager
 async def _lifespan(_app) -> AsyncIterator[None]:
-    """Releases expired sessions every few seconds, whether or not anyone calls the API."""
-    sweeper = asyncio.create_task(_sweep_expired_sessions(settings_module.current().expiry_sweep_seconds))
+    """Sizes the threads that run database calls, and releases expired sessions every few
+    seconds, whether or not anyone calls the API."""
+    settings = settings_module.current()
+    # Connexion runs sync handlers, and auth.py its lookup, on anyio's default thread limiter.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.database_threads()
+    sweeper = asyncio.create_task(_sweep_expired_sessions(settings.expiry_sweep_seconds))
     try:
         yield
     finally:

@@ -58,6 +58,8 @@ class Settings:
     db_pool_size: int = 10
     db_max_overflow: int = 10
     db_pool_timeout_seconds: float = 5.0
+    # Threads per process that run the blocking database calls; None: see database_threads().
+    db_threads: int | None = None
     # PostgreSQL only: no statement runs longer than this; connecting gives up after that.
     db_statement_timeout_ms: int = 10_000
     db_connect_timeout_seconds: int = 5
@@ -82,6 +84,7 @@ class Settings:
             db_pool_size=_int("SESSIONS_API_DB_POOL_SIZE", cls.db_pool_size),
             db_max_overflow=_int("SESSIONS_API_DB_MAX_OVERFLOW", cls.db_max_overflow),
             db_pool_timeout_seconds=_float("SESSIONS_API_DB_POOL_TIMEOUT", cls.db_pool_timeout_seconds),
+            db_threads=_int("SESSIONS_API_DB_THREADS", 0) or None,
             db_statement_timeout_ms=_int("SESSIONS_API_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
             db_connect_timeout_seconds=_int("SESSIONS_API_DB_CONNECT_TIMEOUT", cls.db_connect_timeout_seconds),
             default_session_minutes=_int("SESSIONS_API_DEFAULT_SESSION_MINUTES", cls.default_session_minutes),
@@ -91,6 +94,16 @@ class Settings:
             ),
             expiry_sweep_seconds=_float("SESSIONS_API_EXPIRY_SWEEP_SECONDS", cls.expiry_sweep_seconds),
         )
+
+    def database_threads(self) -> int:
+        """One on SQLite, whose work runs in this process: more threads only take turns at the
+        GIL, and at 16 requests in flight one thread served a 100-session page for half the
+        CPU of anyio's default 40 (BENCHMARKS.md). Elsewhere the pool size: the database works
+        in its own process, and a request holds one connection at a time, so no thread waits
+        for a connection."""
+        if self.db_threads is not None:
+            return self.db_threads
+        return 1 if self.database_url.startswith("sqlite") else self.db_pool_size
 
 
 _current: Settings | None = None

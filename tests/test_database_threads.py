@@ -1,0 +1,32 @@
+"""How many threads run the database calls of one server process."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import anyio.to_thread
+from starlette.testclient import TestClient
+
+from sessions_api.app import create_app
+from sessions_api.settings import Settings
+
+
+def _running_thread_limit(settings: Settings) -> int:
+    async def limit() -> int:
+        return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    with TestClient(create_app(settings)) as client:
+        return client.portal.call(limit)
+
+
+def test_one_thread_on_sqlite_and_one_per_pooled_connection_elsewhere(settings):
+    expected = 1 if settings.database_url.startswith("sqlite") else 7
+    assert _running_thread_limit(replace(settings, db_pool_size=7)) == expected
+
+
+def test_the_environment_sets_the_threads(settings, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("SESSIONS_API_DB_THREADS", "3")
+    assert _running_thread_limit(Settings.from_env()) == 3
+    monkeypatch.setenv("SESSIONS_API_DB_THREADS", "")
+    assert Settings.from_env().database_threads() == (1 if settings.database_url.startswith("sqlite") else 10)
