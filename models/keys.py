@@ -100,8 +100,8 @@ def authenticate(token: str, requested_organization: str | None, last_used_inter
         raise AccessDenied()
     _record_use(row.id, row.last_used_at, last_used_interval)
     return Principal(
-        user_id=row.user_id, key_id=row.id, organization_id=_as_uuid(row.selected_organization_id), role=Role(row.role),
-        bound_organization_id=row.organization_id,
+        user_id=row.user_id, key_id=row.id, organization_id=_as_uuid(row.selected_organization_id),
+        role=Role(row.role), bound_organization_id=row.organization_id,
     )
 
 
