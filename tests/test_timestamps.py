@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -52,3 +53,26 @@ def test_format_is_utc_z_and_six_digits():
     assert format_utc(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02T03:04:05.000000Z"
     assert format_utc(datetime(999, 1, 2, 3, 4, 5, 7, tzinfo=UTC)) == "0999-01-02T03:04:05.000007Z"
     assert parse_rfc3339(format_utc(datetime(2026, 7, 1, 12, 0, 0, 42, tzinfo=UTC))).microsecond == 42
+
+
+def test_the_api_writes_ids_and_instants_in_one_form_on_every_database(client, world):
+    """Ids and instants are read as text (models.as_text): the same form on SQLite and PostgreSQL."""
+    alice = world.member()
+    whole_second = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    last_microsecond = datetime(2026, 3, 1, 12, 0, 0, 999999, tzinfo=UTC)
+    world.sessions(alice.personal, alice.user, [whole_second, last_microsecond], released=[None, last_microsecond])
+
+    page = client.get("/api/v1/sessions", params={"limit": 1}, headers=alice.headers).json()
+    newest = page["data"][0]
+    assert (newest["createdAt"], newest["releasedAt"]) == ("2026-03-01T12:00:00.999999Z",) * 2
+    assert page["nextCursor"] == "2026-03-01T12:00:00.999999Z"
+    oldest = client.get("/api/v1/sessions", params={"before": page["nextCursor"]}, headers=alice.headers).json()
+    assert [s["createdAt"] for s in oldest["data"]] == ["2026-03-01T12:00:00.000000Z"]
+    assert oldest["data"][0]["releasedAt"] is None
+    assert oldest["data"][0]["expiresAt"] == "2026-03-01T13:00:00.000000Z"  # the default hour
+
+    got = client.get(f"/api/v1/sessions/{newest['id']}", headers=alice.headers).json()
+    assert got == newest
+    for value in (got["id"], got["organization"], got["user"], got["device"]["id"]):
+        assert value == str(uuid.UUID(value))  # canonical: lowercase, hyphenated
+    assert got["organization"] == str(alice.personal.id) and got["user"] == str(alice.user.id)
