@@ -50,18 +50,21 @@ def releaseSession(sessionId: str, token_info: dict) -> dict:
 
 def session_json(row: Row) -> dict:
     """A session row of the data layer, whose ids and instants are already the API's text."""
+    # One unpacking (in the view's column order) costs a fraction of eleven attribute lookups.
+    (session_id, organization_id, user_id, device_id, platform, device_type, name, os_version,
+     created_at, released_at, expires_at) = row
     return {
-        "id": row.id,
-        "organization": row.organization_id,
-        "user": row.user_id,
+        "id": session_id,
+        "organization": organization_id,
+        "user": user_id,
         "device": {
-            "id": row.device_id,
-            "platform": row.platform,
-            "type": row.type,
-            "name": row.name,
-            "osVersion": row.os_version,
+            "id": device_id,
+            "platform": platform,
+            "type": device_type,
+            "name": name,
+            "osVersion": os_version,
         },
-        "createdAt": row.created_at,
-        "releasedAt": row.released_at,
-        "expiresAt": row.expires_at,
+        "createdAt": created_at,
+        "releasedAt": released_at,
+        "expiresAt": expires_at,
     }
