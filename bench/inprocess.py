@@ -1,23 +1,24 @@
 """CPU per request of each server's ASGI app, called in-process, side by side.
 
-`python -m bench.inprocess [--sessions N] [--requests N] [--servers ours,floor] [--profile FILE]`
+`python -m bench.inprocess [--sessions N] [--concurrency 16] [--servers ours,floor] ...`
 
-No HTTP and no load generator: each app is imported into this process and called with
-ASGI messages, one request at a time (or --concurrency at once), and the process CPU time (all threads) is divided
-by the requests. That leaves out uvicorn's HTTP parsing and the network, and depends far
-less than wrk's requests/s on what else a shared machine is doing, so it is the quick
-loop for working on the hot path; `bench.run` remains the measurement of record.
+No HTTP and no load generator: each app is imported and called with ASGI messages, one
+request at a time or `--concurrency` at once, and the process's CPU time (all threads) is
+divided by the requests. That leaves out uvicorn's HTTP parsing and the network, and
+depends far less than wrk's requests/s on what else a shared machine is doing, so it is the
+quick loop for work on the hot path; `bench.run` remains the measurement of record.
 
-Each app runs in its own child process (the reference declares the same tables under its
-own SQLModel classes, which cannot share a process with ours). It uses the data
-`bench.run` built (run that first, e.g. with `--check-only`).
+Each app runs in a child process of its own (the reference declares the same tables under
+its own SQLModel classes, which cannot share a process with ours). It uses the data
+`bench.run` built (run that first, e.g. with `--check-only`). To see where the time goes,
+sample one child with py-spy, which sees the worker threads too (cProfile would not):
+`py-spy record -f raw -o out.txt -- python -m bench.inprocess --one ours --concurrency 16`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import importlib
 import json
 import os
@@ -27,19 +28,19 @@ import time
 from pathlib import Path
 
 from bench.run import DATA, WORKLOADS, _slug, default_database_url, workloads
-from bench.servers import LABELS, SERVERS
+from bench.servers import SERVERS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", type=int, default=1_000_000, help="which built dataset (default 1,000,000)")
     p.add_argument("--database-url", help="default: the SQLite file bench.run builds for --sessions")
+    p.add_argument("--data-dir", type=Path, default=DATA, help="where bench.run keeps the build's manifest")
     p.add_argument("--requests", type=int, default=2000, help="requests measured per workload (default 2000)")
     p.add_argument("--concurrency", type=int, default=1,
                    help="requests in flight at once (default 1; wrk's runs use 16)")
     p.add_argument("--servers", default=",".join(SERVERS))
     p.add_argument("--workloads", default=",".join(WORKLOADS))
-    p.add_argument("--profile", type=Path, help="cProfile our app over every workload into this file")
     p.add_argument("--one", choices=SERVERS, help=argparse.SUPPRESS)  # the child: measure this app, print JSON
     return p.parse_args(argv)
 
@@ -55,7 +56,7 @@ def load_app(name: str, database_url: str):
 
 
 class AsgiCaller:
-    """Calls an ASGI app with one GET at a time, as a server would."""
+    """Calls an ASGI app with GET requests and its lifespan events, as a server would."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -127,21 +128,13 @@ async def measure(caller: AsgiCaller, workload, requests: int, concurrency: int)
 
 async def measure_one(name: str, args) -> dict:
     url = args.database_url or default_database_url(args.sessions)
-    manifest = json.loads((DATA / f"manifest-{_slug(url)}.json").read_text())
+    manifest = json.loads((args.data_dir / f"manifest-{_slug(url)}.json").read_text())
     ids = [line for line in Path(manifest["ids"]).read_text().split() if line]
     loads = workloads(manifest, ids)
     caller = AsgiCaller(load_app(name, url))
     await caller.start()
-    profiler = cProfile.Profile() if args.profile and name == "ours" else None
-    results = {}
-    for key in args.workloads.split(","):
-        if profiler:
-            profiler.enable()
-        results[key] = await measure(caller, loads[key], args.requests, args.concurrency)
-        if profiler:
-            profiler.disable()
-    if profiler:
-        profiler.dump_stats(args.profile)
+    results = {key: await measure(caller, loads[key], args.requests, args.concurrency)
+               for key in args.workloads.split(",")}
     await caller.stop()
     return results
 
@@ -161,15 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         for key, measured in json.loads(done.stdout.strip().splitlines()[-1]).items():
             results.setdefault(key, {})[name] = measured
     servers = args.servers.split(",")
-    print(f"{'workload':<14}" + "".join(f"{LABELS[s][:24]:>26}" for s in servers) + "   ours/peer (CPU)")
+    peers = [s for s in servers if s != "ours" and "ours" in servers]
+    print("CPU ms per request (wall ms per request); ours/peer: the peer's CPU per request over ours, "
+          "read like a requests/s ratio")
+    print(f"{'workload':<14}" + "".join(f"{s:>24}" for s in servers) + "".join(f"{'ours/' + p:>16}" for p in peers))
     for key, by_server in results.items():
-        cells = "".join(f"{by_server[s]['cpu_ms']:>12.3f} ms CPU {by_server[s]['wall_ms']:>6.3f} wall" for s in servers)
-        ratios = "  ".join(
-            f"{s}: {by_server[s]['cpu_ms'] / by_server['ours']['cpu_ms']:.2f}"
-            for s in servers if s != "ours" and "ours" in by_server
-        )
+        cells = "".join(f"{by_server[s]['cpu_ms']:>13.3f}{'(%.3f)' % by_server[s]['wall_ms']:>11}" for s in servers)
+        ratios = "".join(f"{by_server[p]['cpu_ms'] / by_server['ours']['cpu_ms']:>16.2f}" for p in peers)
         bad = sum(r["unexpected"] for r in by_server.values())
-        print(f"{key:<14}{cells}   {ratios}" + (f"   UNEXPECTED: {bad}" if bad else ""))
+        print(f"{key:<14}{cells}{ratios}" + (f"   UNEXPECTED STATUSES: {bad}" if bad else ""))
     return 1 if any(r["unexpected"] for by in results.values() for r in by.values()) else 0
 
 
