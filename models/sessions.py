@@ -90,8 +90,8 @@ _OPTIONAL_BOUNDS = {
 
 @functools.cache
 def _page_query(bounds: tuple[str, ...], status: str | None) -> Select:
-    """The page query for one combination of filters, built once (building a statement costs
-    more than running it); the values are bound on each call."""
+    """The page query for one combination of filters (at most 16 × 3 of them), built once:
+    building a statement costs more than running it. The values are bound on each call."""
     query = (
         _SESSION_VIEW.where(SessionRecord.organization_id == bindparam("organization_id"))
         .where(*(_OPTIONAL_BOUNDS[name](bindparam(name)) for name in bounds))
