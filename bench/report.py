@@ -69,20 +69,23 @@ def summarize(results: dict) -> None:
 # standard library is charged to its caller, so `uuid4` under the request-id middleware
 # counts as ours and `inspect.signature` under Connexion as Connexion's).
 PROFILE_BUCKETS = [
-    # py-spy shows no C frames: time inside the driver's execute/fetch is the calling frame's.
-    ("database driver (sqlite3 / psycopg: execute, fetch)", re.compile(r"^Prepared\._run \(|^DefaultDialect\.do_execute|^_fetch_rows")),
-    ("our code (handlers, models, sessions_api)", re.compile(r"\((?:.*/)?(?:handlers|models|sessions_api)/")),
-    ("our code (handlers, models, sessions_api)", re.compile(r"\(sessions-api:")),
-    ("bench peers (reference, floor)", re.compile(r"\((?:.*/)?bench/")),
-    ("SQLAlchemy", re.compile(r"\((?:.*/)?sqlalchemy/")),
-    ("SQLModel", re.compile(r"\((?:.*/)?sqlmodel/")),
-    ("Connexion", re.compile(r"\((?:.*/)?connexion/")),
-    ("jsonschema (parameter validation)", re.compile(r"\((?:.*/)?(?:jsonschema|referencing)/")),
-    ("FastAPI / pydantic", re.compile(r"\((?:.*/)?(?:fastapi|pydantic|pydantic_core)/")),
-    ("Starlette", re.compile(r"\((?:.*/)?starlette/")),
-    ("uvicorn (HTTP parsing, sockets)", re.compile(r"\((?:.*/)?uvicorn/")),
-    ("anyio / asyncio / threads", re.compile(r"\((?:.*/)?(?:anyio/|asyncio/|threading\.py|queue\.py|concurrent/)")),
-    ("logging", re.compile(r"\((?:.*/)?logging/")),
+    # (label, pattern, only when it is the innermost frame). py-spy shows no C frames: time in
+    # sqlite3's execute and fetch is charged to the SQLAlchemy frame that called it.
+    ("database driver (sqlite3 / psycopg: execute, fetch)",
+     re.compile(r"^(?:DefaultDialect\.do_execute|CursorFetchStrategy\.fetch\w*) \("), True),
+    ("database driver (sqlite3 / psycopg: execute, fetch)", re.compile(r"\((?:.*/)?psycopg\w*/"), False),
+    ("our code (handlers, models, sessions_api)", re.compile(r"\((?:.*/)?(?:handlers|models|sessions_api)/"), False),
+    ("our code (handlers, models, sessions_api)", re.compile(r"\(sessions-api:"), False),
+    ("bench peers (reference, floor)", re.compile(r"\((?:.*/)?bench/"), False),
+    ("SQLAlchemy", re.compile(r"\((?:.*/)?sqlalchemy/"), False),
+    ("SQLModel", re.compile(r"\((?:.*/)?sqlmodel/"), False),
+    ("Connexion", re.compile(r"\((?:.*/)?connexion/"), False),
+    ("jsonschema (parameter validation)", re.compile(r"\((?:.*/)?(?:jsonschema|referencing)/"), False),
+    ("FastAPI / pydantic", re.compile(r"\((?:.*/)?(?:fastapi|pydantic|pydantic_core)/"), False),
+    ("Starlette", re.compile(r"\((?:.*/)?starlette/"), False),
+    ("uvicorn (HTTP parsing, sockets)", re.compile(r"\((?:.*/)?uvicorn/"), False),
+    ("anyio / asyncio / threads", re.compile(r"\((?:.*/)?(?:anyio/|asyncio/|threading\.py|queue\.py|concurrent/)"), False),
+    ("logging", re.compile(r"\((?:.*/)?logging/"), False),
 ]
 
 
@@ -102,8 +105,8 @@ def summarize_profile(raw: Path, top: int = 25) -> dict:
             inclusive[name] += n
         own[_frame_name(frames[-1])] += n
         for index, frame in enumerate(reversed(frames)):
-            label = next((label for label, pattern in PROFILE_BUCKETS
-                          if pattern.search(frame) and (index == 0 or not label.startswith("database driver"))), None)
+            label = next((label for label, pattern, innermost_only in PROFILE_BUCKETS
+                          if pattern.search(frame) and (index == 0 or not innermost_only)), None)
             if label is not None:
                 buckets[label] += n
                 break
