@@ -21,7 +21,8 @@ def listSessions(
     # Connexion passes the caller's id as `user`, so the `user` filter is read from the query itself.
     user = request.query_params.get("user")
     filters = sessions.SessionFilters(
-        status=status, platform=platform, user_id=uuid.UUID(user) if user else None, device_id=device
+        status=status, platform=platform, user_id=uuid.UUID(user) if user else None,
+        device_id=uuid.UUID(device) if device else None,
     )
     return list_body(sessions.list_page(principal.organization_id, limit, cursor(before), filters), session_json)
 

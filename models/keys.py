@@ -83,7 +83,7 @@ def authenticate(token: str, requested_organization: str | None, last_used_inter
     if match is None:
         return None
     lookup_id, secret = match.groups()
-    requested = parse_uuid(requested_organization) if requested_organization is not None else None
+    requested = _parse_uuid(requested_organization) if requested_organization is not None else None
     if requested is not None:
         query, values = _FOR_REQUESTED_ORGANIZATION, {"lookup_id": lookup_id, "requested": requested}
     else:
@@ -134,7 +134,7 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def parse_uuid(text: str) -> uuid.UUID | None:
+def _parse_uuid(text: str) -> uuid.UUID | None:
     """The UUID `text` spells, or None."""
     try:
         return uuid.UUID(text)

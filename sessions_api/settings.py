@@ -32,6 +32,14 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
 
 
+def _positive_or_none(name: str) -> int | None:
+    """A whole number of at least 1, or None when unset (the setting's own default applies)."""
+    value = _int(name, 0)
+    if os.environ.get(name) and value < 1:
+        raise ValueError(f"{name} must be at least 1, not {os.environ[name]!r}")
+    return value or None
+
+
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -84,7 +92,7 @@ class Settings:
             db_pool_size=_int("SESSIONS_API_DB_POOL_SIZE", cls.db_pool_size),
             db_max_overflow=_int("SESSIONS_API_DB_MAX_OVERFLOW", cls.db_max_overflow),
             db_pool_timeout_seconds=_float("SESSIONS_API_DB_POOL_TIMEOUT", cls.db_pool_timeout_seconds),
-            db_threads=_int("SESSIONS_API_DB_THREADS", 0) or None,
+            db_threads=_positive_or_none("SESSIONS_API_DB_THREADS"),
             db_statement_timeout_ms=_int("SESSIONS_API_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms),
             db_connect_timeout_seconds=_int("SESSIONS_API_DB_CONNECT_TIMEOUT", cls.db_connect_timeout_seconds),
             default_session_minutes=_int("SESSIONS_API_DEFAULT_SESSION_MINUTES", cls.default_session_minutes),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import anyio.to_thread
+import pytest
 from starlette.testclient import TestClient
 
 from sessions_api.app import create_app
@@ -30,3 +31,10 @@ def test_the_environment_sets_the_threads(settings, monkeypatch):
     assert _running_thread_limit(Settings.from_env()) == 3
     monkeypatch.setenv("SESSIONS_API_DB_THREADS", "")
     assert Settings.from_env().database_threads() == (1 if settings.database_url.startswith("sqlite") else 10)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_a_thread_count_below_one_is_refused(monkeypatch, value):
+    monkeypatch.setenv("SESSIONS_API_DB_THREADS", value)
+    with pytest.raises(ValueError, match="SESSIONS_API_DB_THREADS"):
+        Settings.from_env()

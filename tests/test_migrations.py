@@ -54,14 +54,19 @@ def test_db_upgrade_builds_an_empty_database_from_zero(empty_database_url):
         )
 
 
-def test_serve_refuses_a_database_whose_schema_is_behind(private_database_url):
-    database_url = private_database_url
+def _run_on_altered_schema_version(database_url: str, statement: str, *command: str) -> subprocess.CompletedProcess:
+    """Runs `sessions-api COMMAND` after `statement` has changed the recorded schema version."""
     db.configure(Settings(database_url=database_url))
     with db.engine().begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = 'an-older-one'"))
+        conn.execute(text(statement))
     db.engine().dispose()
-    done = subprocess.run([COMMAND, "serve", "--port", "1"], env=server_env(database_url),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run([COMMAND, *command], env=server_env(database_url), capture_output=True, text=True, timeout=60)
+
+
+def test_serve_refuses_a_database_whose_schema_is_behind(private_database_url):
+    done = _run_on_altered_schema_version(
+        private_database_url, "UPDATE alembic_version SET version_num = 'an-older-one'", "serve", "--port", "1"
+    )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"sessions-api: error: the database schema is at an-older-one, this version needs "
@@ -70,11 +75,7 @@ def test_serve_refuses_a_database_whose_schema_is_behind(private_database_url):
 
 
 def test_other_commands_refuse_it_too(private_database_url):
-    database_url = private_database_url
-    db.configure(Settings(database_url=database_url))
-    with db.engine().begin() as conn:
-        conn.execute(text("DELETE FROM alembic_version"))
-    db.engine().dispose()
-    done = subprocess.run([COMMAND, "org", "create", "--name", "x"], env=server_env(database_url),
-                          capture_output=True, text=True, timeout=60)
+    done = _run_on_altered_schema_version(
+        private_database_url, "DELETE FROM alembic_version", "org", "create", "--name", "x"
+    )
     assert done.returncode == 1 and "run 'sessions-api db upgrade' first" in done.stderr
