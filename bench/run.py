@@ -25,7 +25,7 @@ from bench import check as correctness
 from bench import report
 from bench.dataset import default_params
 from bench.load import Workload, install_wrk, run_wrk, write_script, wrk_path
-from bench.servers import ROOT, SERVERS, Server
+from bench.servers import ROOT, SERVERS, Server, sessions_api_command
 
 DATA = ROOT / "bench" / ".data"
 API = "/api/v1"
@@ -131,7 +131,7 @@ def ensure_data(url: str, params: dict, rebuild: bool, log, data_dir: Path = DAT
     manifest = json.loads(done.stdout.strip().splitlines()[-1])
     setup_seconds = time.monotonic() - started
     log(f"users, organizations, keys, devices and the JSON lines file: {setup_seconds:.1f}s; importing")
-    command = [*_sessions_api(), "session", "import", manifest["lines"], "--json"]
+    command = [*sessions_api_command(), "session", "import", manifest["lines"], "--json"]
     started = time.monotonic()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=7200)
     import_seconds = time.monotonic() - started
@@ -153,11 +153,6 @@ def ensure_data(url: str, params: dict, rebuild: bool, log, data_dir: Path = DAT
     log(f"imported {imported:,} sessions in {import_seconds:.1f}s ({imported / import_seconds:,.0f}/s)")
     manifest["reused"] = False
     return manifest
-
-
-def _sessions_api() -> list[str]:
-    found = shutil.which("sessions-api", path=str(Path(sys.executable).parent))
-    return [found] if found else [sys.executable, "-m", "sessions_api.cli"]
 
 
 # --- the workloads ------------------------------------------------------------------------

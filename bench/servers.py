@@ -1,14 +1,12 @@
 """The three servers, each started as its own process with production settings.
 
-- ours: the product's own `sessions-api serve` (uvicorn, its logging and access log), or,
-  for more than one worker when `serve` has no `--workers`, uvicorn's CLI on the same factory;
+- ours: the product's own `sessions-api serve --workers N` (uvicorn, its logging and access log);
 - reference: `uvicorn bench.reference.app:app` with uvicorn's defaults (access log on);
 - floor: `uvicorn bench.floor.app:app --no-access-log`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -32,32 +30,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _serve_has_workers() -> bool:
-    done = subprocess.run(_sessions_api() + ["serve", "--help"], capture_output=True, text=True, timeout=60)
-    return "--workers" in done.stdout
-
-
-def _sessions_api() -> list[str]:
+def sessions_api_command() -> list[str]:
+    """The product's CLI, as installed beside this Python (or run as a module)."""
     found = shutil.which("sessions-api", path=str(Path(sys.executable).parent))
     return [found] if found else [sys.executable, "-m", "sessions_api.cli"]
 
 
-def command(name: str, port: int, workers: int, log_config: Path) -> list[str]:
+def command(name: str, port: int, workers: int) -> list[str]:
     host = ["--host", "127.0.0.1", "--port", str(port)]
-    uvicorn = [sys.executable, "-m", "uvicorn"]
     if name == "ours":
-        if workers == 1:
-            return _sessions_api() + ["serve", *host]
-        if _serve_has_workers():
-            return _sessions_api() + ["serve", *host, "--workers", str(workers)]
-        from sessions_api.cli import logging_config
-
-        log_config.write_text(json.dumps(logging_config(os.environ.get("SESSIONS_API_LOG_LEVEL", "INFO"))))
-        return uvicorn + ["--factory", "sessions_api.app:create_app", *host, "--workers", str(workers),
-                          "--log-config", str(log_config), "--no-access-log"]
+        return sessions_api_command() + ["serve", *host, "--workers", str(workers)]
     app = {"reference": "bench.reference.app:app", "floor": "bench.floor.app:app"}[name]
     extra = ["--no-access-log"] if name == "floor" else []
-    return uvicorn + [app, *host, "--workers", str(workers), *extra]
+    return [sys.executable, "-m", "uvicorn", app, *host, "--workers", str(workers), *extra]
 
 
 @dataclass
@@ -80,7 +65,7 @@ class Server:
         env = {**os.environ, "DATABASE_URL": self.database_url, "PYTHONPATH": str(ROOT)}
         env.pop("SESSIONS_API_VALIDATE_RESPONSES", None)  # production: the default (off)
         log = open(self.log_dir / f"{self.name}-w{self.workers}.log", "w")
-        cmd = command(self.name, self.port, self.workers, self.log_dir / f"{self.name}-logging.json")
+        cmd = command(self.name, self.port, self.workers)
         started = time.monotonic()
         self.process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
