@@ -36,13 +36,29 @@ def probes(manifest: dict, ids: list[str]) -> list[Probe]:
         Probe("deep page", f"{API}/sessions?limit=100&before={manifest['deep_before']}", big),
         Probe("last page", f"{API}/sessions?limit=500&before={manifest['deep_before']}", big),
         Probe("limit=1", f"{API}/sessions?limit=1", big),
-        Probe("before with an offset and 9 digits", f"{API}/sessions?limit=7&before=2026-01-01T01:30:00.123456789%2B01:30", big),
+        Probe(
+            "before with an offset and 9 digits",
+            f"{API}/sessions?limit=7&before=2026-01-01T01:30:00.123456789%2B01:30",
+            big,
+        ),
         Probe("before the first instant", f"{API}/sessions?before=0001-01-01T00:00:00Z", big),
         Probe("default organization (Personal, empty)", f"{API}/sessions?limit=5", auth),
-        Probe("second organization by header", f"{API}/sessions?limit=20", {**auth, "X-Organization-Id": manifest["second_organization"]}),
+        Probe(
+            "second organization by header",
+            f"{API}/sessions?limit=20",
+            {**auth, "X-Organization-Id": manifest["second_organization"]},
+        ),
         Probe("bound key, no header", f"{API}/sessions?limit=20", bound),
-        Probe("bound key, its own organization named", f"{API}/sessions?limit=3", {**bound, "X-Organization-Id": manifest["big_organization"]}),
-        Probe("bound key, another organization", f"{API}/sessions", {**bound, "X-Organization-Id": manifest["second_organization"]}),
+        Probe(
+            "bound key, its own organization named",
+            f"{API}/sessions?limit=3",
+            {**bound, "X-Organization-Id": manifest["big_organization"]},
+        ),
+        Probe(
+            "bound key, another organization",
+            f"{API}/sessions",
+            {**bound, "X-Organization-Id": manifest["second_organization"]},
+        ),
         Probe("not a member", f"{API}/sessions", {**auth, "X-Organization-Id": manifest["other_organization"]}),
         Probe("no such organization", f"{API}/sessions", {**auth, "X-Organization-Id": str(uuid.UUID(int=7))}),
         Probe("organization header not a UUID", f"{API}/sessions", {**auth, "X-Organization-Id": "acme"}),
@@ -51,7 +67,14 @@ def probes(manifest: dict, ids: list[str]) -> list[Probe]:
         Probe("no key", f"{API}/sessions", {}),
         Probe("revoked key", f"{API}/sessions", {"Authorization": f"Bearer {manifest['revoked_secret']}"}),
         Probe("wrong secret", f"{API}/sessions", {"Authorization": f"Bearer {manifest['secret'][:-4]}AAAA"}),
-        Probe("outsider on the big organization", f"{API}/sessions", {"Authorization": f"Bearer {manifest['outsider_secret']}", "X-Organization-Id": manifest["big_organization"]}),
+        Probe(
+            "outsider on the big organization",
+            f"{API}/sessions",
+            {
+                "Authorization": f"Bearer {manifest['outsider_secret']}",
+                "X-Organization-Id": manifest["big_organization"],
+            },
+        ),
         Probe("session of another organization", f"{API}/sessions/{manifest['other_organization_session']}", big),
         Probe("no such session", f"{API}/sessions/{uuid.UUID(int=42)}", big),
         Probe("limit=0", f"{API}/sessions?limit=0", big),
@@ -99,7 +122,9 @@ def check(base_urls: dict[str, str], manifest: dict, ids: list[str]) -> list[str
         seen = {name: _observed(*_fetch(url, probe)) for name, url in base_urls.items()}
         first = seen[names[0]]
         if first["content-type"] != "application/json" or not first["has request id"]:
-            problems.append(f"{probe.name}: {names[0]} answered {first['content-type']!r}, request id {first['has request id']}")
+            problems.append(
+                f"{probe.name}: {names[0]} answered {first['content-type']!r}, request id {first['has request id']}"
+            )
         for name in names[1:]:
             if seen[name] != first:
                 problems.append(

@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 # `sapi_<16 hex lookup id>_<43 url-safe secret>`; the secret's SHA-256 is stored (hex).
 KEY_FORMAT = re.compile(r"sapi_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 ORGANIZATION_HEADER = "x-organization-id"
 LAST_USED_INTERVAL = timedelta(seconds=60)
 
-UNAUTHENTICATED = {"error": {"code": "unauthenticated", "message": "Send a valid API key as 'Authorization: Bearer <key>'."}}
-FORBIDDEN = {"error": {"code": "forbidden", "message": "The selected organization does not exist or you are not a member of it."}}
+UNAUTHENTICATED = {
+    "error": {"code": "unauthenticated", "message": "Send a valid API key as 'Authorization: Bearer <key>'."}
+}
+FORBIDDEN = {
+    "error": {"code": "forbidden", "message": "The selected organization does not exist or you are not a member of it."}
+}
 NOT_FOUND = {"error": {"code": "not_found", "message": "No session with this id exists in the selected organization."}}
 
 UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:[Zz]|([+-])(\d{2}):(\d{2}))"
-)
-_MIN_UTC = datetime.min.replace(tzinfo=timezone.utc)
-_MAX_UTC = datetime.max.replace(tzinfo=timezone.utc)
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:[Zz]|([+-])(\d{2}):(\d{2}))")
+_MIN_UTC = datetime.min.replace(tzinfo=UTC)
+_MAX_UTC = datetime.max.replace(tzinfo=UTC)
 
 
 def invalid_request(message: str) -> dict:
@@ -56,8 +58,16 @@ def parse_before(text: str) -> datetime:
         offset = timedelta(hours=int(off_h), minutes=int(off_m))
         if sign == "-":
             offset = -offset
-    local = datetime(int(year), int(month), int(day), int(hour), int(minute), min(int(second), 59),
-                     int(fraction[:6].ljust(6, "0")), tzinfo=timezone.utc)
+    local = datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour),
+        int(minute),
+        min(int(second), 59),
+        int(fraction[:6].ljust(6, "0")),
+        tzinfo=UTC,
+    )
     try:
         return local - offset + extra
     except OverflowError:
@@ -67,5 +77,5 @@ def parse_before(text: str) -> datetime:
 def format_utc(moment: datetime) -> str:
     """`YYYY-MM-DDTHH:MM:SS.ffffffZ`; a naive datetime is taken as UTC (SQLite stores UTC)."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment.isoformat(timespec="microseconds") + "Z"

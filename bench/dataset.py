@@ -16,35 +16,101 @@ import json
 import random
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 PLATFORMS = {
-    "ios": (["simulator", "physical"], ["iPhone 16 Pro", "iPhone 16", "iPhone 15", "iPhone 14 Plus", "iPhone SE (3rd generation)",
-            "iPad Air 13-inch", "iPad Pro 11-inch", "iPad mini"], ["16.7", "17.5", "17.6", "18.1", "18.2", "18.3"]),
-    "android": (["emulator", "physical"], ["Pixel 9", "Pixel 9 Pro", "Pixel 8a", "Pixel Tablet", "Galaxy S24", "Galaxy A55",
-                "Galaxy Tab S9", "OnePlus 12", "Xperia 1 VI", "Moto G Power"], ["12", "13", "14", "15"]),
+    "ios": (
+        ["simulator", "physical"],
+        [
+            "iPhone 16 Pro",
+            "iPhone 16",
+            "iPhone 15",
+            "iPhone 14 Plus",
+            "iPhone SE (3rd generation)",
+            "iPad Air 13-inch",
+            "iPad Pro 11-inch",
+            "iPad mini",
+        ],
+        ["16.7", "17.5", "17.6", "18.1", "18.2", "18.3"],
+    ),
+    "android": (
+        ["emulator", "physical"],
+        [
+            "Pixel 9",
+            "Pixel 9 Pro",
+            "Pixel 8a",
+            "Pixel Tablet",
+            "Galaxy S24",
+            "Galaxy A55",
+            "Galaxy Tab S9",
+            "OnePlus 12",
+            "Xperia 1 VI",
+            "Moto G Power",
+        ],
+        ["12", "13", "14", "15"],
+    ),
 }
-FIRST = ["Ada", "Alan", "Grace", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Edsger", "Radia", "Guido",
-         "Karen", "Donald", "Anita", "Tim", "Hedy", "John", "Sophie", "Niklaus"]
-LAST = ["Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson", "Allen", "Dijkstra",
-        "Perlman", "van Rossum", "Sparck Jones", "Knuth", "Borg", "Berners-Lee", "Lamarr", "Backus", "Wilson", "Wirth"]
+FIRST = [
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Dennis",
+    "Barbara",
+    "Ken",
+    "Frances",
+    "Edsger",
+    "Radia",
+    "Guido",
+    "Karen",
+    "Donald",
+    "Anita",
+    "Tim",
+    "Hedy",
+    "John",
+    "Sophie",
+    "Niklaus",
+]
+LAST = [
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Torvalds",
+    "Hamilton",
+    "Ritchie",
+    "Liskov",
+    "Thompson",
+    "Allen",
+    "Dijkstra",
+    "Perlman",
+    "van Rossum",
+    "Sparck Jones",
+    "Knuth",
+    "Borg",
+    "Berners-Lee",
+    "Lamarr",
+    "Backus",
+    "Wilson",
+    "Wirth",
+]
 ROLES = ["admin"] + ["readwrite"] * 5 + ["readonly"] * 4
 # Sessions run up to this instant, over `days` before it (fixed, so that the data repeats).
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def default_params(sessions: int = 1_000_000) -> dict:
     return {
         "sessions": sessions,
         "organizations": 20,
-        "big_share": 0.5,          # of all sessions, in the one big organization
+        "big_share": 0.5,  # of all sessions, in the one big organization
         "devices": 2000,
         "users": 600,
         "days": 730,
-        "burst_share": 0.02,       # sessions started at the same instant as the one before
+        "burst_share": 0.02,  # sessions started at the same instant as the one before
         "seed": 6,
-        "format": 1,               # bump when the generated data changes shape
+        "format": 1,  # bump when the generated data changes shape
     }
 
 
@@ -58,14 +124,15 @@ def _utc_text(micros: int) -> str:
 
 
 def build(params: dict, out_dir: Path) -> dict:
-    from models import Role, devices, keys, tenancy
-    from sessions_api import db, schema, settings as settings_module
-    from sessions_api.settings import Settings
+    from sessions_api.core import db
+    from sessions_api.core import settings as settings_module
+    from sessions_api.core.settings import Settings
+    from sessions_api.models import Role, api_keys, devices, schema_version, tenancy
 
     settings = Settings.from_env()
     settings_module.configure(settings)
     db.configure(settings)
-    schema.ensure_current()  # an empty database gets the migrated schema
+    schema_version.ensure_current()  # an empty database gets the migrated schema
     rng = random.Random(params["seed"])
 
     fleet = []
@@ -97,20 +164,20 @@ def build(params: dict, out_dir: Path) -> dict:
         for _ in range(1 + (rng.random() < 0.2)):
             orgs = memberships.get(str(user.id), [])
             bound = rng.choice(orgs) if orgs and rng.random() < 0.1 else None
-            key, _secret = keys.create_key(user.id, bound, name="ci")
+            key, _secret = api_keys.create_key(user.id, bound, name="ci")
             if rng.random() < 0.05:
-                keys.revoke_key(key.id)
+                api_keys.revoke_key(key.id)
 
     # The callers the load uses: a readonly member of the big organization and one more.
     bench_user, bench_personal = tenancy.create_user("bench@example.com", "Bench Caller")
     tenancy.add_member(big.id, bench_user.id, Role.readonly)
     tenancy.add_member(organizations[1].id, bench_user.id, Role.readwrite)
-    _, secret = keys.create_key(bench_user.id, name="bench")
-    _, bound_secret = keys.create_key(bench_user.id, big.id, name="bench bound")
-    revoked, revoked_secret = keys.create_key(bench_user.id, name="bench revoked")
-    keys.revoke_key(revoked.id)
+    _, secret = api_keys.create_key(bench_user.id, name="bench")
+    _, bound_secret = api_keys.create_key(bench_user.id, big.id, name="bench bound")
+    revoked, revoked_secret = api_keys.create_key(bench_user.id, name="bench revoked")
+    api_keys.revoke_key(revoked.id)
     outsider, _ = tenancy.create_user("outsider@example.com", "Out Sider")
-    _, outsider_secret = keys.create_key(outsider.id, name="outsider")
+    _, outsider_secret = api_keys.create_key(outsider.id, name="outsider")
 
     # Sessions: half in the big organization, the rest over the others by a Zipf-like law.
     total = params["sessions"]
@@ -139,7 +206,7 @@ def build(params: dict, out_dir: Path) -> dict:
     big_times = []
     held: set[str] = set()
     with open(lines_path, "w", encoding="utf-8") as out:
-        for (at, org_index), device in zip(events, device_picks):
+        for (at, org_index), device in zip(events, device_picks, strict=True):
             organization = organizations[org_index]
             session_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             record = {

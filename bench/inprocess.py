@@ -37,8 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--database-url", help="default: the SQLite file bench.run builds for --sessions")
     p.add_argument("--data-dir", type=Path, default=DATA, help="where bench.run keeps the build's manifest")
     p.add_argument("--requests", type=int, default=2000, help="requests measured per workload (default 2000)")
-    p.add_argument("--concurrency", type=int, default=1,
-                   help="requests in flight at once (default 1; wrk's runs use 16)")
+    p.add_argument(
+        "--concurrency", type=int, default=1, help="requests in flight at once (default 1; wrk's runs use 16)"
+    )
     p.add_argument("--servers", default=",".join(SERVERS))
     p.add_argument("--workloads", default=",".join(WORKLOADS))
     p.add_argument("--one", choices=SERVERS, help=argparse.SUPPRESS)  # the child: measure this app, print JSON
@@ -49,7 +50,7 @@ def load_app(name: str, database_url: str):
     os.environ["DATABASE_URL"] = database_url
     os.environ.pop("SESSIONS_API_VALIDATE_RESPONSES", None)
     if name == "ours":
-        from sessions_api.app import create_app
+        from sessions_api.web.app import create_app
 
         return create_app()
     return importlib.import_module({"reference": "bench.reference.app", "floor": "bench.floor.app"}[name]).app
@@ -84,10 +85,19 @@ class AsgiCaller:
     async def get(self, target: str, headers: dict) -> tuple[int, bytes]:
         path, _, query = target.partition("?")
         scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()] + [(b"host", b"127.0.0.1")],
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "state": {},
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+            "state": {},
         }
         status, body = 0, bytearray()
 
@@ -133,8 +143,9 @@ async def measure_one(name: str, args) -> dict:
     loads = workloads(manifest, ids)
     caller = AsgiCaller(load_app(name, url))
     await caller.start()
-    results = {key: await measure(caller, loads[key], args.requests, args.concurrency)
-               for key in args.workloads.split(",")}
+    results = {
+        key: await measure(caller, loads[key], args.requests, args.concurrency) for key in args.workloads.split(",")
+    }
     await caller.stop()
     return results
 
@@ -155,11 +166,15 @@ def main(argv: list[str] | None = None) -> int:
             results.setdefault(key, {})[name] = measured
     servers = args.servers.split(",")
     peers = [s for s in servers if s != "ours" and "ours" in servers]
-    print("CPU ms per request (wall ms per request); ours/peer: the peer's CPU per request over ours, "
-          "read like a requests/s ratio")
+    print(
+        "CPU ms per request (wall ms per request); ours/peer: the peer's CPU per request over ours, "
+        "read like a requests/s ratio"
+    )
     print(f"{'workload':<14}" + "".join(f"{s:>24}" for s in servers) + "".join(f"{'ours/' + p:>16}" for p in peers))
     for key, by_server in results.items():
-        cells = "".join(f"{by_server[s]['cpu_ms']:>13.3f}{'(%.3f)' % by_server[s]['wall_ms']:>11}" for s in servers)
+        cells = "".join(
+            f"{by_server[s]['cpu_ms']:>13.3f}{'(' + format(by_server[s]['wall_ms'], '.3f') + ')':>11}" for s in servers
+        )
         ratios = "".join(f"{by_server[p]['cpu_ms'] / by_server['ours']['cpu_ms']:>16.2f}" for p in peers)
         bad = sum(r["unexpected"] for r in by_server.values())
         print(f"{key:<14}{cells}{ratios}" + (f"   UNEXPECTED STATUSES: {bad}" if bad else ""))

@@ -87,7 +87,7 @@ def install_wrk() -> None:
 class Workload:
     name: str
     title: str
-    paths: list[str]          # request targets, cycled through
+    paths: list[str]  # request targets, cycled through
     headers: dict[str, str]
     expect: int = 200
 
@@ -104,31 +104,46 @@ def write_script(workload: Workload, work_dir: Path) -> Path:
     paths_file = work_dir / f"{workload.name}.paths"
     paths_file.write_text("\n".join(workload.paths) + "\n")
     script = work_dir / f"{workload.name}.lua"
-    script.write_text(_SCRIPT % {
-        "paths_file": _lua_string(str(paths_file)),
-        "headers": _lua_headers(workload.headers),
-        "expect": workload.expect,
-    })
+    script.write_text(
+        _SCRIPT
+        % {
+            "paths_file": _lua_string(str(paths_file)),
+            "headers": _lua_headers(workload.headers),
+            "expect": workload.expect,
+        }
+    )
     return script
 
 
 def run_wrk(base_url: str, script: Path, *, seconds: float, connections: int, threads: int = 1) -> dict:
     """One bounded wrk run; returns the parsed result (latencies in µs)."""
     command = [
-        wrk_path(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-        "-s", str(script), base_url,
+        wrk_path(),
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        base_url,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     for line in done.stdout.splitlines():
         if line.startswith("BENCHJSON "):
-            result = json.loads(line[len("BENCHJSON "):])
+            result = json.loads(line[len("BENCHJSON ") :])
             statuses = {}
             for entry in result.pop("statuses"):
                 for code, count in entry.items():
                     statuses[code] = statuses.get(code, 0) + count
             result["statuses"] = statuses
             result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
-            result["errors"] = (result["unexpected"] + result["connect_errors"] + result["read_errors"]
-                                + result["write_errors"] + result["timeouts"])
+            result["errors"] = (
+                result["unexpected"]
+                + result["connect_errors"]
+                + result["read_errors"]
+                + result["write_errors"]
+                + result["timeouts"]
+            )
             return result
     raise RuntimeError(f"wrk gave no result (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")

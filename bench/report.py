@@ -8,10 +8,13 @@ from pathlib import Path
 
 from bench.servers import LABELS
 
+
 def markers(kind: str) -> tuple[str, str]:
     """The lines between which a run on `kind` (sqlite, postgresql) writes its results."""
-    return (f"<!-- bench:results:{kind}:begin (written by `python -m bench.run`; edit outside these markers) -->",
-            f"<!-- bench:results:{kind}:end -->")
+    return (
+        f"<!-- bench:results:{kind}:begin (written by `python -m bench.run`; edit outside these markers) -->",
+        f"<!-- bench:results:{kind}:end -->",
+    )
 
 
 TARGETS = [
@@ -34,34 +37,55 @@ def summarize(results: dict) -> None:
         best = workload["best"]
         workload["ratios"] = {
             f"ours/{peer}": best["ours"]["rps"] / best[peer]["rps"]
-            for peer in ("reference", "floor") if "ours" in best and peer in best
+            for peer in ("reference", "floor")
+            if "ours" in best and peer in best
         }
     targets = []
     loads = results["workloads"]
     for workload, peer, minimum in TARGETS:
         ratio = loads.get(workload, {}).get("ratios", {}).get(f"ours/{peer}")
         if ratio is not None:
-            targets.append({"target": f"{workload}: ours/{peer} ≥ {minimum}", "value": round(ratio, 3),
-                            "met": ratio >= minimum})
+            targets.append(
+                {"target": f"{workload}: ours/{peer} ≥ {minimum}", "value": round(ratio, 3), "met": ratio >= minimum}
+            )
     if "deep_page" in results:
         ratio = results["deep_page"]["median_ratio"]
-        targets.append({"target": "deep page p50 ≤ 1.2 × first page p50 (ours; median of "
-                                  f"{results['deep_page']['pairs']} alternating {results['deep_page']['seconds']:g} s pairs)",
-                        "value": round(ratio, 3), "met": ratio <= 1.2})
+        targets.append(
+            {
+                "target": "deep page p50 ≤ 1.2 × first page p50 (ours; median of "
+                f"{results['deep_page']['pairs']} alternating {results['deep_page']['seconds']:g} s pairs)",
+                "value": round(ratio, 3),
+                "met": ratio <= 1.2,
+            }
+        )
     errors = sum(sum(w["errors"].values()) for w in loads.values())
-    targets.append({"target": "zero errors (unexpected statuses, socket errors, time-outs), all servers, all runs",
-                    "value": errors, "met": errors == 0})
+    targets.append(
+        {
+            "target": "zero errors (unexpected statuses, socket errors, time-outs), all servers, all runs",
+            "value": errors,
+            "met": errors == 0,
+        }
+    )
     worst = max((r["p99_us"] / r["p50_us"] for w in loads.values() for r in w["runs"].get("ours", [])), default=0)
-    best_worst = max((w["best"]["ours"]["p99_us"] / w["best"]["ours"]["p50_us"] for w in loads.values()
-                      if "ours" in w["best"]), default=0)
-    targets.append({"target": "p99 ≤ 5 × p50 (ours, reported runs)", "value": round(best_worst, 2), "met": best_worst <= 5,
-                    "worst_of_all_runs": round(worst, 2)})
+    best_worst = max(
+        (w["best"]["ours"]["p99_us"] / w["best"]["ours"]["p50_us"] for w in loads.values() if "ours" in w["best"]),
+        default=0,
+    )
+    targets.append(
+        {
+            "target": "p99 ≤ 5 × p50 (ours, reported runs)",
+            "value": round(best_worst, 2),
+            "met": best_worst <= 5,
+            "worst_of_all_runs": round(worst, 2),
+        }
+    )
     rss = [results["servers"].get("ours", {}).get("peak_rss_mb")]
     rss += [s.get("peak_rss_mb", {}).get("ours") for s in results["scaling"].values()]
     rss = [r for r in rss if r is not None]
     if rss:
-        targets.append({"target": "peak RSS ≤ 150 MB per worker (ours)", "value": round(max(rss), 1),
-                        "met": max(rss) <= 150})
+        targets.append(
+            {"target": "peak RSS ≤ 150 MB per worker (ours)", "value": round(max(rss), 1), "met": max(rss) <= 150}
+        )
     results["targets"] = targets
 
 
@@ -71,8 +95,11 @@ def summarize(results: dict) -> None:
 PROFILE_BUCKETS = [
     # (label, pattern, only when it is the innermost frame). py-spy shows no C frames: time in
     # sqlite3's execute and fetch is charged to the SQLAlchemy frame that called it.
-    ("database driver (sqlite3 / psycopg: execute, fetch)",
-     re.compile(r"^(?:DefaultDialect\.do_execute|CursorFetchStrategy\.fetch\w*) \("), True),
+    (
+        "database driver (sqlite3 / psycopg: execute, fetch)",
+        re.compile(r"^(?:DefaultDialect\.do_execute|CursorFetchStrategy\.fetch\w*) \("),
+        True,
+    ),
     ("database driver (sqlite3 / psycopg: execute, fetch)", re.compile(r"\((?:.*/)?psycopg\w*/"), False),
     ("our code (handlers, models, sessions_api)", re.compile(r"\((?:.*/)?(?:handlers|models|sessions_api)/"), False),
     ("our code (handlers, models, sessions_api)", re.compile(r"\(sessions-api:"), False),
@@ -84,7 +111,11 @@ PROFILE_BUCKETS = [
     ("FastAPI / pydantic", re.compile(r"\((?:.*/)?(?:fastapi|pydantic|pydantic_core)/"), False),
     ("Starlette", re.compile(r"\((?:.*/)?starlette/"), False),
     ("uvicorn (HTTP parsing, sockets)", re.compile(r"\((?:.*/)?uvicorn/"), False),
-    ("anyio / asyncio / threads", re.compile(r"\((?:.*/)?(?:anyio/|asyncio/|threading\.py|queue\.py|concurrent/)"), False),
+    (
+        "anyio / asyncio / threads",
+        re.compile(r"\((?:.*/)?(?:anyio/|asyncio/|threading\.py|queue\.py|concurrent/)"),
+        False,
+    ),
     ("logging", re.compile(r"\((?:.*/)?logging/"), False),
 ]
 
@@ -105,16 +136,24 @@ def summarize_profile(raw: Path, top: int = 25) -> dict:
             inclusive[name] += n
         own[_frame_name(frames[-1])] += n
         for index, frame in enumerate(reversed(frames)):
-            label = next((label for label, pattern, innermost_only in PROFILE_BUCKETS
-                          if pattern.search(frame) and (index == 0 or not innermost_only)), None)
+            label = next(
+                (
+                    label
+                    for label, pattern, innermost_only in PROFILE_BUCKETS
+                    if pattern.search(frame) and (index == 0 or not innermost_only)
+                ),
+                None,
+            )
             if label is not None:
                 buckets[label] += n
                 break
         else:
             buckets["other"] += n
-    share = lambda c: [(name, round(100 * v / total, 1)) for name, v in c.most_common(top)] if total else []
-    return {"samples": total, "inclusive_pct": share(inclusive), "self_pct": share(own),
-            "buckets_pct": share(buckets)}
+
+    def share(counts: Counter) -> list:
+        return [(name, round(100 * v / total, 1)) for name, v in counts.most_common(top)] if total else []
+
+    return {"samples": total, "inclusive_pct": share(inclusive), "self_pct": share(own), "buckets_pct": share(buckets)}
 
 
 def _frame_name(frame: str) -> str:
@@ -126,7 +165,7 @@ def _frame_name(frame: str) -> str:
     parts = path.split("/")
     for anchor in ("site-packages", "lib"):
         if anchor in parts:
-            parts = parts[parts.index(anchor) + 1:]
+            parts = parts[parts.index(anchor) + 1 :]
             break
     else:
         parts = parts[-2:]
@@ -140,44 +179,60 @@ def _ms(us: float) -> str:
 def render(results: dict) -> str:
     out = []
     m, s, d = results["machine"], results["settings"], results["dataset"]
-    out.append(f"Run of {results['started_at']} (commit `{m['commit']}`{', with uncommitted changes' if m['dirty'] else ''}), "
-               f"{results['elapsed_s'] / 60:.1f} min: `{results['command']}`.\n")
-    out.append(f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['wrk']}; load average at start "
-               f"{' / '.join(str(x) for x in m['loadavg_at_start'])} (other engineers' test suites share the machine: "
-               "absolute numbers are noisy, the side-by-side ratios are what count). Database: "
-               f"`{s['database']}`. wrk: {s['connections']} connections, 1 thread, {s['warmup_s']:g} s warm-up then "
-               f"{s['duration_s']:g} s measured per workload and server, {s['rounds']} round(s) in rotating order; "
-               "the round with the most requests/s is reported, errors are counted over all rounds.\n")
+    out.append(
+        f"Run of {results['started_at']} (commit `{m['commit']}`{', with uncommitted changes' if m['dirty'] else ''}), "
+        f"{results['elapsed_s'] / 60:.1f} min: `{results['command']}`.\n"
+    )
+    out.append(
+        f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['wrk']}; load average at start "
+        f"{' / '.join(str(x) for x in m['loadavg_at_start'])} (other engineers' test suites share the machine: "
+        "absolute numbers are noisy, the side-by-side ratios are what count). Database: "
+        f"`{s['database']}`. wrk: {s['connections']} connections, 1 thread, {s['warmup_s']:g} s warm-up then "
+        f"{s['duration_s']:g} s measured per workload and server, {s['rounds']} round(s) in rotating order; "
+        "the round with the most requests/s is reported, errors are counted over all rounds.\n"
+    )
     built = "reused from an earlier build" if d.get("reused") else "built in this run"
-    out.append(f"Data ({built}, {d['built_at']}): {d['params']['sessions']:,} sessions over {d['params']['organizations']} "
-               f"organizations (the big one: {d['big_organization_sessions']:,}), {d['params']['devices']:,} devices, "
-               f"{d['params']['users']} users with Personal organizations, memberships and keys (some bound, some revoked). "
-               f"Users, organizations, devices and keys through the data layer in {d['setup_seconds']:.1f} s (this "
-               f"includes writing the JSON lines file); the sessions through `{d['import_command']}`: "
-               f"**{d['imported']:,} in {d['import_seconds']:.1f} s ({d['import_rate']:,.0f} lines/s)**.\n")
+    out.append(
+        f"Data ({built}, {d['built_at']}): {d['params']['sessions']:,} sessions over {d['params']['organizations']} "
+        f"organizations (the big one: {d['big_organization_sessions']:,}), {d['params']['devices']:,} devices, "
+        f"{d['params']['users']} users with Personal organizations, memberships and keys (some bound, some revoked). "
+        f"Users, organizations, devices and keys through the data layer in {d['setup_seconds']:.1f} s (this "
+        f"includes writing the JSON lines file); the sessions through `{d['import_command']}`: "
+        f"**{d['imported']:,} in {d['import_seconds']:.1f} s ({d['import_rate']:,.0f} lines/s)**.\n"
+    )
     check = results.get("check", {})
-    out.append(f"Correctness: all servers gave identical answers (status, body, `WWW-Authenticate`) to "
-               f"{check.get('probes', 0)} requests before the measurement.\n" if not check.get("problems") else
-               "Correctness: **the servers disagreed**; see BENCHMARKS.json.\n")
+    out.append(
+        f"Correctness: all servers gave identical answers (status, body, `WWW-Authenticate`) to "
+        f"{check.get('probes', 0)} requests before the measurement.\n"
+        if not check.get("problems")
+        else "Correctness: **the servers disagreed**; see BENCHMARKS.json.\n"
+    )
 
     out.append("### Ratios (requests/s of ours ÷ the peer's)\n")
     out.append("| workload | ours/FastAPI | ours/floor |\n| --- | ---: | ---: |")
-    for name, w in results["workloads"].items():
+    for w in results["workloads"].values():
         r = w.get("ratios", {})
-        out.append(f"| {w['title']} | {r.get('ours/reference', float('nan')):.2f} | {r.get('ours/floor', float('nan')):.2f} |")
+        out.append(
+            f"| {w['title']} | {r.get('ours/reference', float('nan')):.2f} | {r.get('ours/floor', float('nan')):.2f} |"
+        )
     out.append("\n### Targets\n")
     out.append("| target | measured | met |\n| --- | ---: | :---: |")
     for t in results["targets"]:
         out.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |")
 
     out.append("\n### Every workload\n")
-    out.append("| workload | server | req/s | p50 ms | p99 ms | p99/p50 | server CPU ms/request | unexpected statuses + socket errors |\n"
-               "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, w in results["workloads"].items():
+    out.append(
+        "| workload | server | req/s | p50 ms | p99 ms | p99/p50 | server CPU ms/request "
+        "| unexpected statuses + socket errors |\n"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
+    for w in results["workloads"].values():
         for server, r in w["best"].items():
-            out.append(f"| {w['title']} | {LABELS[server]} | {r['rps']:,.0f} | {_ms(r['p50_us'])} | {_ms(r['p99_us'])} | "
-                       f"{r['p99_us'] / r['p50_us']:.1f} | {r.get('cpu_ms_per_request', float('nan')):.2f} | "
-                       f"{w['errors'][server]} |")
+            out.append(
+                f"| {w['title']} | {LABELS[server]} | {r['rps']:,.0f} | {_ms(r['p50_us'])} | {_ms(r['p99_us'])} | "
+                f"{r['p99_us'] / r['p50_us']:.1f} | {r.get('cpu_ms_per_request', float('nan')):.2f} | "
+                f"{w['errors'][server]} |"
+            )
     out.append("\n### Processes\n")
     out.append("| server | start to first 200 (s) | peak RSS (MB) |\n| --- | ---: | ---: |")
     for name, srv in results["servers"].items():
@@ -193,14 +248,19 @@ def render(results: dict) -> str:
                 cells = [f"{by_server[n]['rps']:,.0f}" if n in by_server else "" for n in results["servers"]]
                 out.append(f"| {workers} | {results['workloads'][workload]['title']} | " + " | ".join(cells) + " |")
             rss = by_load.get("peak_rss_mb", {})
-            out.append(f"| {workers} | peak RSS per worker (MB) | " +
-                       " | ".join(f"{rss[n]:.1f}" if n in rss else "" for n in results["servers"]) + " |")
+            out.append(
+                f"| {workers} | peak RSS per worker (MB) | "
+                + " | ".join(f"{rss[n]:.1f}" if n in rss else "" for n in results["servers"])
+                + " |"
+            )
     profiles = {w: p for w, p in results.get("profiles", {}).items() if "error" not in p}
     if profiles:
         out.append("\n### Where our server spends its time\n")
-        out.append("py-spy, sampling our server (GIL-holding samples only: the Python work) while wrk drives the "
-                   "workload; each sample is charged to the innermost frame of one of these packages (the standard "
-                   "library to its caller). Percent of samples:\n")
+        out.append(
+            "py-spy, sampling our server (GIL-holding samples only: the Python work) while wrk drives the "
+            "workload; each sample is charged to the innermost frame of one of these packages (the standard "
+            "library to its caller). Percent of samples:\n"
+        )
         labels = []
         for prof in profiles.values():
             for label, _ in prof["buckets_pct"]:

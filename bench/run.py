@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import check as correctness
@@ -35,29 +35,42 @@ WORKLOADS = ("list100", "list100_deep", "list1", "get", "unknown_key")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", type=int, default=1_000_000, help="sessions in the dataset (default 1,000,000)")
-    p.add_argument("--database-url", help="default: a SQLite file under bench/.data/; "
-                   "postgresql+psycopg://127.0.0.1:5432/bench uses (and creates) that database")
+    p.add_argument(
+        "--database-url",
+        help="default: a SQLite file under bench/.data/; "
+        "postgresql+psycopg://127.0.0.1:5432/bench uses (and creates) that database",
+    )
     p.add_argument("--rebuild", action="store_true", help="rebuild the data even if a matching build exists")
     p.add_argument("--duration", type=float, default=10, help="seconds measured per workload and server")
     p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up before each measurement")
     p.add_argument("--connections", type=int, default=16, help="wrk connections (fixed)")
     p.add_argument("--rounds", type=int, default=2, help="rounds over all workloads; the best round is reported")
-    p.add_argument("--workers", default=None, help="comma-separated worker counts to measure throughput with "
-                   "(default: 1,2 on PostgreSQL, 1 on SQLite)")
+    p.add_argument(
+        "--workers",
+        default=None,
+        help="comma-separated worker counts to measure throughput with (default: 1,2 on PostgreSQL, 1 on SQLite)",
+    )
     p.add_argument("--servers", default=",".join(SERVERS), help="which servers (default: all three)")
     p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"which workloads (default: {','.join(WORKLOADS)})")
-    p.add_argument("--profile", type=float, default=8, metavar="SECONDS",
-                   help="seconds of py-spy profile of our server under listSessions limit=100 and getSession "
-                        "(default 8; 0: none)")
+    p.add_argument(
+        "--profile",
+        type=float,
+        default=8,
+        metavar="SECONDS",
+        help="seconds of py-spy profile of our server under listSessions limit=100 and getSession (default 8; 0: none)",
+    )
     p.add_argument("--check-only", action="store_true", help="build, start, check the answers, stop")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
-    p.add_argument("--json", type=Path, help="default: BENCHMARKS.json on SQLite, BENCHMARKS-postgresql.json on PostgreSQL")
+    p.add_argument(
+        "--json", type=Path, help="default: BENCHMARKS.json on SQLite, BENCHMARKS-postgresql.json on PostgreSQL"
+    )
     p.add_argument("--no-report", action="store_true", help="write only the JSON (to --json)")
     p.add_argument("--install-wrk", action="store_true", help="apt-get install wrk if it is missing (root)")
     return p.parse_args(argv)
 
 
 # --- the data -----------------------------------------------------------------------------
+
 
 def default_database_url(sessions: int) -> str:
     return f"sqlite:///{DATA / f'bench-{sessions}.db'}"
@@ -124,8 +137,14 @@ def ensure_data(url: str, params: dict, rebuild: bool, log, data_dir: Path = DAT
     _reset_database(url)
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "bench.dataset", json.dumps(params), str(data_dir)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.dataset", json.dumps(params), str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if done.returncode != 0:
         raise SystemExit(f"bench: building the data failed:\n{done.stderr[-3000:]}")
     manifest = json.loads(done.stdout.strip().splitlines()[-1])
@@ -140,9 +159,14 @@ def ensure_data(url: str, params: dict, rebuild: bool, log, data_dir: Path = DAT
     imported = json.loads(done.stdout)["imported"]
     lines_bytes = Path(manifest["lines"]).stat().st_size
     manifest.update(
-        setup_seconds=setup_seconds, import_seconds=import_seconds, imported=imported,
-        import_rate=imported / import_seconds, lines_bytes=lines_bytes, built_at=_now(),
-        database_url=url, import_command=" ".join(["sessions-api", "session", "import", "FILE"]),
+        setup_seconds=setup_seconds,
+        import_seconds=import_seconds,
+        imported=imported,
+        import_rate=imported / import_seconds,
+        lines_bytes=lines_bytes,
+        built_at=_now(),
+        database_url=url,
+        import_command=" ".join(["sessions-api", "session", "import", "FILE"]),
         product_commit=_git("rev-parse", "--short", "HEAD"),
     )
     path = _sqlite_path(url)
@@ -157,14 +181,21 @@ def ensure_data(url: str, params: dict, rebuild: bool, log, data_dir: Path = DAT
 
 # --- the workloads ------------------------------------------------------------------------
 
+
 def workloads(manifest: dict, ids: list[str]) -> dict[str, Workload]:
     auth = {"Authorization": f"Bearer {manifest['secret']}", "X-Organization-Id": manifest["big_organization"]}
-    unknown = {"Authorization": "Bearer sapi_0123456789abcdef_" + "A" * 43,
-               "X-Organization-Id": manifest["big_organization"]}
+    unknown = {
+        "Authorization": "Bearer sapi_0123456789abcdef_" + "A" * 43,
+        "X-Organization-Id": manifest["big_organization"],
+    }
     return {
         "list100": Workload("list100", "listSessions limit=100, first page", [f"{API}/sessions?limit=100"], auth),
-        "list100_deep": Workload("list100_deep", "listSessions limit=100, `before` near the oldest",
-                                 [f"{API}/sessions?limit=100&before={manifest['deep_before']}"], auth),
+        "list100_deep": Workload(
+            "list100_deep",
+            "listSessions limit=100, `before` near the oldest",
+            [f"{API}/sessions?limit=100&before={manifest['deep_before']}"],
+            auth,
+        ),
         "list1": Workload("list1", "listSessions limit=1", [f"{API}/sessions?limit=1"], auth),
         "get": Workload("get", f"getSession over {len(ids):,} random ids", [f"{API}/sessions/{i}" for i in ids], auth),
         "unknown_key": Workload("unknown_key", "unknown key (401)", [f"{API}/sessions?limit=100"], unknown, expect=401),
@@ -173,8 +204,10 @@ def workloads(manifest: dict, ids: list[str]) -> dict[str, Workload]:
 
 def probe_request(manifest: dict) -> tuple[str, dict]:
     """What a server must answer 200 to before it counts as started."""
-    return f"{API}/sessions?limit=1", {"Authorization": f"Bearer {manifest['secret']}",
-                                       "X-Organization-Id": manifest["big_organization"]}
+    return f"{API}/sessions?limit=1", {
+        "Authorization": f"Bearer {manifest['secret']}",
+        "X-Organization-Id": manifest["big_organization"],
+    }
 
 
 def check_servers(servers: dict[str, Server], manifest: dict, ids: list[str]) -> list[str]:
@@ -214,15 +247,33 @@ def profile(server: Server, workload: Workload, script: Path, seconds: float, co
         return {"error": "py-spy is not installed (pip install -e '.[bench]')"}
     raw = out.with_suffix(".txt")
     pid = str(server.worker_pids()[0])
-    spy = subprocess.Popen([py_spy, "record", "--pid", pid, "--duration", str(int(seconds)), "--rate", "200",
-                            "--nonblocking", "--gil", "--format", "raw", "-o", str(raw)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spy = subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            pid,
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--gil",
+            "--format",
+            "raw",
+            "-o",
+            str(raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     run_wrk(server.base_url, script, seconds=seconds + 1, connections=connections)
     spy.wait(timeout=60)
     return report.summarize_profile(raw) if raw.exists() else {"error": "py-spy wrote nothing"}
 
 
 # --- the run ------------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -251,15 +302,22 @@ def main(argv: list[str] | None = None) -> int:
     probe = probe_request(manifest)
 
     results: dict = {
-        "started_at": _now(), "command": " ".join([Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])]),
-        "machine": _machine(), "settings": {
-            "duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
-            "rounds": args.rounds, "wrk_threads": 1, "database": _redact(url),
+        "started_at": _now(),
+        "command": " ".join([Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])]),
+        "machine": _machine(),
+        "settings": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "connections": args.connections,
+            "rounds": args.rounds,
+            "wrk_threads": 1,
+            "database": _redact(url),
         },
         "dataset": {k: v for k, v in manifest.items() if "secret" not in k},
-        "servers": {}, "workloads": {name: {"title": loads[name].title, "expect": loads[name].expect, "runs": {}}
-                                     for name in chosen},
-        "scaling": {}, "profiles": {},
+        "servers": {},
+        "workloads": {name: {"title": loads[name].title, "expect": loads[name].expect, "runs": {}} for name in chosen},
+        "scaling": {},
+        "profiles": {},
     }
     servers = {name: Server(name, url, 1, run_dir, probe[0], probe[1]) for name in names}
     try:
@@ -277,14 +335,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         for round_index in range(args.rounds):
             for workload_name in chosen:
-                order = names[round_index % len(names):] + names[:round_index % len(names)]
+                order = names[round_index % len(names) :] + names[: round_index % len(names)]
                 for name in order:
                     result = measure(servers[name], loads[workload_name], scripts[workload_name], args)
                     results["workloads"][workload_name]["runs"].setdefault(name, []).append(result)
-                    log(f"round {round_index + 1} {workload_name:13s} {name:9s} {result['rps']:8.0f} req/s "
+                    log(
+                        f"round {round_index + 1} {workload_name:13s} {name:9s} {result['rps']:8.0f} req/s "
                         f"p50 {result['p50_us'] / 1000:6.2f}ms p99 {result['p99_us'] / 1000:6.2f}ms "
                         f"cpu {result['cpu_ms_per_request']:5.2f}ms/req ({result['cpu_utilization']:.2f} cores) "
-                        f"unexpected {result['errors']}")
+                        f"unexpected {result['errors']}"
+                    )
         if "ours" in servers and {"list100", "list100_deep"} <= set(chosen):
             results["deep_page"] = deep_page_pairs(servers["ours"], scripts, args.connections)
             log(f"deep page / first page p50, paired: {results['deep_page']['median_ratio']:.2f}")
@@ -292,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             for workload_name in [w for w in ("list100", "get") if w in chosen]:
                 out = DATA / f"profile-{workload_name}"
                 results["profiles"][workload_name] = profile(
-                    servers["ours"], loads[workload_name], scripts[workload_name], args.profile, args.connections, out)
+                    servers["ours"], loads[workload_name], scripts[workload_name], args.profile, args.connections, out
+                )
                 log(f"profiled ours under {workload_name}: {out}.txt")
         for name, server in servers.items():
             results["servers"][name]["peak_rss_mb"] = max(server.peak_rss_mb().values())
@@ -311,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
                     scaling.setdefault(workload_name, {})[name] = result
                     log(f"{workers} worker(s) {workload_name:8s} {name:9s} {result['rps']:8.0f} req/s")
                 scaling.setdefault("peak_rss_mb", {})[name] = max(
-                    rss for pid, rss in server.peak_rss_mb().items() if pid in server.worker_pids())
+                    rss for pid, rss in server.peak_rss_mb().items() if pid in server.worker_pids()
+                )
             finally:
                 server.stop()
 
@@ -328,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _loadavg() -> list[float]:
@@ -355,11 +417,16 @@ def _machine() -> dict:
             versions[package] = None
     wrk = shutil.which("wrk")
     return {
-        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-        "commit": _git("rev-parse", "--short", "HEAD"), "dirty": bool(_git("status", "--porcelain", "--", "handlers",
-                                                                           "models", "sessions_api", "openapi")),
-        "wrk": subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.splitlines()[0] if wrk else None,
-        "versions": versions, "loadavg_at_start": _loadavg(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--", "handlers", "models", "sessions_api", "openapi")),
+        "wrk": subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+        if wrk
+        else None,
+        "versions": versions,
+        "loadavg_at_start": _loadavg(),
     }
 
 

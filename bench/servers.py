@@ -21,7 +21,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("ours", "reference", "floor")
-LABELS = {"ours": "Sessions API (Connexion)", "reference": "FastAPI + SQLModel reference", "floor": "Starlette + driver SQL floor"}
+LABELS = {
+    "ours": "Sessions API (Connexion)",
+    "reference": "FastAPI + SQLModel reference",
+    "floor": "Starlette + driver SQL floor",
+}
 
 
 def free_port() -> int:
@@ -33,7 +37,7 @@ def free_port() -> int:
 def sessions_api_command() -> list[str]:
     """The product's CLI, as installed beside this Python (or run as a module)."""
     found = shutil.which("sessions-api", path=str(Path(sys.executable).parent))
-    return [found] if found else [sys.executable, "-m", "sessions_api.cli"]
+    return [found] if found else [sys.executable, "-m", "sessions_api"]
 
 
 def command(name: str, port: int, workers: int) -> list[str]:
@@ -67,8 +71,9 @@ class Server:
         log = open(self.log_dir / f"{self.name}-w{self.workers}.log", "w")
         cmd = command(self.name, self.port, self.workers)
         started = time.monotonic()
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         request = urllib.request.Request(self.base_url + self.probe_path, headers=self.probe_headers)
         while time.monotonic() - started < timeout:

@@ -1,28 +1,18 @@
-"""What every list operation shares: the `before` cursor and the list envelope."""
+"""The list envelope every list operation answers with."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from typing import Any
 
-from models.sessions import Page
-from sessions_api.errors import ApiError
-from sessions_api.timestamps import parse_rfc3339
+from sqlalchemy import Row
 
-
-def cursor(before: str | None) -> datetime | None:
-    if before is None:
-        return None
-    try:
-        # Stored instants are whole microseconds: rounding a finer bound up keeps "strictly before" exact.
-        return parse_rfc3339(before, round_up=True, clamp=True)
-    except ValueError as exc:
-        raise ApiError(400, f"Query parameter 'before' must be an RFC 3339 timestamp with an offset: {exc}.") from None
+from sessions_api.models.paging import Page
 
 
-def list_body(page: Page, render: Callable[[object], dict]) -> dict:
+def list_body(page: Page, render: Callable[[Row[Any]], dict[str, Any]]) -> dict[str, Any]:
     """The list envelope; `nextCursor` (the last item's createdAt) only when more items exist."""
-    body = {"object": "list", "data": [render(row) for row in page.rows]}
+    body: dict[str, Any] = {"object": "list", "data": [render(row) for row in page.rows]}
     if page.has_more:
         body["nextCursor"] = page.rows[-1].created_at
     return body

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlmodel import SQLModel
 
-import models  # noqa: F401  (registers the tables)
+import sessions_api.models  # noqa: F401  (registers the tables)
 
 target_metadata = SQLModel.metadata
 
 
-def _configure(connection) -> None:
+def _configure(connection: Any) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -26,8 +28,9 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from sessions_api import db
-    from sessions_api.settings import Settings
+    # Alembic's own command line (`alembic revision --autogenerate`): DATABASE_URL, as everywhere.
+    from sessions_api.core import db
+    from sessions_api.core.settings import Settings
 
     with db.configure(Settings.from_env()).connect() as connection:
         _configure(connection)

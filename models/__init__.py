@@ -1,6 +1,13 @@
-"""SQLModel tables and the queries over them: the data layer of the Sessions API."""
+"""The data layer (floor 2): SQLModel tables and one module per domain.
 
-from models.tables import (
+It imports only the infrastructure (`sessions_api.core`), never the HTTP layer or the CLI.
+Public functions (the ones handlers and the CLI call) open one transaction each
+(`core.db.reading()` or `core.db.writing()`); the functions they call take that connection
+as a required keyword (`def insert_sessions(*, conn, batch)`). A new domain gets a module of
+its own here (`audit.py`, `webhooks.py`, ...), its tables in `tables.py`, and a migration.
+"""
+
+from sessions_api.models.tables import (
     ApiKey,
     Device,
     IdempotencyRecord,
@@ -13,5 +20,13 @@ from models.tables import (
 )
 
 __all__ = [
-    "ApiKey", "Device", "IdempotencyRecord", "Membership", "Organization", "Platform", "Role", "SessionRecord", "User",
+    "ApiKey",
+    "Device",
+    "IdempotencyRecord",
+    "Membership",
+    "Organization",
+    "Platform",
+    "Role",
+    "SessionRecord",
+    "User",
 ]

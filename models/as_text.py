@@ -14,8 +14,12 @@ slicing as rows are read, which costs less than SQLite's string functions (0.18 
 
 from __future__ import annotations
 
-from sqlalchemy import String
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Dialect, String
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 
@@ -34,9 +38,9 @@ def _rfc3339_from_stored(stored: str | None) -> str | None:
 class _StoredText(String):
     """Text the database hands over as it is; on SQLite reshaped by `reshape` as rows are read."""
 
-    reshape = None
+    reshape: Callable[[str | None], str | None] | None = None
 
-    def result_processor(self, dialect, coltype):
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
         return type(self).reshape if dialect.name == "sqlite" else None
 
 
@@ -48,16 +52,16 @@ class _Rfc3339Text(_StoredText):
     reshape = staticmethod(_rfc3339_from_stored)
 
 
-class uuid_text(FunctionElement):  # noqa: N801  (used like a SQL function)
+class uuid_text(FunctionElement[str]):  # noqa: N801  (used like a SQL function)
     """A UUID column as its canonical text: 8-4-4-4-12 lowercase hex digits."""
 
     type = _UuidText()
     inherit_cache = True
 
 
-class rfc3339_text(FunctionElement):  # noqa: N801
+class rfc3339_text(FunctionElement[str]):  # noqa: N801  (used like a SQL function)
     """A `UTCDateTime` column as RFC 3339 in UTC with six fractional digits and a 'Z'
-    (what `sessions_api.timestamps.format_utc` writes); NULL stays NULL."""
+    (what `sessions_api.core.timestamps.format_utc` writes); NULL stays NULL."""
 
     type = _Rfc3339Text()
     inherit_cache = True
@@ -65,16 +69,16 @@ class rfc3339_text(FunctionElement):  # noqa: N801
 
 @compiles(uuid_text, "sqlite")
 @compiles(rfc3339_text, "sqlite")
-def _stored_text_sqlite(element, compiler, **kw) -> str:
-    return compiler.process(element.clauses, **kw)
+def _stored_text_sqlite(element: FunctionElement[str], compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
 
 
 @compiles(uuid_text, "postgresql")
-def _uuid_text_postgresql(element, compiler, **kw) -> str:
+def _uuid_text_postgresql(element: uuid_text, compiler: SQLCompiler, **kw: Any) -> str:
     return f"CAST({compiler.process(element.clauses, **kw)} AS TEXT)"
 
 
 @compiles(rfc3339_text, "postgresql")
-def _rfc3339_text_postgresql(element, compiler, **kw) -> str:
+def _rfc3339_text_postgresql(element: rfc3339_text, compiler: SQLCompiler, **kw: Any) -> str:
     column = compiler.process(element.clauses, **kw)
     return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"

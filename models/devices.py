@@ -6,28 +6,37 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, exists, func, select, text
+from sqlalchemy import case, exists, func, insert, select, text, update
+from sqlmodel import col
 
-from models.as_text import rfc3339_text, uuid_text
-from models.errors import InvalidInput, NotFound
-from models.sessions import Page
-from models.tables import Device, Platform, SessionRecord
-from sessions_api import db
-from sessions_api.timestamps import MICROSECOND, utcnow
+from sessions_api.core import db
+from sessions_api.core.timestamps import MICROSECOND, utcnow
+from sessions_api.models.as_text import rfc3339_text, uuid_text
+from sessions_api.models.errors import InvalidInput, NotFound
+from sessions_api.models.paging import Page, page_of
+from sessions_api.models.tables import Device, Platform, SessionRecord
 
 _LIMITS = {"type": 32, "name": 200, "os_version": 64}
 
 # offline: disabled by an operator; in_use: a live session holds it; else available.
 _STATE = case(
-    (Device.disabled, "offline"),
-    (exists().where(SessionRecord.device_id == Device.id, SessionRecord.released_at.is_(None)), "in_use"),
+    (col(Device.disabled), "offline"),
+    (
+        exists().where(col(SessionRecord.device_id) == col(Device.id), col(SessionRecord.released_at).is_(None)),
+        "in_use",
+    ),
     else_="available",
 )
 
 # What the API answers with, ids and instants rendered as its text (see models.as_text).
 _DEVICE_VIEW = select(
-    uuid_text(Device.id).label("id"), Device.platform, Device.type, Device.name, Device.os_version,
-    _STATE.label("state"), rfc3339_text(Device.created_at).label("created_at"),
+    uuid_text(col(Device.id)).label("id"),
+    col(Device.platform),
+    col(Device.type),
+    col(Device.name),
+    col(Device.os_version),
+    _STATE.label("state"),
+    rfc3339_text(col(Device.created_at)).label("created_at"),
 )
 
 
@@ -40,25 +49,25 @@ def add_device(platform: str, type: str, name: str, os_version: str) -> Device:
         if not 1 <= len(value) <= _LIMITS[field]:
             raise InvalidInput(f"the device {field.replace('_', ' ')} must have 1 to {_LIMITS[field]} characters")
         values[field] = value
-    with db.writing() as session:
-        conn = session.connection()
+    with db.writing() as conn:
         if conn.dialect.name == "postgresql":  # adders take turns, so that added-at instants stay unique
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('devices', 0))"))
-        newest = conn.execute(select(func.max(Device.created_at))).scalar()
+        newest = conn.execute(select(func.max(col(Device.created_at)))).scalar()
         created_at = max(utcnow(), newest + MICROSECOND) if newest is not None else utcnow()
-        device = Device(platform=platform, created_at=created_at, **values)
-        session.add(device)
+        device = Device.model_validate({"platform": platform, "created_at": created_at, **values})
+        conn.execute(insert(Device).values(device.model_dump()))
     return device
 
 
 def set_disabled(device_id: uuid.UUID, disabled: bool) -> Device:
     """Take a device offline (never leased again; a session on it runs to its end), or back."""
-    with db.writing() as session:
-        device = session.get(Device, device_id)
-        if device is None:
-            raise NotFound(f"no device with id {device_id}")
-        device.disabled = disabled
-    return device
+    with db.writing() as conn:
+        changed = conn.execute(
+            update(Device).where(col(Device.id) == device_id).values(disabled=disabled).returning(Device)
+        ).first()
+    if changed is None:
+        raise NotFound(f"no device with id {device_id}")
+    return Device.model_validate(changed._mapping)
 
 
 @dataclass(frozen=True)
@@ -70,15 +79,14 @@ class DeviceFilters:
 
 def list_page(limit: int, before: datetime | None, filters: DeviceFilters = DeviceFilters()) -> Page:
     """Up to `limit` devices added strictly before `before`, newest first."""
-    query = _DEVICE_VIEW.order_by(Device.created_at.desc()).limit(limit + 1)
+    query = _DEVICE_VIEW.order_by(col(Device.created_at).desc()).limit(limit + 1)
     if before is not None:
-        query = query.where(Device.created_at < before)
+        query = query.where(col(Device.created_at) < before)
     if filters.platform is not None:
-        query = query.where(Device.platform == filters.platform)
+        query = query.where(col(Device.platform) == filters.platform)
     if filters.os_version is not None:
-        query = query.where(Device.os_version == filters.os_version)
+        query = query.where(col(Device.os_version) == filters.os_version)
     if filters.state is not None:
         query = query.where(_STATE == filters.state)
     with db.reading() as conn:
-        rows = conn.execute(query).all()
-    return Page(rows=rows[:limit], has_more=len(rows) > limit)
+        return page_of(conn.execute(query).all(), limit)

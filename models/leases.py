@@ -12,19 +12,39 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
-from models.errors import Conflict, NotFound, Unprocessable
-from models.sessions import NewSession, get_session, insert_sessions, lock_organizations
-from models.tables import Device, IdempotencyRecord, SessionRecord
-from sessions_api import db, settings
-from sessions_api.timestamps import utcnow
+from sessions_api.core import db, settings
+from sessions_api.core.retry import retried
+from sessions_api.core.timestamps import utcnow
+from sessions_api.models.errors import Conflict, Unprocessable
+from sessions_api.models.sessions import (
+    NewSession,
+    insert_sessions,
+    lock_organizations,
+    session_view,
+)
+from sessions_api.models.tables import Device, IdempotencyRecord, SessionRecord
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# A start that loses a race for a device (or an instant, or its Idempotency-Key) looks again.
 _ATTEMPTS = 5
 
 
@@ -33,15 +53,26 @@ class DeviceWanted:
     """What a caller asks for: a platform, and optionally an exact version, kind and model."""
 
     platform: str
-    osVersion: str | None = None  # noqa: N815  (the API's own names, hashed for idempotency)
+    os_version: str | None = None
     type: str | None = None
     name: str | None = None
-    maxDurationMinutes: int | None = None  # noqa: N815
+    max_duration_minutes: int | None = None
+
+    def fingerprint(self) -> str:
+        """What an Idempotency-Key is bound to: the request in the API's own names, hashed."""
+        request = {
+            "platform": self.platform,
+            "osVersion": self.os_version,
+            "type": self.type,
+            "name": self.name,
+            "maxDurationMinutes": self.max_duration_minutes,
+        }
+        return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class Started:
-    body: dict
+    body: dict[str, Any]
     replayed: bool
 
 
@@ -49,85 +80,89 @@ def start_session(
     organization_id: uuid.UUID,
     user_id: uuid.UUID,
     wanted: DeviceWanted,
-    render: Callable[[object], dict],
+    render: Callable[[Row[Any]], dict[str, Any]],
     idempotency_key: str | None = None,
 ) -> Started:
     """Lease a free matching device to the organization; `render` shapes the answer, which is
     kept for replay under `idempotency_key`."""
-    request_hash = hashlib.sha256(json.dumps(asdict(wanted), sort_keys=True).encode()).hexdigest()
-    for attempt in range(_ATTEMPTS):
-        try:
-            with db.writing() as session:
-                conn = session.connection()
-                lock_organizations(conn, [organization_id])
-                if idempotency_key is not None:
-                    stored = _stored_answer(conn, organization_id, idempotency_key, request_hash)
-                    if stored is not None:
-                        return Started(stored, replayed=True)
-                body = render(_lease(conn, organization_id, user_id, wanted))
-                if idempotency_key is not None:
-                    conn.execute(
-                        IdempotencyRecord.__table__.insert().values(
-                            organization_id=organization_id, key=idempotency_key, request_hash=request_hash,
-                            response_body=json.dumps(body), created_at=utcnow(),
-                        )
+    request_hash = wanted.fingerprint()
+
+    def attempt() -> Started:
+        with db.writing() as conn:
+            lock_organizations(conn=conn, organization_ids=[organization_id])
+            if idempotency_key is not None:
+                stored = _stored_answer(
+                    conn=conn, organization_id=organization_id, key=idempotency_key, request_hash=request_hash
+                )
+                if stored is not None:
+                    return Started(stored, replayed=True)
+            body = render(_lease(conn=conn, organization_id=organization_id, user_id=user_id, wanted=wanted))
+            if idempotency_key is not None:
+                conn.execute(
+                    insert(IdempotencyRecord).values(
+                        organization_id=organization_id,
+                        key=idempotency_key,
+                        request_hash=request_hash,
+                        response_body=json.dumps(body),
+                        created_at=utcnow(),
                     )
-                return Started(body, replayed=False)
-        except IntegrityError:
-            # Another writer took the device (or the key) first: look again.
-            if attempt == _ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+                )
+            return Started(body, replayed=False)
+
+    # Another writer took the device (or the instant, or the key) first: look again.
+    return retried(attempt, attempts=_ATTEMPTS, retry_if=lambda exc: isinstance(exc, IntegrityError))
 
 
-def release_session(organization_id: uuid.UUID, session_id: uuid.UUID) -> object:
+def release_session(organization_id: uuid.UUID, session_id: uuid.UUID) -> Row[Any]:
     """End a live session now (or at its expiry, if that has passed); a released one is left as it is."""
-    with db.writing() as session:
-        conn = session.connection()
+    with db.writing() as conn:
         lease = conn.execute(
-            select(SessionRecord.created_at, SessionRecord.released_at, SessionRecord.expires_at).where(
-                SessionRecord.id == session_id, SessionRecord.organization_id == organization_id
+            select(col(SessionRecord.created_at), col(SessionRecord.released_at), col(SessionRecord.expires_at)).where(
+                col(SessionRecord.id) == session_id, col(SessionRecord.organization_id) == organization_id
             )
         ).first()
         if lease is not None and lease.released_at is None:
             released_at = max(min(utcnow(), lease.expires_at), lease.created_at)
             conn.execute(
                 update(SessionRecord)
-                .where(SessionRecord.id == session_id, SessionRecord.released_at.is_(None))
+                .where(col(SessionRecord.id) == session_id, col(SessionRecord.released_at).is_(None))
                 .values(released_at=released_at)
             )
-        return get_session(organization_id, session_id, conn)  # NotFound when there was none
+        # NotFound when there was none.
+        return session_view(conn=conn, organization_id=organization_id, session_id=session_id)
 
 
 def release_expired(now: datetime | None = None) -> int:
     """Release every live session past its expiry, at its expiry; returns how many."""
-    with db.writing() as session:
-        return _release_expired(session.connection(), now or utcnow())
+    with db.writing() as conn:
+        return _release_expired(conn=conn, now=now or utcnow())
 
 
-def _release_expired(conn: Connection, now: datetime, device_id: uuid.UUID | None = None) -> int:
+def _release_expired(*, conn: Connection, now: datetime, device_id: uuid.UUID | None = None) -> int:
     query = (
         update(SessionRecord)
-        .where(SessionRecord.released_at.is_(None), SessionRecord.expires_at <= now)
-        .values(released_at=SessionRecord.expires_at)
+        .where(col(SessionRecord.released_at).is_(None), col(SessionRecord.expires_at) <= now)
+        .values(released_at=col(SessionRecord.expires_at))
     )
     if device_id is not None:
-        query = query.where(SessionRecord.device_id == device_id)
+        query = query.where(col(SessionRecord.device_id) == device_id)
     return conn.execute(query).rowcount
 
 
-def _stored_answer(conn: Connection, organization_id: uuid.UUID, key: str, request_hash: str) -> dict | None:
+def _stored_answer(
+    *, conn: Connection, organization_id: uuid.UUID, key: str, request_hash: str
+) -> dict[str, Any] | None:
     record = conn.execute(
-        select(IdempotencyRecord.request_hash, IdempotencyRecord.response_body, IdempotencyRecord.created_at).where(
-            IdempotencyRecord.organization_id == organization_id, IdempotencyRecord.key == key
-        )
+        select(
+            col(IdempotencyRecord.request_hash), col(IdempotencyRecord.response_body), col(IdempotencyRecord.created_at)
+        ).where(col(IdempotencyRecord.organization_id) == organization_id, col(IdempotencyRecord.key) == key)
     ).first()
     if record is None:
         return None
     if record.created_at <= utcnow() - IDEMPOTENCY_WINDOW:
         conn.execute(
             delete(IdempotencyRecord).where(
-                IdempotencyRecord.organization_id == organization_id, IdempotencyRecord.key == key
+                col(IdempotencyRecord.organization_id) == organization_id, col(IdempotencyRecord.key) == key
             )
         )
         return None
@@ -136,42 +171,51 @@ def _stored_answer(conn: Connection, organization_id: uuid.UUID, key: str, reque
             "idempotency_key_reused",
             "This Idempotency-Key was used with a different request body in the last 24 hours.",
         )
-    return json.loads(record.response_body)
+    body: dict[str, Any] = json.loads(record.response_body)
+    return body
 
 
-def _lease(conn: Connection, organization_id: uuid.UUID, user_id: uuid.UUID, wanted: DeviceWanted):
+def _lease(*, conn: Connection, organization_id: uuid.UUID, user_id: uuid.UUID, wanted: DeviceWanted) -> Row[Any]:
     config = settings.current()
     now = utcnow()
     live = conn.execute(
         select(func.count()).where(
-            SessionRecord.organization_id == organization_id,
-            SessionRecord.released_at.is_(None),
-            SessionRecord.expires_at > now,
+            col(SessionRecord.organization_id) == organization_id,
+            col(SessionRecord.released_at).is_(None),
+            col(SessionRecord.expires_at) > now,
         )
     ).scalar_one()
-    if live >= config.max_live_sessions_per_organization:
+    if live >= config.max_live_sessions:
         raise Conflict(
             "concurrency_limit_reached",
-            f"The organization already has its maximum of {config.max_live_sessions_per_organization} "
-            "live sessions; release one first.",
+            f"The organization already has its maximum of {config.max_live_sessions} live sessions; release one first.",
         )
-    device_id = _pick_free_device(conn, wanted, now)
-    _release_expired(conn, now, device_id)  # an expired lease still holding it ends now
-    minutes = min(wanted.maxDurationMinutes or config.default_session_minutes, config.max_session_minutes)
+    device_id = _pick_free_device(conn=conn, wanted=wanted, now=now)
+    _release_expired(conn=conn, now=now, device_id=device_id)  # an expired lease still holding it ends now
+    minutes = min(wanted.max_duration_minutes or config.default_session_minutes, config.max_session_minutes)
     new = NewSession(organization_id, user_id, device_id, duration=timedelta(minutes=minutes))
-    (session_id,) = insert_sessions([new], conn=conn)
-    return get_session(organization_id, session_id, conn)
+    (session_id,) = insert_sessions(conn=conn, batch=[new])
+    return session_view(conn=conn, organization_id=organization_id, session_id=session_id)
 
 
-def _pick_free_device(conn: Connection, wanted: DeviceWanted, now: datetime) -> uuid.UUID:
-    matching = [Device.platform == wanted.platform]
-    for column, value in ((Device.os_version, wanted.osVersion), (Device.type, wanted.type), (Device.name, wanted.name)):
+def _pick_free_device(*, conn: Connection, wanted: DeviceWanted, now: datetime) -> uuid.UUID:
+    matching: list[ColumnElement[bool]] = [col(Device.platform) == wanted.platform]
+    wanted_columns = (
+        (col(Device.os_version), wanted.os_version),
+        (col(Device.type), wanted.type),
+        (col(Device.name), wanted.name),
+    )
+    for column, value in wanted_columns:
         if value is not None:
             matching.append(column == value)
     held = exists().where(
-        SessionRecord.device_id == Device.id, SessionRecord.released_at.is_(None), SessionRecord.expires_at > now
+        col(SessionRecord.device_id) == col(Device.id),
+        col(SessionRecord.released_at).is_(None),
+        col(SessionRecord.expires_at) > now,
     )
-    query = select(Device.id).where(*matching, Device.disabled.is_(False), ~held).order_by(func.random()).limit(1)
+    query = (
+        select(col(Device.id)).where(*matching, col(Device.disabled).is_(False), ~held).order_by(func.random()).limit(1)
+    )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=Device, skip_locked=True)
     device_id = conn.execute(query).scalar()
@@ -179,6 +223,6 @@ def _pick_free_device(conn: Connection, wanted: DeviceWanted, now: datetime) -> 
         return device_id
     if conn.execute(select(exists().where(and_(*matching)))).scalar():
         raise Conflict("no_device_available", "Every device matching the request is in use or offline; retry later.")
-    described = ", ".join(f"{field} {value!r}" for field, value in asdict(wanted).items()
-                          if value is not None and field != "maxDurationMinutes")
+    api_names = {"platform": wanted.platform, "osVersion": wanted.os_version, "type": wanted.type, "name": wanted.name}
+    described = ", ".join(f"{field} {value!r}" for field, value in api_names.items() if value is not None)
     raise Unprocessable("no_matching_device", f"No device of the fleet matches {described}.")

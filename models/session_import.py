@@ -12,17 +12,25 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Connection, select
+from sqlmodel import col
 
-from models.errors import InvalidInput
-from models.sessions import NewSession, insert_sessions
-from models.tables import Device, Membership, Organization, SessionRecord, User
-from sessions_api import db
-from sessions_api.timestamps import parse_rfc3339
+from sessions_api.core import db
+from sessions_api.core.timestamps import parse_rfc3339
+from sessions_api.models.errors import InvalidInput
+from sessions_api.models.sessions import NewSession, insert_sessions
+from sessions_api.models.tables import (
+    Device,
+    Membership,
+    Organization,
+    SessionRecord,
+    User,
+)
 
 _CHUNK = 5000
 _FIELDS = {"id", "organization", "user", "device", "createdAt", "releasedAt", "expiresAt"}
@@ -35,17 +43,16 @@ def import_sessions(lines: Iterable[str]) -> int:
     Raises InvalidInput naming the first bad line (1-based); nothing is imported then.
     """
     count = 0
-    with db.writing() as session:
-        conn = session.connection()
+    with db.writing() as conn:
         checker = _ReferenceChecker(conn)
         for chunk in _chunks(_parse(lines), _CHUNK):
             checker.check(chunk)
-            insert_sessions([new for _, new in chunk], conn=conn)
+            insert_sessions(conn=conn, batch=[new for _, new in chunk])
             count += len(chunk)
     return count
 
 
-def _chunks(items: Iterator, size: int) -> Iterator[list]:
+def _chunks(items: Iterator[tuple[int, NewSession]], size: int) -> Iterator[list[tuple[int, NewSession]]]:
     while chunk := list(islice(items, size)):
         yield chunk
 
@@ -66,7 +73,7 @@ def _parse(lines: Iterable[str]) -> Iterator[tuple[int, NewSession]]:
 def _parse_line(number: int, line: str) -> NewSession:
     try:
         record = json.loads(line)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InvalidInput(f"line {number}: not valid JSON ({exc.msg})") from None
     if not isinstance(record, dict):
         raise InvalidInput(f"line {number}: expected a JSON object")
@@ -96,7 +103,7 @@ def _parse_line(number: int, line: str) -> NewSession:
     )
 
 
-def _uuid(number: int, record: dict, field: str) -> uuid.UUID:
+def _uuid(number: int, record: dict[str, Any], field: str) -> uuid.UUID:
     value = record[field]
     try:
         if not isinstance(value, str):
@@ -106,7 +113,7 @@ def _uuid(number: int, record: dict, field: str) -> uuid.UUID:
         raise InvalidInput(f"line {number}: '{field}' must be a UUID string") from None
 
 
-def _timestamp(number: int, record: dict, field: str) -> datetime | None:
+def _timestamp(number: int, record: dict[str, Any], field: str) -> datetime | None:
     value = record.get(field)
     if value is None:
         return None
@@ -121,9 +128,9 @@ def _timestamp(number: int, record: dict, field: str) -> datetime | None:
 class _ReferenceChecker:
     """Checks that every referenced row exists, remembering what it has seen across chunks."""
 
-    def __init__(self, conn) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._known: dict[object, set] = {Organization: set(), User: set(), Device: set(), Membership: set()}
+        self._known: dict[object, set[Any]] = {Organization: set(), User: set(), Device: set(), Membership: set()}
         self._held_devices: set[uuid.UUID] = set()  # devices with a live session, in the database or the file
         self._loaded_holds: set[uuid.UUID] = set()
 
@@ -153,26 +160,29 @@ class _ReferenceChecker:
                     raise InvalidInput(f"line {number}: device {new.device_id} already has a live session")
                 self._held_devices.add(new.device_id)
 
-    def _load(self, table, ids: set[uuid.UUID]) -> None:
+    def _load(self, table: Any, ids: set[uuid.UUID]) -> None:
         rows = self._select_in((table.id,), table.id, ids - self._known[table])
         self._known[table].update(row[0] for row in rows)
 
     def _load_memberships(self, pairs: set[tuple[uuid.UUID, uuid.UUID]]) -> None:
         organizations = {org for org, _ in pairs - self._known[Membership]}
-        rows = self._select_in((Membership.organization_id, Membership.user_id), Membership.organization_id, organizations)
+        columns = (col(Membership.organization_id), col(Membership.user_id))
+        rows = self._select_in(columns, col(Membership.organization_id), organizations)
         self._known[Membership].update((row[0], row[1]) for row in rows)
 
     def _load_holds(self, device_ids: set[uuid.UUID]) -> None:
         pending = device_ids - self._loaded_holds
-        live = SessionRecord.released_at.is_(None)
-        rows = self._select_in((SessionRecord.device_id,), SessionRecord.device_id, pending, live)
+        live = col(SessionRecord.released_at).is_(None)
+        rows = self._select_in((col(SessionRecord.device_id),), col(SessionRecord.device_id), pending, live)
         self._held_devices.update(row[0] for row in rows)
         self._loaded_holds |= pending
 
     def _taken_session_ids(self, ids: set[uuid.UUID]) -> set[uuid.UUID]:
-        return {row[0] for row in self._select_in((SessionRecord.id,), SessionRecord.id, ids)}
+        return {row[0] for row in self._select_in((col(SessionRecord.id),), col(SessionRecord.id), ids)}
 
-    def _select_in(self, columns: tuple, key, values: set, *where) -> Iterator:
+    def _select_in(
+        self, columns: tuple[Any, ...], key: Any, values: set[Any], *where: ColumnElement[bool]
+    ) -> Iterator[Sequence[Any]]:
         """Rows whose `key` is one of `values` (and that meet `where`), in IN queries of bounded size."""
         pending = list(values)
         for start in range(0, len(pending), 500):

@@ -10,46 +10,58 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Integer, Row, Select, bindparam, func, insert, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Row,
+    Select,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped
+from sqlmodel import col
 
-from models.as_text import rfc3339_text, uuid_text
-from models.errors import NotFound
-from models.tables import Device, SessionRecord
-from sessions_api import db, settings
-from sessions_api.timestamps import MICROSECOND, utcnow
+from sessions_api.core import db, settings
+from sessions_api.core.timestamps import MICROSECOND, utcnow
+from sessions_api.models.as_text import rfc3339_text, uuid_text
+from sessions_api.models.errors import NotFound
+from sessions_api.models.paging import Page, page_of
+from sessions_api.models.tables import Device, SessionRecord
 
 # What the API answers with: a session and its device in one row, its ids and instants
-# already rendered as the API's text (see models.as_text).
-_SESSION_VIEW = select(
-    uuid_text(SessionRecord.id).label("id"),
-    uuid_text(SessionRecord.organization_id).label("organization_id"),
-    uuid_text(SessionRecord.user_id).label("user_id"),
-    uuid_text(SessionRecord.device_id).label("device_id"),
-    Device.platform,
-    Device.type,
-    Device.name,
-    Device.os_version,
-    rfc3339_text(SessionRecord.created_at).label("created_at"),
-    rfc3339_text(SessionRecord.released_at).label("released_at"),
-    rfc3339_text(SessionRecord.expires_at).label("expires_at"),
-).join(Device, Device.id == SessionRecord.device_id)
-
-_ONE_SESSION = _SESSION_VIEW.where(
-    SessionRecord.id == bindparam("session_id"), SessionRecord.organization_id == bindparam("organization_id")
+# already rendered as the API's text (see models.as_text). The names are the row's keys, in
+# the order of its columns, for code that shapes rows by position (handlers.sessions).
+_SESSION_VIEW_COLUMNS: dict[str, ColumnElement[Any] | Mapped[Any]] = {
+    "id": uuid_text(col(SessionRecord.id)),
+    "organization_id": uuid_text(col(SessionRecord.organization_id)),
+    "user_id": uuid_text(col(SessionRecord.user_id)),
+    "device_id": uuid_text(col(SessionRecord.device_id)),
+    "platform": col(Device.platform),
+    "type": col(Device.type),
+    "name": col(Device.name),
+    "os_version": col(Device.os_version),
+    "created_at": rfc3339_text(col(SessionRecord.created_at)),
+    "released_at": rfc3339_text(col(SessionRecord.released_at)),
+    "expires_at": rfc3339_text(col(SessionRecord.expires_at)),
+}
+SESSION_VIEW_COLUMNS = tuple(_SESSION_VIEW_COLUMNS)
+_SESSION_VIEW = select(*(column.label(name) for name, column in _SESSION_VIEW_COLUMNS.items())).join(
+    Device, col(Device.id) == col(SessionRecord.device_id)
 )
 
-# Writers that lose a race for an instant (PostgreSQL, several processes) try again.
-_INSERT_ATTEMPTS = 5
-
-
-@dataclass(frozen=True)
-class Page:
-    rows: list[Row]  # each with the cursor text `created_at`
-    has_more: bool
+_ONE_SESSION = _SESSION_VIEW.where(
+    col(SessionRecord.id) == bindparam("session_id"), col(SessionRecord.organization_id) == bindparam("organization_id")
+)
 
 
 @dataclass(frozen=True)
@@ -64,48 +76,59 @@ def list_page(
     organization_id: uuid.UUID, limit: int, before: datetime | None, filters: SessionFilters = SessionFilters()
 ) -> Page:
     """Up to `limit` sessions created strictly before `before`, newest first."""
-    values = {
-        "organization_id": organization_id, "limit": limit + 1, "before": before,
-        "platform": filters.platform, "user_id": filters.user_id, "device_id": filters.device_id,
-    }
-    query = _page_query(tuple(name for name in _OPTIONAL_BOUNDS if values[name] is not None), filters.status)
+    query, values = page_statement(organization_id, limit, before, filters)
     with db.reading() as conn:
-        rows = conn.execute(query, {name: value for name, value in values.items() if value is not None}).all()
-    return Page(rows=rows[:limit], has_more=len(rows) > limit)
+        return page_of(conn.execute(query, values).all(), limit)
 
 
-_OPTIONAL_BOUNDS = {
-    "before": lambda value: SessionRecord.created_at < value,
-    "platform": lambda value: Device.platform == value,
-    "user_id": lambda value: SessionRecord.user_id == value,
-    "device_id": lambda value: SessionRecord.device_id == value,
+def page_statement(
+    organization_id: uuid.UUID, limit: int, before: datetime | None, filters: SessionFilters = SessionFilters()
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement `list_page` runs, and the values it binds."""
+    values = {
+        "organization_id": organization_id,
+        "limit": limit + 1,
+        "before": before,
+        "platform": filters.platform,
+        "user_id": filters.user_id,
+        "device_id": filters.device_id,
+    }
+    bounds = tuple(name for name in _OPTIONAL_BOUNDS if values[name] is not None)
+    return _page_query(bounds, filters.status), {name: value for name, value in values.items() if value is not None}
+
+
+_OPTIONAL_BOUNDS: dict[str, Callable[[Any], ColumnElement[bool]]] = {
+    "before": lambda value: col(SessionRecord.created_at) < value,
+    "platform": lambda value: col(Device.platform) == value,
+    "user_id": lambda value: col(SessionRecord.user_id) == value,
+    "device_id": lambda value: col(SessionRecord.device_id) == value,
 }
 
 
 @functools.cache
-def _page_query(bounds: tuple[str, ...], status: str | None) -> Select:
+def _page_query(bounds: tuple[str, ...], status: str | None) -> Select[Any]:
     """The page query for one combination of filters (at most 16 × 3 of them), built once:
     building a statement costs more than running it. The values are bound on each call."""
     query = (
-        _SESSION_VIEW.where(SessionRecord.organization_id == bindparam("organization_id"))
+        _SESSION_VIEW.where(col(SessionRecord.organization_id) == bindparam("organization_id"))
         .where(*(_OPTIONAL_BOUNDS[name](bindparam(name)) for name in bounds))
-        .order_by(SessionRecord.created_at.desc())
+        .order_by(col(SessionRecord.created_at).desc())
         .limit(bindparam("limit", type_=Integer))
     )
     if status is not None:
-        live = SessionRecord.released_at.is_(None)
+        live = col(SessionRecord.released_at).is_(None)
         query = query.where(live if status == "live" else ~live)
     return query
 
 
-def get_session(organization_id: uuid.UUID, session_id: uuid.UUID, conn: Connection | None = None) -> Row:
+def get_session(organization_id: uuid.UUID, session_id: uuid.UUID) -> Row[Any]:
     """The session as the API shows it (see _SESSION_VIEW); NotFound outside the organization."""
-    values = {"session_id": session_id, "organization_id": organization_id}
-    if conn is None:
-        with db.reading() as conn:
-            row = conn.execute(_ONE_SESSION, values).first()
-    else:
-        row = conn.execute(_ONE_SESSION, values).first()
+    with db.reading() as conn:
+        return session_view(conn=conn, organization_id=organization_id, session_id=session_id)
+
+
+def session_view(*, conn: Connection, organization_id: uuid.UUID, session_id: uuid.UUID) -> Row[Any]:
+    row = conn.execute(_ONE_SESSION, {"session_id": session_id, "organization_id": organization_id}).first()
     if row is None:
         raise NotFound("No session with this id exists in the selected organization.")
     return row
@@ -123,42 +146,22 @@ class NewSession:
     duration: timedelta | None = None  # None: the configured default
 
 
-def create_session(new: NewSession) -> Row:
-    """Insert one session; returns it as `get_session` would."""
-    (session_id,) = insert_sessions([new])
-    return get_session(new.organization_id, session_id)
-
-
-def insert_sessions(batch: list[NewSession], conn: Connection | None = None) -> list[uuid.UUID]:
+def insert_sessions(*, conn: Connection, batch: list[NewSession]) -> list[uuid.UUID]:
     """Insert sessions, each at the first free instant of its organization; returns their ids.
-
-    With `conn`, inserts inside the caller's transaction (which then owns any retry).
-    """
-    if conn is not None:
-        return _insert(conn, batch)
-    for attempt in range(_INSERT_ATTEMPTS):
-        try:
-            with db.writing() as session:
-                return _insert(session.connection(), batch)
-        except IntegrityError as exc:
-            if not _is_instant_collision(exc) or attempt == _INSERT_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _insert(conn: Connection, batch: list[NewSession]) -> list[uuid.UUID]:
+    A writer that still loses a race for an instant (PostgreSQL) gets an IntegrityError that
+    `is_instant_collision` recognizes: its caller may retry the transaction."""
     by_organization: dict[uuid.UUID, list[int]] = {}
     for index, new in enumerate(batch):
         by_organization.setdefault(new.organization_id, []).append(index)
-    lock_organizations(conn, by_organization)
-    instants: list[datetime | None] = [None] * len(batch)
+    lock_organizations(conn=conn, organization_ids=by_organization)
+    instants: dict[int, datetime] = {}
     for organization_id, indexes in by_organization.items():
         allocated = InstantAllocator(conn, organization_id).allocate([batch[i].created_at for i in indexes])
-        for index, instant in zip(indexes, allocated):
-            instants[index] = instant
-    rows = []
+        instants.update(zip(indexes, allocated, strict=True))
+    rows: list[dict[str, Any]] = []
     default_duration = timedelta(minutes=settings.current().default_session_minutes)
-    for new, created_at in zip(batch, instants):
+    for index, new in enumerate(batch):
+        created_at = instants[index]
         # Moving to a free instant may pass these: keep them in order.
         released_at = max(new.released_at, created_at) if new.released_at is not None else None
         expires_at = max(new.expires_at or created_at + (new.duration or default_duration), created_at)
@@ -213,14 +216,19 @@ class InstantAllocator:
         while True:
             if self._loaded is None or not self._loaded[0] <= instant <= self._loaded[1]:
                 self._load(instant, instant + 4096 * MICROSECOND)
+            _, loaded_until = self._loaded_range()
             path = []
-            while instant in self._taken and instant <= self._loaded[1]:
+            while instant in self._taken and instant <= loaded_until:
                 path.append(instant)
                 instant = self._skip.get(instant, instant + MICROSECOND)
             for step in path:
                 self._skip[step] = instant
-            if instant <= self._loaded[1]:
+            if instant <= loaded_until:
                 return instant
+
+    def _loaded_range(self) -> tuple[datetime, datetime]:
+        assert self._loaded is not None, "read a range first"
+        return self._loaded
 
     def _load(self, low: datetime, high: datetime) -> None:
         """Read the taken instants in [low, high], extending the loaded range to cover it."""
@@ -230,9 +238,11 @@ class InstantAllocator:
             if low <= self._loaded[1] + MICROSECOND and high >= self._loaded[0]:
                 low, high = min(low, self._loaded[0]), max(high, self._loaded[1])
             # Otherwise the old range is left behind; what it holds stays taken (in this batch too).
-        column = SessionRecord.created_at
+        column = col(SessionRecord.created_at)
         taken = self._conn.execute(
-            select(column).where(SessionRecord.organization_id == self._organization_id, column >= low, column <= high)
+            select(column).where(
+                col(SessionRecord.organization_id) == self._organization_id, column >= low, column <= high
+            )
         ).scalars()
         self._taken.update(taken)
         self._loaded = (low, high)
@@ -240,14 +250,16 @@ class InstantAllocator:
     def _after_newest(self) -> datetime:
         if self._newest is None:
             newest = self._conn.execute(
-                select(func.max(SessionRecord.created_at)).where(SessionRecord.organization_id == self._organization_id)
+                select(func.max(col(SessionRecord.created_at))).where(
+                    col(SessionRecord.organization_id) == self._organization_id
+                )
             ).scalar()
             known = max(self._taken, default=None)
             self._newest = max(filter(None, (newest, known)), default=utcnow() - MICROSECOND)
         return self._newest + MICROSECOND
 
 
-def lock_organizations(conn: Connection, organization_ids) -> None:
+def lock_organizations(*, conn: Connection, organization_ids: Iterable[uuid.UUID]) -> None:
     """On PostgreSQL, writers of one organization's sessions take turns until they commit, so
     that instants are allocated without a race (SQLite's BEGIN IMMEDIATE already serializes
     writers). The unique index stays the guarantee; this only spares retries."""
@@ -259,7 +271,10 @@ def lock_organizations(conn: Connection, organization_ids) -> None:
         )
 
 
-def _is_instant_collision(exc: IntegrityError) -> bool:
+def is_instant_collision(exc: Exception) -> bool:
+    """Whether `exc` says that another writer took an instant first."""
+    if not isinstance(exc, IntegrityError):
+        return False
     text = str(exc.orig).lower()
     return "uq_sessions_organization_created_at" in text or (
         "unique" in text and "sessions.organization_id, sessions.created_at" in text

@@ -4,12 +4,19 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, Enum, Index, Text, UniqueConstraint, text
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Enum,
+    Index,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
-from models.types import UTCDateTime
-from sessions_api.timestamps import utcnow
-
+from sessions_api.core.timestamps import utcnow
+from sessions_api.models.types import UTCDateTime
 
 # Deterministic constraint names, so that migrations can refer to them on every database.
 SQLModel.metadata.naming_convention = {
@@ -21,7 +28,7 @@ SQLModel.metadata.naming_convention = {
 }
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     admin = "admin"
     readwrite = "readwrite"
     readonly = "readonly"
@@ -73,7 +80,7 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class Platform(str, enum.Enum):
+class Platform(enum.StrEnum):
     ios = "ios"
     android = "android"
 
@@ -105,11 +112,20 @@ class SessionRecord(SQLModel, table=True):
         Index("ix_sessions_device_id", "device_id"),
         Index("ix_sessions_user_id", "user_id"),
         # A device has at most one live session: the database says so, whatever the writers.
-        Index("uq_sessions_live_device_id", "device_id", unique=True,
-              sqlite_where=text("released_at IS NULL"), postgresql_where=text("released_at IS NULL")),
+        Index(
+            "uq_sessions_live_device_id",
+            "device_id",
+            unique=True,
+            sqlite_where=text("released_at IS NULL"),
+            postgresql_where=text("released_at IS NULL"),
+        ),
         # What the expiry sweep reads: live sessions by expiry.
-        Index("ix_sessions_live_expires_at", "expires_at",
-              sqlite_where=text("released_at IS NULL"), postgresql_where=text("released_at IS NULL")),
+        Index(
+            "ix_sessions_live_expires_at",
+            "expires_at",
+            sqlite_where=text("released_at IS NULL"),
+            postgresql_where=text("released_at IS NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

@@ -3,24 +3,37 @@ product's own data layer (the same functions the CLI calls)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from models import Role, devices, keys, session_import, tenancy
-from models.tables import Device, Organization, User
-from sessions_api.app import create_app
-from sessions_api.settings import Settings
-from sessions_api.timestamps import format_utc
-from tests.databases import PostgresDatabases, migrate, truncate_all
+from sessions_api.core.settings import Settings
+from sessions_api.web.app import create_app
+from tests.support.databases import PostgresDatabases, migrate, truncate_all
+from tests.support.world import World
+
+# What `pytest --quick` leaves out: tests that start processes, need Node or a browser, or run
+# the benchmark harness (the markers are declared in pyproject.toml).
+SLOW_MARKERS = ("live_server", "node", "browser", "bench")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--quick", action="store_true", help="the inner loop: skip tests marked " + ", ".join(SLOW_MARKERS)
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--quick"):
+        return
+    slow = [item for item in items if any(item.get_closest_marker(name) for name in SLOW_MARKERS)]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item not in slow]
 
 
 # Every test that touches the database runs on SQLite, and again on PostgreSQL when
@@ -102,108 +115,14 @@ def client(app) -> Iterator[TestClient]:
         yield test_client
 
 
-@dataclass
-class Member:
-    user: User
-    personal: Organization
-    secret: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret}"}
-
-    def acting_on(self, organization_id) -> dict[str, str]:
-        return {**self.headers, "X-Organization-Id": str(organization_id)}
-
-
-class World:
-    """Builds users, organizations, keys, devices and sessions through the data layer."""
-
-    def __init__(self) -> None:
-        self._device: Device | None = None
-
-    def member(self, email: str | None = None, *, of: Sequence[tuple[Organization, Role]] = (), bound_to=None) -> Member:
-        user, personal = tenancy.create_user(email or f"user-{uuid.uuid4().hex[:8]}@example.com")
-        for organization, role in of:
-            tenancy.add_member(organization.id, user.id, role)
-        _, secret = keys.create_key(user.id, bound_to.id if bound_to is not None else None)
-        return Member(user, personal, secret)
-
-    def organization(self, name: str = "Team") -> Organization:
-        return tenancy.create_organization(name)
-
-    def device(self, **spec) -> Device:
-        """A device for released sessions (shared), or a new one when `spec` describes it."""
-        if spec:
-            defaults = {"platform": "android", "type": "emulator", "name": "Pixel 9", "os_version": "15"}
-            return devices.add_device(**{**defaults, **spec})
-        if self._device is None:
-            self._device = devices.add_device("android", "emulator", "Pixel 9", "15")
-        return self._device
-
-    def sessions(
-        self,
-        organization: Organization,
-        user: User,
-        created: Sequence[datetime | None],
-        released: Sequence[datetime | None] | None = None,
-    ) -> int:
-        """Import one session per entry of `created` (None: now) through the import path.
-
-        Without `released`, a session with a `created` instant is released a minute later and
-        one created now stays live; each live session gets a device of its own.
-        """
-        lines = []
-        for index, created_at in enumerate(created):
-            if released is not None:
-                released_at = released[index]
-            else:
-                released_at = created_at + timedelta(minutes=1) if created_at is not None else None
-            device = self.device(name=f"Live {uuid.uuid4().hex[:6]}") if released_at is None else self.device()
-            record = {"organization": str(organization.id), "user": str(user.id), "device": str(device.id)}
-            if created_at is not None:
-                record["createdAt"] = format_utc(created_at)
-            if released_at is not None:
-                record["releasedAt"] = format_utc(released_at)
-            lines.append(json.dumps(record))
-        return session_import.import_sessions(lines)
-
-
 @pytest.fixture
 def world(app) -> World:
     return World()
 
 
-def list_all(client: TestClient, headers: dict, limit: int = 100, **params) -> list[dict]:
-    """Follow nextCursor from the first page to the last; returns every session seen."""
-    seen: list[dict] = []
-    query = {"limit": limit, **params}
-    for _ in range(100_000):
-        response = client.get("/api/v1/sessions", params=query, headers=headers)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        seen.extend(body["data"])
-        if "nextCursor" not in body:
-            return seen
-        assert body["data"], "a page with a nextCursor must not be empty"
-        query["before"] = body["nextCursor"]
-    raise AssertionError("pagination did not end")
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    assert "Traceback" not in response.text
-    return body
-
-
 @pytest.fixture(scope="session")
 def node_tools():
     """node_modules from the committed lock file (`npm ci` when missing or stale)."""
-    from tests.node_tools import ensure_node_modules
+    from tests.support.node_tools import ensure_node_modules
 
     return ensure_node_modules()

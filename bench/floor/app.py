@@ -14,7 +14,7 @@ import hmac
 import os
 import sqlite3
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from starlette.applications import Starlette
@@ -22,8 +22,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench.contract import (
-    FORBIDDEN, KEY_FORMAT, LAST_USED_INTERVAL, NOT_FOUND, UNAUTHENTICATED, UUID_PATTERN, invalid_request,
-    parse_before, secret_hash,
+    FORBIDDEN,
+    KEY_FORMAT,
+    LAST_USED_INTERVAL,
+    NOT_FOUND,
+    UNAUTHENTICATED,
+    UUID_PATTERN,
+    invalid_request,
+    parse_before,
+    secret_hash,
 )
 from bench.request_id import request_id
 
@@ -34,11 +41,13 @@ SELECT k.id, k.secret_hash, k.organization_id, k.revoked_at, k.last_used_at, m.r
        COALESCE({org}, k.organization_id, u.default_organization_id)
 FROM api_keys k
 JOIN users u ON u.id = k.user_id
-LEFT JOIN memberships m ON m.user_id = k.user_id AND m.organization_id = COALESCE({org}, k.organization_id, u.default_organization_id)
+LEFT JOIN memberships m
+  ON m.user_id = k.user_id AND m.organization_id = COALESCE({org}, k.organization_id, u.default_organization_id)
 WHERE k.lookup_id = {p}
 """
 _COLUMNS = """
-SELECT s.id, s.organization_id, s.user_id, s.device_id, d.platform, d.type, d.name, d.os_version, s.created_at, s.released_at, s.expires_at
+SELECT s.id, s.organization_id, s.user_id, s.device_id, d.platform, d.type, d.name, d.os_version,
+       s.created_at, s.released_at, s.expires_at
 FROM sessions s JOIN devices d ON d.id = s.device_id
 """
 _PAGE = _COLUMNS + "WHERE s.organization_id = {p} ORDER BY s.created_at DESC LIMIT {p}"
@@ -72,13 +81,21 @@ class _Sqlite:
 
     @staticmethod
     def parse_time(stored: str | None) -> datetime | None:
-        return datetime.fromisoformat(stored).replace(tzinfo=timezone.utc) if stored else None
+        return datetime.fromisoformat(stored).replace(tzinfo=UTC) if stored else None
 
     def row_json(self, row) -> dict:
         sid, org, user, device, platform, dtype, name, os_version, created, released, expires = row
         return {
-            "id": _dashed(sid), "organization": _dashed(org), "user": _dashed(user),
-            "device": {"id": _dashed(device), "platform": platform, "type": dtype, "name": name, "osVersion": os_version},
+            "id": _dashed(sid),
+            "organization": _dashed(org),
+            "user": _dashed(user),
+            "device": {
+                "id": _dashed(device),
+                "platform": platform,
+                "type": dtype,
+                "name": name,
+                "osVersion": os_version,
+            },
             "createdAt": f"{created[:10]}T{created[11:]}Z",
             "releasedAt": f"{released[:10]}T{released[11:]}Z" if released else None,
             "expiresAt": f"{expires[:10]}T{expires[11:]}Z",
@@ -124,9 +141,12 @@ class _Postgres:
     def row_json(self, row) -> dict:
         sid, org, user, device, platform, dtype, name, os_version, created, released, expires = row
         return {
-            "id": str(sid), "organization": str(org), "user": str(user),
+            "id": str(sid),
+            "organization": str(org),
+            "user": str(user),
             "device": {"id": str(device), "platform": platform, "type": dtype, "name": name, "osVersion": os_version},
-            "createdAt": _utc(created), "releasedAt": _utc(released) if released else None,
+            "createdAt": _utc(created),
+            "releasedAt": _utc(released) if released else None,
             "expiresAt": _utc(expires),
         }
 
@@ -145,7 +165,7 @@ def _dashed(h: str) -> str:
 
 
 def _utc(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 db = _Sqlite(DATABASE_URL.split("///", 1)[1]) if DATABASE_URL.startswith("sqlite") else _Postgres(DATABASE_URL)
@@ -194,7 +214,7 @@ def _organization(request) -> object:
         raise _Denied(403, FORBIDDEN)
     if role is None:
         raise _Denied(403, FORBIDDEN)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     last_used = db.parse_time(last_used_at)
     if last_used is None or now - last_used >= LAST_USED_INTERVAL:
         db.write(db.touch_sql, (db.time_param(now), key_id))
@@ -245,7 +265,9 @@ async def get_session(request) -> Response:
     return _json(scope, 200, db.row_json(rows[0]))
 
 
-app = Starlette(routes=[
-    Route("/api/v1/sessions", list_sessions),
-    Route("/api/v1/sessions/{session_id}", get_session),
-])
+app = Starlette(
+    routes=[
+        Route("/api/v1/sessions", list_sessions),
+        Route("/api/v1/sessions/{session_id}", get_session),
+    ]
+)

@@ -17,7 +17,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -29,8 +29,15 @@ from sqlalchemy import event
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from bench.contract import (
-    FORBIDDEN, KEY_FORMAT, LAST_USED_INTERVAL, NOT_FOUND, UNAUTHENTICATED, format_utc, invalid_request,
-    parse_before, secret_hash,
+    FORBIDDEN,
+    KEY_FORMAT,
+    LAST_USED_INTERVAL,
+    NOT_FOUND,
+    UNAUTHENTICATED,
+    format_utc,
+    invalid_request,
+    parse_before,
+    secret_hash,
 )
 from bench.request_id import RequestIdMiddleware
 
@@ -53,6 +60,7 @@ engine = _engine()
 
 
 # --- the tables (as the product created them) --------------------------------------------
+
 
 class User(SQLModel, table=True):
     __tablename__ = "users"
@@ -122,13 +130,14 @@ class SessionOut(BaseModel):
     expiresAt: Timestamp
 
     @classmethod
-    def of(cls, record: SessionRecord, device: Device) -> "SessionOut":
+    def of(cls, record: SessionRecord, device: Device) -> SessionOut:
         return cls(
             id=record.id,
             organization=record.organization_id,
             user=record.user_id,
-            device=DeviceOut(id=device.id, platform=device.platform, type=device.type,
-                             name=device.name, osVersion=device.os_version),
+            device=DeviceOut(
+                id=device.id, platform=device.platform, type=device.type, name=device.name, osVersion=device.os_version
+            ),
             createdAt=record.created_at,
             releasedAt=record.released_at,
             expiresAt=record.expires_at,
@@ -142,6 +151,7 @@ class SessionList(BaseModel):
 
 
 # --- errors ---------------------------------------------------------------------------------
+
 
 class ApiError(Exception):
     def __init__(self, status: int, body: dict, headers: dict | None = None) -> None:
@@ -165,6 +175,7 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
 
 
 # --- dependencies -------------------------------------------------------------------------
+
 
 def get_db() -> Iterator[Session]:
     with Session(engine) as session:
@@ -212,8 +223,8 @@ def get_principal(
         organization_id = db.get(User, key.user_id).default_organization_id
     if db.get(Membership, (organization_id, key.user_id)) is None:
         raise ApiError(403, FORBIDDEN)
-    now = datetime.now(timezone.utc)
-    last_used = key.last_used_at.replace(tzinfo=timezone.utc) if key.last_used_at else None
+    now = datetime.now(UTC)
+    last_used = key.last_used_at.replace(tzinfo=UTC) if key.last_used_at else None
     if last_used is None or now - last_used >= LAST_USED_INTERVAL:
         key.last_used_at = now
         db.add(key)
@@ -225,6 +236,7 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
 # --- the operations -----------------------------------------------------------------------
+
 
 @app.get("/api/v1/sessions", response_model=SessionList, response_model_exclude_unset=True)
 def list_sessions(

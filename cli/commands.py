@@ -1,0 +1,255 @@
+"""The `sessions-api` command for operators. Errors are one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging.config
+import sys
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from sessions_api.core import db
+from sessions_api.core import settings as settings_module
+from sessions_api.core.logs import logging_config
+from sessions_api.core.settings import Settings
+from sessions_api.models import (
+    Role,
+    api_keys,
+    devices,
+    schema_version,
+    session_import,
+    tenancy,
+)
+from sessions_api.models.errors import DataError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not a usage dump
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a UUID") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        settings_module.configure(settings)
+        db.configure(settings)
+        if args.run is not _db_upgrade:
+            schema_version.ensure_current(migrate=getattr(args, "migrate", False))
+        return args.run(args) or 0
+    except (DataError, ValueError, schema_version.SchemaBehind) as exc:
+        print(f"sessions-api: error: {exc}", file=sys.stderr)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        print(f"sessions-api: database error: {reason}", file=sys.stderr)
+    except OSError as exc:
+        print(f"sessions-api: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sessions-api", description="Operate the Sessions API server.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--demo", action="store_true", help="load demo data and print a working API key")
+    serve.add_argument("--workers", type=_positive, default=1, help="number of server processes (default 1)")
+    serve.add_argument(
+        "--graceful-timeout",
+        type=_positive,
+        default=30,
+        help="seconds in-flight requests get to finish on SIGTERM (default 30)",
+    )
+    serve.add_argument(
+        "--migrate", action="store_true", help="apply pending migrations first instead of refusing to start"
+    )
+    serve.set_defaults(run=_serve)
+
+    database = commands.add_parser("db", help="manage the database schema").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    upgrade = database.add_parser("upgrade", help="apply every pending migration")
+    upgrade.add_argument("--json", action="store_true", help="print the result as JSON")
+    upgrade.set_defaults(run=_db_upgrade)
+
+    org = _group(commands, "org", "organizations")
+    create = _command(org, "create", "create an organization", _org_create)
+    create.add_argument("--name", required=True)
+
+    user = _group(commands, "user", "users")
+    create = _command(user, "create", "create a user and their Personal organization", _user_create)
+    create.add_argument("--email", required=True)
+    create.add_argument("--name")
+
+    member = _group(commands, "member", "memberships")
+    add = _command(member, "add", "add a user to an organization (or change their role)", _member_add)
+    add.add_argument("--org", required=True, type=_uuid)
+    add.add_argument("--user", required=True, type=_uuid)
+    add.add_argument("--role", required=True, choices=[role.value for role in Role])
+
+    key = _group(commands, "key", "API keys")
+    create = _command(key, "create", "create an API key; its secret is printed once", _key_create)
+    create.add_argument("--user", required=True, type=_uuid)
+    create.add_argument("--org", type=_uuid, help="bind the key to this organization")
+    create.add_argument("--name")
+    revoke = _command(key, "revoke", "revoke an API key", _key_revoke)
+    revoke.add_argument("key_id", type=_uuid)
+
+    device = _group(commands, "device", "devices")
+    add = _command(device, "add", "add a device to the fleet", _device_add)
+    add.add_argument("--platform", required=True)
+    add.add_argument("--type", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--os-version", required=True)
+    for action, help_text in (
+        ("disable", "take a device offline: never leased; a session on it runs to its end"),
+        ("enable", "bring a disabled device back"),
+    ):
+        toggle = _command(device, action, help_text, _device_toggle)
+        toggle.add_argument("device_id", type=_uuid)
+
+    session = _group(commands, "session", "sessions")
+    imp = _command(session, "import", "import sessions from a JSON lines file ('-' for stdin)", _session_import)
+    imp.add_argument("file")
+    return parser
+
+
+def _group(commands, name: str, what: str):
+    return commands.add_parser(name, help=f"manage {what}").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+
+
+def _command(group, name: str, help_text: str, run: Callable) -> argparse.ArgumentParser:
+    command = group.add_parser(name, help=help_text)
+    command.add_argument("--json", action="store_true", help="print the result as JSON")
+    command.set_defaults(run=run)
+    return command
+
+
+def _report(args, result: dict, text: str) -> None:
+    print(json.dumps(result) if args.json else text)
+
+
+def _org_create(args) -> None:
+    org = tenancy.create_organization(args.name)
+    _report(args, {"id": str(org.id), "name": org.name}, f"organization {org.id} ({org.name})")
+
+
+def _user_create(args) -> None:
+    user, personal = tenancy.create_user(args.email, args.name)
+    result = {"id": str(user.id), "email": user.email, "defaultOrganization": str(personal.id)}
+    _report(args, result, f"user {user.id} ({user.email}), default organization {personal.id}")
+
+
+def _member_add(args) -> None:
+    membership = tenancy.add_member(args.org, args.user, Role(args.role))
+    result = {"organization": str(args.org), "user": str(args.user), "role": membership.role.value}
+    _report(args, result, f"user {args.user} is {membership.role.value} of organization {args.org}")
+
+
+def _key_create(args) -> None:
+    key, secret = api_keys.create_key(args.user, args.org, args.name)
+    result = {
+        "id": str(key.id),
+        "secret": secret,
+        "user": str(key.user_id),
+        "organization": str(key.organization_id) if key.organization_id else None,
+    }
+    _report(args, result, f"key {key.id}\nsecret (shown once, store it now): {secret}")
+
+
+def _key_revoke(args) -> None:
+    key = api_keys.revoke_key(args.key_id)
+    revoked_at = key.revoked_at.isoformat() if key.revoked_at else None
+    _report(args, {"id": str(key.id), "revokedAt": revoked_at}, f"key {key.id} revoked")
+
+
+def _device_add(args) -> None:
+    device = devices.add_device(args.platform, args.type, args.name, args.os_version)
+    result = {
+        "id": str(device.id),
+        "platform": device.platform,
+        "type": device.type,
+        "name": device.name,
+        "osVersion": device.os_version,
+    }
+    _report(args, result, f"device {device.id} ({device.platform} {device.type} {device.name} {device.os_version})")
+
+
+def _device_toggle(args) -> None:
+    device = devices.set_disabled(args.device_id, args.action == "disable")
+    state = "offline" if device.disabled else "enabled"
+    _report(args, {"id": str(device.id), "disabled": device.disabled}, f"device {device.id} {state}")
+
+
+def _session_import(args) -> None:
+    if args.file == "-":
+        count = session_import.import_sessions(sys.stdin)
+    else:
+        with open(args.file, encoding="utf-8") as lines:
+            count = session_import.import_sessions(lines)
+    _report(args, {"imported": count}, f"imported {count} sessions")
+
+
+def _db_upgrade(args) -> None:
+    before, after = schema_version.upgrade()
+    text = (
+        f"database schema upgraded from {before or 'nothing'} to {after}"
+        if before != after
+        else f"database schema is current ({after})"
+    )
+    _report(args, {"from": before, "to": after}, text)
+
+
+def _serve(args) -> None:
+    import uvicorn
+
+    from sessions_api.cli.demo import load_demo
+
+    log_config = logging_config(settings_module.current().log_level)
+    logging.config.dictConfig(log_config)
+    base = f"http://{args.host}:{args.port}/api/v1"
+    if args.demo:
+        demo = load_demo()
+        print(f"API docs: {base}/ui/ (the contract: {base}/openapi.yaml and {base}/openapi.json)")
+        print(f"Demo API key (shown once): {demo.secret}")
+        print(f"  curl -H 'Authorization: Bearer {demo.secret}' '{base}/sessions?limit=5'")
+        if demo.team_organization_id:
+            print(
+                f"  curl -H 'Authorization: Bearer {demo.secret}' "
+                f"-H 'X-Organization-Id: {demo.team_organization_id}' '{base}/sessions?limit=5'"
+            )
+        sys.stdout.flush()
+    uvicorn.run(
+        "sessions_api.web.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        log_config=log_config,
+        access_log=False,
+    )

@@ -1,0 +1,114 @@
+"""One settings object, read from environment variables (pydantic-settings).
+
+Every field is read from `SESSIONS_API_<FIELD NAME>` unless it names another variable
+(`DATABASE_URL`); an empty variable counts as unset. The app factory and the CLI read the
+environment once (`Settings.from_env()`) and `configure()` the result; code that needs a
+setting asks `current()`, which refuses to guess before that.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, PositiveInt, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SESSIONS_API_"
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Add one as a field here and a row in the README's table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        env_ignore_empty=True,
+        populate_by_name=True,
+        extra="ignore",
+    )
+
+    database_url: Annotated[str, Field(validation_alias=AliasChoices("DATABASE_URL", "database_url"))] = (
+        "sqlite:///./sessions.db"
+    )
+    # Validating every response against the spec costs ~13x throughput: tests turn it on.
+    validate_responses: bool = False
+    log_level: str = "INFO"
+    # Seconds between writes of an API key's `lastUsedAt`, to keep reads write-free.
+    key_last_used_interval: Annotated[int, Field(ge=0)] = 60
+    sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
+    # Connection pool, per process: size + overflow bounds the connections one worker opens;
+    # a request that waits longer than the pool timeout (seconds) for one answers 503.
+    db_pool_size: PositiveInt = 10
+    db_max_overflow: Annotated[int, Field(ge=0)] = 10
+    db_pool_timeout: Annotated[float, Field(gt=0)] = 5.0
+    # Threads per process that run the blocking database calls; None: see database_threads().
+    db_threads: PositiveInt | None = None
+    # PostgreSQL only: no statement runs longer than this; connecting gives up after that (s).
+    db_statement_timeout_ms: PositiveInt = 10_000
+    db_connect_timeout: PositiveInt = 5
+    # Sessions: the duration when none is asked for, the most one may ask for, how many live
+    # sessions an organization may hold, and how often (s) expired sessions are released.
+    default_session_minutes: PositiveInt = 60
+    max_session_minutes: PositiveInt = 240
+    max_live_sessions: PositiveInt = 50
+    expiry_sweep_seconds: Annotated[float, Field(gt=0)] = 10.0
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """The settings the environment gives; ValueError naming each bad variable."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise ValueError("; ".join(_describe(error) for error in exc.errors())) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` applied and validated (the environment is not read again)."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def database_threads(self) -> int:
+        """One on SQLite, whose work runs in this process: more threads only take turns at the
+        GIL, and at 16 requests in flight one thread served a 100-session page for half the
+        CPU of anyio's default 40 (BENCHMARKS.md). Elsewhere the pool size: the database works
+        in its own process, and a request holds one connection at a time, so no thread waits
+        for a connection."""
+        if self.db_threads is not None:
+            return self.db_threads
+        return 1 if self.is_sqlite else self.db_pool_size
+
+
+def env_name(field: str) -> str:
+    """The environment variable a field is read from."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return ENV_PREFIX + field.upper()
+
+
+def _describe(error: Any) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    name = env_name(field) if field in Settings.model_fields else field
+    return f"{name} {error['msg'][:1].lower()}{error['msg'][1:]}, not {error['input']!r}"
+
+
+_current: Settings | None = None
+
+
+def configure(settings: Settings) -> None:
+    """Make `settings` the ones `current()` returns (the app factory and the CLI call this)."""
+    global _current
+    _current = settings
+
+
+def current() -> Settings:
+    if _current is None:
+        raise RuntimeError("the settings are not configured: call core.settings.configure() first")
+    return _current

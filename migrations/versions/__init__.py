@@ -1,0 +1,1 @@
+"""Alembic revisions, one file each (`alembic revision --autogenerate --rev-id NNNN -m "..."`)."""

@@ -1,0 +1,41 @@
+"""Cursor paging, shared by every list: newest first, strictly before a unique instant.
+
+Each listed table has an instant unique within what one list shows (a session's `created_at`
+within its organization, a device's `created_at` in the fleet). A page asks for `limit + 1`
+rows strictly before the cursor: the extra row only says whether more exist, and the last
+row's instant is the next cursor. No OFFSET: a deep page costs what the first one does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
+
+from sessions_api.core.timestamps import parse_rfc3339
+from sessions_api.models.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: Sequence[Row[Any]]  # each with the cursor text `created_at`
+    has_more: bool
+
+
+def page_of(rows: Sequence[Row[Any]], limit: int) -> Page:
+    """The page from the `limit + 1` rows a page query read."""
+    return Page(rows=rows[:limit], has_more=len(rows) > limit)
+
+
+def cursor(before: str | None) -> datetime | None:
+    """The instant of a `before` cursor: any RFC 3339 timestamp with an offset, exact in UTC."""
+    if before is None:
+        return None
+    try:
+        # Stored instants are whole microseconds: rounding a finer bound up keeps "strictly before" exact.
+        return parse_rfc3339(before, round_up=True, clamp=True)
+    except ValueError as exc:
+        raise InvalidInput(f"Query parameter 'before' must be an RFC 3339 timestamp with an offset: {exc}.") from None

@@ -1,0 +1,70 @@
+"""The database schema's version: Alembic migrations, applied by `sessions-api db upgrade`.
+
+The migrations ship in the package (`sessions_api.migrations`); their configuration is built
+here, so an installed server needs no alembic.ini (the repository's is for Alembic's own
+command line, to write new revisions).
+"""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from sessions_api.core import db, resources
+
+
+class SchemaBehind(Exception):
+    """The database holds an older schema than this code needs."""
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(resources.migrations_path()))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the package ships no migrations"
+    return head
+
+
+def current_revision() -> str | None:
+    with db.engine().connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade() -> tuple[str | None, str]:
+    """Apply every pending migration; returns (revision before, revision after)."""
+    before = current_revision()
+    config = alembic_config()
+    with db.engine().begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    return before, head_revision()
+
+
+def ensure_current(*, migrate: bool = False) -> None:
+    """Make sure the schema is the one this code needs.
+
+    An empty database gets the schema. One whose schema is behind is migrated only when
+    `migrate` is set; otherwise SchemaBehind says to run the upgrade.
+    """
+    current, head = current_revision(), head_revision()
+    if current == head:
+        return
+    if migrate or (current is None and _is_empty()):
+        upgrade()
+        return
+    found = current or "no migration record"
+    raise SchemaBehind(
+        f"the database schema is at {found}, this version needs {head}: run 'sessions-api db upgrade' first"
+    )
+
+
+def _is_empty() -> bool:
+    with db.engine().connect() as conn:
+        return not inspect(conn).get_table_names()

@@ -1,0 +1,197 @@
+"""The `sessions-api` operator command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from sessions_api.cli.commands import main
+from sessions_api.core.settings import Settings
+from sessions_api.web.app import create_app
+
+
+@pytest.fixture
+def cli(database_url, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(argv))
+        except SystemExit as exit_:  # argparse
+            code = exit_.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    def run_json(*argv: str) -> dict:
+        code, out, err = run(*argv, "--json")
+        assert code == 0, err
+        return json.loads(out)
+
+    run.json = run_json
+    return run
+
+
+def test_operators_can_set_up_an_organization_end_to_end(cli, database_url, tmp_path):
+    alice = cli.json("user", "create", "--email", "alice@example.com", "--name", "Alice")
+    bob = cli.json("user", "create", "--email", "bob@example.com")
+    team = cli.json("org", "create", "--name", "Acme QA")
+    assert (
+        cli.json("member", "add", "--org", team["id"], "--user", bob["id"], "--role", "readonly")["role"] == "readonly"
+    )
+    cli.json("member", "add", "--org", team["id"], "--user", alice["id"], "--role", "admin")
+    device = cli.json(
+        "device", "add", "--platform", "ios", "--type", "simulator", "--name", "iPhone 16", "--os-version", "18.2"
+    )
+    sessions = tmp_path / "sessions.jsonl"
+    sessions.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "organization": team["id"],
+                    "user": alice["id"],
+                    "device": device["id"],
+                    "createdAt": f"2026-01-01T00:00:0{n}Z",
+                    "releasedAt": f"2026-01-01T00:01:0{n}Z",
+                }
+            )
+            for n in range(3)
+        )
+        + "\n"
+    )
+    assert cli.json("session", "import", str(sessions)) == {"imported": 3}
+    key = cli.json("key", "create", "--user", bob["id"], "--org", team["id"], "--name", "ci")
+    assert key["secret"].startswith("sapi_") and key["organization"] == team["id"]
+
+    with TestClient(create_app(Settings(database_url=database_url, validate_responses=True))) as client:
+        headers = {"Authorization": f"Bearer {key['secret']}"}
+        body = client.get("/api/v1/sessions", headers=headers).json()
+        assert [s["organization"] for s in body["data"]] == [team["id"]] * 3
+        assert cli.json("key", "revoke", key["id"])["id"] == key["id"]
+        assert client.get("/api/v1/sessions", headers=headers).status_code == 401
+
+
+def test_human_output_names_what_was_made(cli):
+    code, out, _ = cli("user", "create", "--email", "carol@example.com")
+    assert code == 0 and out.startswith("user ") and "default organization" in out
+    user_id = out.split()[1]
+    code, out, _ = cli("key", "create", "--user", user_id)
+    assert code == 0 and "shown once" in out and "sapi_" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "says"),
+    [
+        ((), 2, "required"),
+        (("user", "create"), 2, "--email"),
+        (("member", "add", "--org", "x", "--user", "y", "--role", "admin"), 2, "is not a UUID"),
+        (
+            (
+                "member",
+                "add",
+                "--org",
+                "00000000-0000-0000-0000-000000000001",
+                "--user",
+                "00000000-0000-0000-0000-000000000002",
+                "--role",
+                "owner",
+            ),
+            2,
+            "invalid choice",
+        ),
+        (
+            (
+                "member",
+                "add",
+                "--org",
+                "00000000-0000-0000-0000-000000000001",
+                "--user",
+                "00000000-0000-0000-0000-000000000002",
+                "--role",
+                "admin",
+            ),
+            1,
+            "no organization",
+        ),
+        (("key", "revoke", "00000000-0000-0000-0000-000000000003"), 1, "no API key"),
+        (("key", "create", "--user", "00000000-0000-0000-0000-000000000004"), 1, "no user"),
+        (("user", "create", "--email", "not-an-email"), 1, "not an email"),
+        (("org", "create", "--name", "  "), 1, "1 to 200 characters"),
+        (("session", "import", "/no/such/file.jsonl"), 1, "No such file"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_a_nonzero_exit(cli, argv, code, says):
+    got, out, err = cli(*argv)
+    assert got == code
+    assert says in err and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and out == ""
+
+
+def test_a_duplicate_email_is_refused(cli):
+    cli.json("user", "create", "--email", "dup@example.com")
+    code, _, err = cli("user", "create", "--email", "dup@example.com")
+    assert code == 1 and "already exists" in err
+
+
+def test_a_key_is_only_bound_to_an_organization_of_its_user(cli):
+    user = cli.json("user", "create", "--email", "dana@example.com")
+    team = cli.json("org", "create", "--name", "Not Dana's")
+    code, _, err = cli("key", "create", "--user", user["id"], "--org", team["id"])
+    assert code == 1 and "member" in err
+
+
+def test_import_names_the_bad_line_and_imports_nothing(cli, tmp_path):
+    user = cli.json("user", "create", "--email", "erin@example.com")
+    device = cli.json(
+        "device", "add", "--platform", "android", "--type", "emulator", "--name", "Pixel", "--os-version", "15"
+    )
+    good = json.dumps(
+        {
+            "organization": user["defaultOrganization"],
+            "user": user["id"],
+            "device": device["id"],
+            "createdAt": "2026-01-01T00:00:00Z",
+            "releasedAt": "2026-01-01T00:30:00Z",
+        }
+    )
+    path = tmp_path / "bad.jsonl"
+    path.write_text(f'{good}\n{good}\n{{"organization": 1}}\n')
+    code, _, err = cli("session", "import", str(path))
+    assert code == 1 and "line 3" in err
+    path.write_text(f"{good}\n")
+    assert cli.json("session", "import", str(path)) == {"imported": 1}
+
+
+@pytest.mark.live_server
+def test_the_installed_command_never_prints_a_traceback(database_url, tmp_path):
+    command = shutil.which("sessions-api", path=str(Path(sys.executable).parent))
+    assert command, "the sessions-api console script is not installed"
+    env = {**os.environ, "DATABASE_URL": database_url}
+    done = subprocess.run(
+        [command, "user", "create", "--email", "nope"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "sessions-api: error: 'nope' is not an email address"
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path}/missing-dir/x.db"
+    done = subprocess.run(
+        [command, "org", "create", "--name", "x"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_devices_can_be_taken_offline_and_back(cli):
+    device = cli.json(
+        "device", "add", "--platform", "android", "--type", "physical", "--name", "Pixel 9", "--os-version", "15"
+    )
+    assert cli.json("device", "disable", device["id"]) == {"id": device["id"], "disabled": True}
+    assert cli.json("device", "enable", device["id"]) == {"id": device["id"], "disabled": False}
+    code, _, err = cli("device", "disable", "00000000-0000-0000-0000-000000000009")
+    assert code == 1 and "no device" in err
+    code, _, err = cli("device", "add", "--platform", "windows", "--type", "x", "--name", "y", "--os-version", "1")
+    assert code == 1 and "platform must be one of ios, android" in err

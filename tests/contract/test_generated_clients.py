@@ -1,0 +1,206 @@
+"""Clients generated from the contract work, unedited: a Python client by openapi-python-client
+against a live server, and TypeScript types by openapi-typescript checked by `tsc`."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.support.live_server import cli_json, running_server, server_env
+from tests.support.node_tools import ROOT, bin_path, run
+
+pytestmark = [pytest.mark.live_server, pytest.mark.node]
+
+GENERATOR = str(Path(sys.executable).parent / "openapi-python-client")
+PACKAGE = "sessions_api_client"
+
+
+@pytest.fixture(scope="module")
+def live_api(tmp_path_factory, database_url_for_module):
+    """A server with seven sessions in Alice's organization (two live) and one in Bob's."""
+    workdir = tmp_path_factory.mktemp("clients")
+    env = server_env(database_url_for_module, SESSIONS_API_VALIDATE_RESPONSES="true")
+    alice = cli_json(env, "user", "create", "--email", "alice@example.com")
+    bob = cli_json(env, "user", "create", "--email", "bob@example.com")
+    # One device for the released sessions; each live session holds a device of its own.
+    device, *spares = (
+        cli_json(
+            env,
+            "device",
+            "add",
+            "--platform",
+            "android",
+            "--type",
+            "emulator",
+            "--name",
+            f"Pixel {n}",
+            "--os-version",
+            "15",
+        )
+        for n in range(4)
+    )
+    live_devices = {2: spares[0], 6: spares[1]}
+    lines = []
+    for index in range(7):
+        record = {
+            "organization": alice["defaultOrganization"],
+            "user": alice["id"],
+            "device": live_devices.get(index, device)["id"],
+            "createdAt": f"2026-03-01T10:00:0{index}.{index:06d}Z",
+        }
+        if index in live_devices:
+            record["expiresAt"] = "2099-01-01T00:00:00Z"  # live for the whole test
+        else:
+            record["releasedAt"] = f"2026-03-01T11:00:0{index}Z"
+        lines.append(json.dumps(record))
+    lines.append(json.dumps({"organization": bob["defaultOrganization"], "user": bob["id"], "device": spares[2]["id"]}))
+    (workdir / "sessions.jsonl").write_text("\n".join(lines))
+    cli_json(env, "session", "import", str(workdir / "sessions.jsonl"))
+    key = cli_json(env, "key", "create", "--user", alice["id"])
+    with running_server(env, log_path=workdir / "server.log") as (base, _process):
+        yield {"base": base, "secret": key["secret"], "alice": alice, "bob": bob, "workdir": workdir}
+    assert "Traceback" not in (workdir / "server.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def client_package(live_api, tmp_path_factory):
+    """openapi-python-client's package, generated from the spec the server serves, imported as is."""
+    out = tmp_path_factory.mktemp("generated") / PACKAGE
+    done = subprocess.run(
+        [
+            GENERATOR,
+            "generate",
+            "--url",
+            f"{live_api['base']}/openapi.json",
+            "--output-path",
+            str(out),
+            "--meta",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},  # its ruff post-hook, from the venv
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Warning" not in done.stdout + done.stderr, done.stdout + done.stderr
+    sys.path.insert(0, str(out.parent))
+    try:
+        yield importlib.import_module(PACKAGE)
+    finally:
+        sys.path.remove(str(out.parent))
+        for name in [name for name in sys.modules if name == PACKAGE or name.startswith(PACKAGE + ".")]:
+            del sys.modules[name]
+
+
+def _modules(package):
+    api = importlib.import_module(f"{package.__name__}.api.sessions")
+    list_sessions = importlib.import_module(f"{api.__name__}.list_sessions")
+    get_session = importlib.import_module(f"{api.__name__}.get_session")
+    models = importlib.import_module(f"{package.__name__}.models")
+    types = importlib.import_module(f"{package.__name__}.types")
+    return list_sessions, get_session, models, types
+
+
+def test_the_python_client_lists_every_session_by_following_next_cursor(live_api, client_package):
+    list_sessions, _get_session, models, types = _modules(client_package)
+    client = client_package.AuthenticatedClient(
+        base_url=live_api["base"], token=live_api["secret"], raise_on_unexpected_status=True
+    )
+    seen, cursors = [], []
+    before = types.UNSET
+    for _ in range(10):
+        page = list_sessions.sync(client=client, limit=3, before=before)
+        assert isinstance(page, models.SessionList), page
+        seen.extend(page.data)
+        if isinstance(page.next_cursor, types.Unset):  # absent on the last page
+            break
+        assert isinstance(page.next_cursor, datetime) and page.next_cursor.tzinfo is not None
+        cursors.append(page.next_cursor)
+        before = page.next_cursor  # the typed datetime goes back as `before`, exactly
+    else:
+        pytest.fail("pagination did not end")
+    assert len(cursors) == 2 and len(seen) == 7
+    assert len({session.id for session in seen}) == 7
+    created = [session.created_at for session in seen]
+    assert created == sorted(created, reverse=True)
+    assert created[-1] == datetime(2026, 3, 1, 10, 0, 0, tzinfo=UTC)
+    assert created[0] == datetime(2026, 3, 1, 10, 0, 6, 6, tzinfo=UTC)
+    assert {str(session.organization) for session in seen} == {live_api["alice"]["defaultOrganization"]}
+    live = [session for session in seen if session.released_at is None]
+    assert len(live) == 2
+    assert all(isinstance(session.released_at, datetime) for session in seen if session not in live)
+
+
+def test_the_python_client_gets_one_session_and_its_null_released_at(live_api, client_package):
+    list_sessions, get_session, models, _types = _modules(client_package)
+    client = client_package.AuthenticatedClient(base_url=live_api["base"], token=live_api["secret"])
+    newest = list_sessions.sync(client=client, limit=1).data[0]
+    assert newest.released_at is None  # the newest of the seven is live
+    response = get_session.sync_detailed(newest.id, client=client)
+    assert response.status_code == 200 and isinstance(response.parsed, models.Session)
+    assert response.parsed.to_dict() == newest.to_dict()
+    assert response.parsed.to_dict()["releasedAt"] is None
+    assert response.parsed.device.os_version == "15"
+
+
+def test_the_python_client_reports_401_and_404_as_typed_errors(live_api, client_package):
+    list_sessions, get_session, models, _types = _modules(client_package)
+    stranger = client_package.AuthenticatedClient(base_url=live_api["base"], token="sapi_not-a-key")
+    denied = list_sessions.sync_detailed(client=stranger)
+    assert denied.status_code == 401 and isinstance(denied.parsed, models.Error)
+    assert denied.parsed.error.code == "unauthenticated"
+    assert denied.headers["www-authenticate"] == "Bearer"
+
+    client = client_package.AuthenticatedClient(base_url=live_api["base"], token=live_api["secret"])
+    missing = get_session.sync_detailed(uuid.uuid4(), client=client)
+    assert missing.status_code == 404 and isinstance(missing.parsed, models.Error)
+    assert missing.parsed.error.code == "not_found"
+    bobs = list_sessions.sync(
+        client=client_package.AuthenticatedClient(base_url=live_api["base"], token=live_api["secret"]),
+        x_organization_id=live_api["bob"]["defaultOrganization"],
+    )
+    assert isinstance(bobs, models.Error) and bobs.error.code == "forbidden"
+
+
+def test_typescript_types_from_openapi_typescript_type_check(tmp_path, node_tools):
+    shutil.copy(Path(__file__).parent / "typescript" / "usage.ts", tmp_path / "usage.ts")
+    generated = run(
+        [bin_path("openapi-typescript"), str(ROOT / "openapi" / "sessions.yaml"), "-o", str(tmp_path / "sessions.ts")]
+    )
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    (tmp_path / "tsconfig.json").write_text(
+        json.dumps(
+            {
+                "compilerOptions": {
+                    "strict": True,
+                    "exactOptionalPropertyTypes": True,
+                    "noUncheckedIndexedAccess": True,
+                    "noEmit": True,
+                    "skipLibCheck": True,
+                    "target": "es2022",
+                    "module": "es2022",
+                    "moduleResolution": "bundler",
+                    "lib": ["es2022", "dom"],
+                    "types": [],
+                },
+                "files": ["usage.ts"],
+            }
+        )
+    )
+    checked = run([bin_path("tsc"), "-p", str(tmp_path / "tsconfig.json")])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The check bites: a usage the contract forbids fails to compile.
+    (tmp_path / "usage.ts").write_text(
+        (tmp_path / "usage.ts").read_text() + "\nexport const n: number = live.releasedAt;\n"
+    )
+    broken = run([bin_path("tsc"), "-p", str(tmp_path / "tsconfig.json")])
+    assert broken.returncode != 0 and "usage.ts" in broken.stdout and "null" in broken.stdout, broken.stdout

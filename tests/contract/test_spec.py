@@ -1,0 +1,126 @@
+"""The contract itself: valid OpenAPI 3.0.3, complete operations, examples that validate."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate
+from openapi_spec_validator.readers import read_from_filename
+
+from sessions_api.core.resources import spec_path
+
+METHODS = {"get", "put", "post", "patch", "delete"}
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict:
+    return yaml.safe_load(spec_path().read_text())
+
+
+def _resolve(node, root):
+    """The spec with every local $ref replaced by what it points to."""
+    if isinstance(node, dict):
+        if set(node) == {"$ref"}:
+            target = root
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            return _resolve(target, root)
+        return {key: _resolve(value, root) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolve(item, root) for item in node]
+    return node
+
+
+def _operations(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, method, operation
+
+
+def test_spec_is_valid_openapi_3_0_3(spec):
+    spec_dict, base_uri = read_from_filename(str(spec_path()))
+    validate(spec_dict, base_uri=base_uri)
+    assert spec["openapi"] == "3.0.3"
+
+
+def test_every_operation_is_fully_documented(spec):
+    operation_ids = set()
+    for path, method, operation in _operations(spec):
+        where = f"{method.upper()} {path}"
+        assert re.fullmatch(r"[a-z]+[A-Z][A-Za-z]*", operation["operationId"]), where
+        operation_ids.add(operation["operationId"])
+        assert operation["summary"] and operation["description"], where
+        assert len(operation["tags"]) == 1, where
+        assert operation["security"] == [{"bearerAuth": []}], where
+        success = "201" if operation["operationId"] == "createSession" else "200"
+        expected = {success, "400", "401", "403", "500", "503"} | ({"404"} if "{" in path else set())
+        if "requestBody" in operation:
+            expected |= {"415"}
+        assert expected <= set(operation["responses"]), where
+        for status, response in operation["responses"].items():
+            if status.startswith(("4", "5")):
+                assert response["$ref"].startswith("#/components/responses/"), where
+    assert operation_ids == {
+        "listSessions",
+        "getSession",
+        "createSession",
+        "releaseSession",
+        "listDevices",
+        "listOrganizations",
+    }
+
+
+def test_writes_name_the_roles_that_may_call_them(spec):
+    for path, method, operation in _operations(spec):
+        if method == "get":
+            assert "x-required-roles" not in operation, f"{method} {path}: every member may read"
+        else:
+            assert operation["x-required-roles"] == ["admin", "readwrite"], f"{method} {path}"
+
+
+def test_every_error_response_uses_the_envelope(spec):
+    for name, response in spec["components"]["responses"].items():
+        content = response["content"]
+        assert list(content) == ["application/json"], name
+        assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}, name
+        assert "X-Request-Id" in response["headers"], name
+    assert "WWW-Authenticate" in spec["components"]["responses"]["Unauthenticated"]["headers"]
+    assert "Retry-After" in spec["components"]["responses"]["Unavailable"]["headers"]
+
+
+def _examples_with_schemas(spec):
+    resolved = _resolve(spec, spec)
+    for path, method, operation in _operations(resolved):
+        for parameter in operation.get("parameters", []):
+            yield f"{method} {path} parameter {parameter['name']}", parameter["example"], parameter["schema"]
+        for media in operation.get("requestBody", {}).get("content", {}).values():
+            for name, example in media["examples"].items():
+                yield f"{method} {path} request {name}", example["value"], media["schema"]
+        for status, response in operation["responses"].items():
+            for media in response.get("content", {}).values():
+                examples = media.get("examples", {})
+                assert examples, f"{method} {path} {status} has no example"
+                for name, example in examples.items():
+                    yield f"{method} {path} {status} {name}", example["value"], media["schema"]
+
+
+def test_every_example_validates_against_its_schema(spec):
+    checked = 0
+    for where, value, schema in _examples_with_schemas(spec):
+        errors = list(OAS30Validator(schema).iter_errors(value))
+        assert not errors, f"{where}: {errors[0].message}"
+        checked += 1
+    assert checked >= 15
+
+
+def test_every_component_is_used(spec):
+    text = spec_path().read_text()
+    for section, entries in spec["components"].items():
+        if section == "securitySchemes":
+            continue
+        for name in entries:
+            assert f"#/components/{section}/{name}'" in text, f"components/{section}/{name} is never referenced"

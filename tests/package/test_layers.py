@@ -1,0 +1,33 @@
+"""The floors: the data layer stands without the HTTP layer (lint-imports checks every import
+in CI; this checks what a process actually loads)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+_LOADED_WEB_MODULES = """
+import sys
+import {module}
+print(sorted({{name.split(".")[0] for name in sys.modules if name.split(".")[0] in ("connexion", "starlette", "uvicorn")}}
+      | {{name for name in sys.modules if name.startswith(("sessions_api.web", "sessions_api.handlers", "sessions_api.cli"))}}))
+"""
+
+
+def _web_modules_loaded_by(module: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED_WEB_MODULES.format(module=module)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_data_layer_loads_no_http_code():
+    assert _web_modules_loaded_by("sessions_api.models") == "[]"
+    assert _web_modules_loaded_by("sessions_api.models.leases") == "[]"
+
+
+def test_the_infrastructure_loads_nothing_above_it():
+    assert _web_modules_loaded_by("sessions_api.core.db") == "[]"
+    loaded_by_app = _web_modules_loaded_by("sessions_api.web.app")
+    assert "connexion" in loaded_by_app and "sessions_api.cli" not in loaded_by_app

@@ -1,0 +1,38 @@
+"""Talking to the API in tests: its paths, and the checks every test makes of answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+API = "/api/v1"
+SESSIONS = f"{API}/sessions"
+DEVICES = f"{API}/devices"
+ORGANIZATIONS = f"{API}/organizations"
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """`response` is the one error envelope with this status and code, and nothing else."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert "Traceback" not in response.text
+    return body
+
+
+def list_all(client: Any, headers: dict[str, str], limit: int = 100, **params: Any) -> list[dict[str, Any]]:
+    """Follow nextCursor from the first page to the last; returns every session seen."""
+    seen: list[dict[str, Any]] = []
+    query = {"limit": limit, **params}
+    for _ in range(100_000):
+        response = client.get(SESSIONS, params=query, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        seen.extend(body["data"])
+        if "nextCursor" not in body:
+            return seen
+        assert body["data"], "a page with a nextCursor must not be empty"
+        query["before"] = body["nextCursor"]
+    raise AssertionError("pagination did not end")

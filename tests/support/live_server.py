@@ -1,0 +1,74 @@
+"""A real `sessions-api serve` process on a free port, and the CLI run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+COMMAND = shutil.which("sessions-api", path=str(Path(sys.executable).parent)) or "sessions-api"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli_json(env: dict, *argv: str) -> dict:
+    done = subprocess.run([COMMAND, *argv, "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@contextmanager
+def running_server(env: dict, *extra_args: str, log_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start the server; yields (base URL of the API, process); stops it afterwards."""
+    port = free_port()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [COMMAND, "serve", "--host", "127.0.0.1", "--port", str(port), *extra_args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        _wait_until_up(base, process, log_path)
+        yield base, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_up(base: str, process: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited early:\n{log_path.read_text()}")
+        try:
+            urllib.request.urlopen(f"{base}/sessions", timeout=2)
+        except urllib.error.HTTPError:
+            return  # it answers (401 without a key): it is up
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"the server did not start in {timeout}s:\n{log_path.read_text()}")
+
+
+def server_env(database_url: str, **extra: str) -> dict:
+    """This environment for a server on `database_url`: production settings unless `extra` says otherwise."""
+    inherited = {k: v for k, v in os.environ.items() if k != "SESSIONS_API_VALIDATE_RESPONSES"}
+    return {**inherited, "DATABASE_URL": database_url, **extra}

@@ -1,0 +1,121 @@
+"""The contract as its consumers fetch it: `{base}/openapi.yaml`, `{base}/openapi.json`, and the
+Swagger UI at `{base}/ui/` that renders it. None of them needs an API key.
+
+Connexion's own `{base}/openapi.json` inlines every `$ref`, which leaves code generators with
+anonymous, badly named models, so it is switched off (`serve_spec=False`) and this middleware
+serves the file itself: the YAML byte for byte, the JSON as the same document. Both are built
+once at startup. Only the `servers` block can differ: behind a proxy that mounts the app under a
+path prefix (ASGI `root_path`), the relative server URL gets that prefix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+JSON_PATH = "/openapi.json"
+YAML_PATH = "/openapi.yaml"
+UI_PATH = "/ui"
+YAML_MEDIA_TYPE = "application/yaml"
+
+
+class _StringTimestamps(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML's safe loader (libyaml's where PyYAML has it: 10x faster on the contract), except
+    that unquoted dates stay strings, as JSON has no date type."""
+
+
+_StringTimestamps.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_spec(path: Path) -> dict:
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_StringTimestamps)
+
+
+def base_path_of(document: dict) -> str:
+    """The path of the first server URL (`/api/v1`), where the API and these documents live."""
+    url = document["servers"][0]["url"]
+    path = url.split("://", 1)[1].split("/", 1)[1] if "://" in url else url.lstrip("/")
+    return "/" + path.strip("/")
+
+
+class SpecDocuments:
+    """The served bytes of one spec file, per path prefix."""
+
+    def __init__(self, spec_path: Path) -> None:
+        self._yaml = spec_path.read_bytes()
+        self.document = load_spec(spec_path)
+        self.base_path = base_path_of(self.document)
+        self._by_prefix: dict[str, tuple[bytes, bytes]] = {"": (self._yaml, _json_bytes(self.document))}
+
+    def yaml_bytes(self, prefix: str = "") -> bytes:
+        return self._for_prefix(prefix)[0]
+
+    def json_bytes(self, prefix: str = "") -> bytes:
+        return self._for_prefix(prefix)[1]
+
+    def _for_prefix(self, prefix: str) -> tuple[bytes, bytes]:
+        prefix = prefix.rstrip("/")
+        cached = self._by_prefix.get(prefix)
+        if cached is None:
+            document = {
+                **self.document,
+                "servers": [
+                    {**server, "url": prefix + server["url"]} if server["url"].startswith("/") else server
+                    for server in self.document["servers"]
+                ],
+            }
+            text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+            cached = (text.encode("utf-8"), _json_bytes(document))
+            if len(self._by_prefix) < 16:  # prefixes come from the deployment, but stay bounded
+                self._by_prefix[prefix] = cached
+        return cached
+
+
+def _json_bytes(document: dict) -> bytes:
+    return json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+class SpecDocumentsMiddleware:
+    """Answers GET and HEAD of `{base}/openapi.yaml` and `{base}/openapi.json`; passes the rest on.
+
+    It sits inside Connexion's exception middleware (a wrong method gets the error envelope)
+    and before its security middleware (no API key needed)."""
+
+    def __init__(self, app: ASGIApp, documents: SpecDocuments) -> None:
+        self.app = app
+        self.documents = documents
+        self._routes = {
+            documents.base_path + JSON_PATH: ("json", "application/json"),
+            documents.base_path + YAML_PATH: ("yaml", YAML_MEDIA_TYPE),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self._routes.get(_app_path(scope)) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            raise HTTPException(405, headers={"Allow": "GET, HEAD"})
+        kind, media_type = route
+        prefix = scope.get("root_path", "")
+        body = self.documents.json_bytes(prefix) if kind == "json" else self.documents.yaml_bytes(prefix)
+        headers = [
+            (b"content-type", f"{media_type}; charset=utf-8".encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-cache"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def _app_path(scope: Scope) -> str:
+    """The request path below the mount point (servers disagree on whether `path` includes it)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root + "/") else path

@@ -1,0 +1,211 @@
+"""One error shape for every failure: `{"error": {"code": ..., "message": ...}}`.
+
+Errors come from three places and all are mapped here: our own `ApiError` and the data
+layer's exceptions; Connexion's problems (request validation, security) and Starlette's
+HTTP exceptions (unknown route, wrong method), which share the base class HTTPException;
+and anything unexpected, which becomes a logged 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import orjson
+from connexion import AsyncApp
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from sessions_api.core.logs import current_request_id
+from sessions_api.models.errors import (
+    AccessDenied,
+    Conflict,
+    DataError,
+    InvalidInput,
+    NotFound,
+    Refused,
+)
+
+logger = logging.getLogger(__name__)
+
+CODE_BY_STATUS = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+UNAUTHENTICATED_MESSAGE = "Send a valid API key as 'Authorization: Bearer <key>'."
+FORBIDDEN_MESSAGE = "The selected organization does not exist or you are not a member of it."
+RETRY_AFTER_SECONDS = 5
+
+
+class ApiError(Exception):
+    """An error answer decided by our own code."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code or CODE_BY_STATUS[status]
+        self.message = message
+        self.headers = headers or {}
+
+
+MAX_MESSAGE_LENGTH = 1000  # the spec's maxLength of `error.message`
+
+
+def error_body(code: str, message: str) -> bytes:
+    if len(message) > MAX_MESSAGE_LENGTH:  # e.g. a 404 naming a very long path
+        message = message[: MAX_MESSAGE_LENGTH - 3] + "..."
+    return orjson.dumps({"error": {"code": code, "message": message}})
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None) -> ConnexionResponse:
+    """The envelope as an error handler answers it."""
+    return ConnexionResponse(
+        status_code=status,
+        mimetype="application/json",
+        body=error_body(code, message),
+        headers=headers or {},
+    )
+
+
+def asgi_error_response(status: int, code: str, message: str, headers: dict | None = None) -> Response:
+    """The envelope as a middleware answers it, outside Connexion's error handlers."""
+    return Response(error_body(code, message), status_code=status, headers=headers, media_type="application/json")
+
+
+class AllowedMethods:
+    """The methods the spec allows at each path, for the `Allow` header of a 405: Connexion
+    routes each operation on its own, so its 405s name one operation's method only."""
+
+    def __init__(self, spec: dict, base_path: str) -> None:
+        self._routes = []
+        for template, item in spec["paths"].items():
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(base_path + template))
+            methods = {method.upper() for method in item if method in {"get", "put", "post", "patch", "delete"}}
+            if "GET" in methods:
+                methods.add("HEAD")
+            self._routes.append((re.compile(pattern), ", ".join(sorted(methods))))
+
+    def at(self, path: str) -> str | None:
+        for pattern, methods in self._routes:
+            if pattern.fullmatch(path):
+                return methods
+        return None
+
+
+_allowed: AllowedMethods | None = None
+
+
+def register(app: AsyncApp, allowed: AllowedMethods) -> None:
+    global _allowed
+    _allowed = allowed
+    app.add_error_handler(ApiError, _api_error)
+    app.add_error_handler(DataError, _data_error)
+    # Connexion registers its own handler for ProblemException, the more specific class.
+    app.add_error_handler(ProblemException, _http_exception)
+    app.add_error_handler(HTTPException, _http_exception)
+    app.add_error_handler(PoolTimeout, _unavailable)
+    app.add_error_handler(OperationalError, _unavailable)
+    app.add_error_handler(DBAPIError, _database_error)
+    app.add_error_handler(Exception, _unexpected)
+
+
+async def _api_error(_request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+
+async def _data_error(_request: ConnexionRequest, exc: DataError) -> ConnexionResponse:
+    if isinstance(exc, AccessDenied):
+        return error_response(403, "forbidden", FORBIDDEN_MESSAGE)
+    if isinstance(exc, NotFound):
+        return error_response(404, "not_found", str(exc))
+    if isinstance(exc, InvalidInput):
+        return error_response(400, "invalid_request", str(exc))
+    if isinstance(exc, Refused):
+        return error_response(409 if isinstance(exc, Conflict) else 422, exc.code, str(exc))
+    return await _unexpected(_request, exc)
+
+
+async def _http_exception(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if status >= 500:
+        # Also where a response that breaks the spec lands when responses are validated.
+        logger.error("%s %s failed with %s: %s", request.method, request.url.path, status, exc.detail)
+        return _internal_error_response(status)
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+        return error_response(401, "unauthenticated", UNAUTHENTICATED_MESSAGE, headers)
+    if status == 403:
+        return error_response(403, "forbidden", FORBIDDEN_MESSAGE, headers)
+    if status == 404:
+        message = f"No operation of this API is at {request.url.path}."
+    elif status == 415:
+        message = "Send the request body as application/json."
+    elif status == 405:
+        headers.pop("allow", None)
+        allowed = (_allowed.at(request.url.path) if _allowed else None) or headers.get("Allow", "")
+        headers["Allow"] = allowed
+        message = f"{request.method} is not allowed here; allowed: {allowed}."
+    else:
+        message = _readable(exc.detail) or f"The request was rejected ({status})."
+    return error_response(status, CODE_BY_STATUS.get(status, "invalid_request"), message, headers)
+
+
+async def _unavailable(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """The database is unreachable, overloaded or too slow: a passing condition, so 503."""
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    logger.warning("%s %s: database unavailable: %s", request.method, request.url.path, reason)
+    return error_response(
+        503,
+        "unavailable",
+        f"The database is unavailable right now; retry in {RETRY_AFTER_SECONDS} seconds.",
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _database_error(request: ConnexionRequest, exc: DBAPIError) -> ConnexionResponse:
+    if exc.connection_invalidated:  # the connection died under the statement
+        return await _unavailable(request, exc)
+    return await _unexpected(request, exc)
+
+
+async def _unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    logger.error("%s %s raised an unexpected error", request.method, request.url.path, exc_info=exc)
+    return _internal_error_response(500)
+
+
+def _internal_error_response(status: int) -> ConnexionResponse:
+    return error_response(status, CODE_BY_STATUS.get(status, "internal_error"), internal_error_message())
+
+
+def internal_error_response(status: int) -> Response:
+    return asgi_error_response(status, CODE_BY_STATUS.get(status, "internal_error"), internal_error_message())
+
+
+def internal_error_message() -> str:
+    return f"An unexpected error occurred; it was logged with request id {current_request_id()}."
+
+
+def _readable(detail: object) -> str:
+    """Connexion's validation details, made into one sentence without schema dumps."""
+    text = str(detail or "").strip()
+    text = text.split("\n\nFailed validating", 1)[0]
+    text = re.sub(r"\s+", " ", text)
+    if text and not text.endswith("."):
+        text += "."
+    return text[:1].upper() + text[1:500]

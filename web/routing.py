@@ -1,0 +1,38 @@
+"""From the spec's operations to the handler functions that serve them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from connexion.resolver import Resolver
+
+HANDLERS_PACKAGE = "sessions_api.handlers"
+METHODS = ("get", "put", "post", "patch", "delete")
+
+
+def operations(spec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every operation object of the spec."""
+    for item in spec["paths"].values():
+        for method in METHODS:
+            if method in item:
+                yield item[method]
+
+
+class TagResolver(Resolver):
+    """Operation `listSessions` tagged `Sessions` is `sessions_api.handlers.sessions.listSessions`:
+    one handler module per tag, one function per operationId (Connexion's RelativeResolver,
+    with the module chosen by the operation's tag)."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        super().__init__()
+        self._paths = {
+            operation["operationId"]: f"{HANDLERS_PACKAGE}.{operation['tags'][0].lower()}.{operation['operationId']}"
+            for operation in operations(spec)
+        }
+
+    def handler_path(self, operation_id: str) -> str:
+        return self._paths[operation_id]
+
+    def resolve_operation_id(self, operation: Any) -> str:
+        return self.handler_path(operation.operation_id)

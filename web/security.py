@@ -1,0 +1,66 @@
+"""The bearer security handler: the function the spec's `bearerAuth` scheme runs.
+
+It authenticates the API key, resolves the organization the request acts on, and checks the
+caller's role against the operation's `x-required-roles`, once, for every operation;
+handlers receive the result as `token_info["principal"]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from connexion.exceptions import OAuthResponseProblem
+from connexion.lifecycle import ConnexionRequest
+from connexion.middleware.abstract import ROUTING_CONTEXT
+from starlette.concurrency import run_in_threadpool
+
+from sessions_api.core import settings
+from sessions_api.models import Role, api_keys
+from sessions_api.web.errors import UNAUTHENTICATED_MESSAGE, ApiError
+from sessions_api.web.routing import operations
+
+ORGANIZATION_HEADER = "X-Organization-Id"
+# The scheme in the spec whose `x-bearerInfoFunc` the app factory points here.
+SCHEME = "bearerAuth"
+
+
+class RoleRequirements:
+    """The roles that may call each operation, from its `x-required-roles`, by the handler path
+    Connexion routes it to (what its routing context names)."""
+
+    def __init__(self, spec: Mapping[str, Any], handler_path: Callable[[str], str]) -> None:
+        self._roles = {
+            handler_path(operation["operationId"]): frozenset(Role(role) for role in operation["x-required-roles"])
+            for operation in operations(spec)
+            if "x-required-roles" in operation
+        }
+
+    def check(self, operation_id: str | None, role: Role) -> None:
+        allowed = self._roles.get(operation_id or "")
+        if allowed is not None and role not in allowed:
+            names = " or ".join(sorted(role.value for role in allowed))
+            raise ApiError(403, f"Your role in this organization ({role.value}) may not do this; it takes {names}.")
+
+
+_requirements: RoleRequirements | None = None
+
+
+def require_roles(requirements: RoleRequirements) -> None:
+    """Set the roles each operation needs (the app factory reads them from the spec)."""
+    global _requirements
+    _requirements = requirements
+
+
+async def authenticate(token: str, request: ConnexionRequest) -> dict[str, Any]:
+    requested = request.headers.get(ORGANIZATION_HEADER)
+    interval = timedelta(seconds=settings.current().key_last_used_interval)
+    # The lookup is blocking database work: keep it off the event loop.
+    principal = await run_in_threadpool(api_keys.authenticate, token, requested, interval)
+    if principal is None:
+        raise OAuthResponseProblem(detail=UNAUTHENTICATED_MESSAGE)
+    if _requirements is not None:
+        operation_id = request.scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id")
+        _requirements.check(operation_id, principal.role)
+    return {"sub": str(principal.user_id), "principal": principal}
