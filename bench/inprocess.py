@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.run import DATA, WORKLOADS, _slug, default_database_url, workloads
+from bench.run import DATA, WORKLOADS, default_database_url, manifest_path, workloads
 from bench.servers import SERVERS
 
 
@@ -138,7 +138,7 @@ async def measure(caller: AsgiCaller, workload, requests: int, concurrency: int)
 
 async def measure_one(name: str, args) -> dict:
     url = args.database_url or default_database_url(args.sessions)
-    manifest = json.loads((args.data_dir / f"manifest-{_slug(url)}.json").read_text())
+    manifest = json.loads(manifest_path(args.data_dir, url).read_text())
     ids = [line for line in Path(manifest["ids"]).read_text().split() if line]
     loads = workloads(manifest, ids)
     caller = AsgiCaller(load_app(name, url))

@@ -76,8 +76,9 @@ def default_database_url(sessions: int) -> str:
     return f"sqlite:///{DATA / f'bench-{sessions}.db'}"
 
 
-def _slug(url: str) -> str:
-    return hashlib.sha256(url.encode()).hexdigest()[:12]
+def manifest_path(data_dir: Path, url: str) -> Path:
+    """Where the build of the data for `url` is described."""
+    return data_dir / f"manifest-{hashlib.sha256(url.encode()).hexdigest()[:12]}.json"
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -126,9 +127,9 @@ def _reset_database(url: str) -> None:
 
 def ensure_data(url: str, params: dict, rebuild: bool, log, data_dir: Path = DATA) -> dict:
     data_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = data_dir / f"manifest-{_slug(url)}.json"
-    if manifest_path.exists() and not rebuild:
-        manifest = json.loads(manifest_path.read_text())
+    manifest_file = manifest_path(data_dir, url)
+    if manifest_file.exists() and not rebuild:
+        manifest = json.loads(manifest_file.read_text())
         if manifest["params"] == params and _count_sessions(url) == params["sessions"]:
             log(f"reusing the data in {url} (built {manifest['built_at']})")
             manifest["reused"] = True
@@ -173,7 +174,7 @@ def ensure_data(url: str, params: dict, rebuild: bool, log, data_dir: Path = DAT
     if path is not None:
         manifest["database_bytes"] = path.stat().st_size
     Path(manifest["lines"]).unlink()  # 200 MB for 1M sessions; the database has them now
-    manifest_path.write_text(json.dumps(manifest, indent=1))
+    manifest_file.write_text(json.dumps(manifest, indent=1))
     log(f"imported {imported:,} sessions in {import_seconds:.1f}s ({imported / import_seconds:,.0f}/s)")
     manifest["reused"] = False
     return manifest
