@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -19,6 +20,11 @@ def operations(spec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
                 yield item[method]
 
 
+def handler_module(tag: str) -> str:
+    """The handler module of a tag: `Sessions` -> `sessions`, `API keys` -> `api_keys`."""
+    return re.sub(r"[^a-z0-9]+", "_", tag.lower()).strip("_")
+
+
 class TagResolver(Resolver):
     """Operation `listSessions` tagged `Sessions` is `sessions_api.handlers.sessions.listSessions`:
     one handler module per tag, one function per operationId (Connexion's RelativeResolver,
@@ -27,7 +33,9 @@ class TagResolver(Resolver):
     def __init__(self, spec: Mapping[str, Any]) -> None:
         super().__init__()
         self._paths = {
-            operation["operationId"]: f"{HANDLERS_PACKAGE}.{operation['tags'][0].lower()}.{operation['operationId']}"
+            operation[
+                "operationId"
+            ]: f"{HANDLERS_PACKAGE}.{handler_module(operation['tags'][0])}.{operation['operationId']}"
             for operation in operations(spec)
         }
 
