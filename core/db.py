@@ -44,11 +44,18 @@ def reading() -> Iterator[Connection]:
 
 
 @contextmanager
-def writing() -> Iterator[Connection]:
-    """A connection in one transaction, committed on success, rolled back on error."""
+def writing(*, lock_timeout_ms: int | None = None) -> Iterator[Connection]:
+    """A connection in one transaction, committed on success, rolled back on error.
+
+    It waits at most `lock_timeout_ms` for a lock (by default the configured busy or lock
+    timeout), then fails with an OperationalError, which the API answers with 503.
+    """
     engine()
     assert _write_engine is not None
-    with _write_engine.begin() as conn:
+    writer = (
+        _write_engine if lock_timeout_ms is None else _write_engine.execution_options(lock_timeout_ms=lock_timeout_ms)
+    )
+    with writer.begin() as conn:
         yield conn
 
 
@@ -62,24 +69,37 @@ def _create_engine(settings: Settings) -> Engine:
     if settings.is_sqlite:
         return _sqlite_engine(url, settings, pool)
     if url.startswith("postgresql"):
-        return create_engine(
-            url,
-            # A connection that died with a database restart is replaced, not handed out.
-            pool_pre_ping=True,
-            connect_args={
-                "connect_timeout": settings.db_connect_timeout,
-                "options": f"-c statement_timeout={settings.db_statement_timeout_ms} -c timezone=UTC",
-            },
-            **pool,
-        )
+        return _postgresql_engine(url, settings, pool)
     return create_engine(url, pool_pre_ping=True, **pool)
+
+
+def _postgresql_engine(url: str, settings: Settings, pool: dict[str, Any]) -> Engine:
+    options = (
+        f"-c statement_timeout={settings.db_statement_timeout_ms} "
+        f"-c lock_timeout={settings.db_lock_timeout_ms} -c timezone=UTC"
+    )
+    eng = create_engine(
+        url,
+        # A connection that died with a database restart is replaced, not handed out.
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": settings.db_connect_timeout, "options": options},
+        **pool,
+    )
+
+    @event.listens_for(eng, "begin")
+    def _on_begin(conn: Connection) -> None:
+        lock_timeout = conn.get_execution_options().get("lock_timeout_ms")
+        if lock_timeout is not None:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_timeout)}")
+
+    return eng
 
 
 def _sqlite_engine(url: str, settings: Settings, pool: dict[str, Any]) -> Engine:
     eng = create_engine(url, connect_args={"check_same_thread": False}, **pool)
 
     @event.listens_for(eng, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
         # Let SQLAlchemy's "begin" event below issue BEGIN itself (pysqlite's own is broken).
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
@@ -88,9 +108,17 @@ def _sqlite_engine(url: str, settings: Settings, pool: dict[str, Any]) -> Engine
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(settings.sqlite_busy_timeout_ms)}")
         cursor.close()
+        record.info["busy_timeout"] = int(settings.sqlite_busy_timeout_ms)
 
     @event.listens_for(eng, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
+        options = conn.get_execution_options()
+        # The busy timeout is the connection's; a transaction that asks for its own sets it and
+        # the next one that does not puts the default back.
+        busy_timeout = int(options.get("lock_timeout_ms", settings.sqlite_busy_timeout_ms))
+        if conn.info.get("busy_timeout") != busy_timeout:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_timeout}")
+            conn.info["busy_timeout"] = busy_timeout
+        conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'DEFERRED')}")
 
     return eng

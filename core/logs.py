@@ -1,4 +1,9 @@
-"""Logging: the request id every line carries, and the server's logging configuration."""
+"""Logging: what each line knows of the request it was written for, and the configuration.
+
+Every record carries `request_id` ('-' outside requests), and `organization_id` and `key_id`
+once the request is authenticated. `SESSIONS_API_LOG_FORMAT=json` writes one JSON object per
+line (python-json-logger) with those fields and whatever a call adds in `extra`.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +11,64 @@ import logging
 from contextvars import ContextVar, Token
 from typing import Any
 
-_request_id: ContextVar[str] = ContextVar("request_id", default="-")
+# The request being handled: its id and what authentication found out. One dict per request,
+# updated in place, so that what a security handler notes is seen by the access log after it.
+_request: ContextVar[dict[str, Any] | None] = ContextVar("request_log_context", default=None)
+_NO_REQUEST: dict[str, Any] = {"request_id": "-", "organization_id": None, "key_id": None}
+
+
+def bind_request(request_id: str) -> Token[dict[str, Any] | None]:
+    return _request.set({"request_id": request_id, "organization_id": None, "key_id": None})
+
+
+def unbind_request(token: Token[dict[str, Any] | None]) -> None:
+    _request.reset(token)
+
+
+def note_caller(*, organization_id: object, key_id: object) -> None:
+    """Remember who the current request acts as, for its log lines."""
+    context = _request.get()
+    if context is not None:
+        context["organization_id"], context["key_id"] = str(organization_id), str(key_id)
 
 
 def current_request_id() -> str:
     """The id of the request being handled ('-' outside requests)."""
-    return _request_id.get()
+    return str((_request.get() or _NO_REQUEST)["request_id"])
 
 
-def bind_request_id(request_id: str) -> Token[str]:
-    return _request_id.set(request_id)
-
-
-def unbind_request_id(token: Token[str]) -> None:
-    _request_id.reset(token)
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds `request_id` to every record, for formats that print it."""
+class RequestContextFilter(logging.Filter):
+    """Adds the request's id, organization and key to every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = _request_id.get()
+        context = _request.get() or _NO_REQUEST
+        record.request_id = context["request_id"]
+        record.organization_id = context["organization_id"]
+        record.key_id = context["key_id"]
         return True
 
 
-def logging_config(level: str) -> dict[str, Any]:
-    """Every line carries the request id it was written for ('-' outside requests)."""
+_PLAIN = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
+_JSON_FIELDS = "%(levelname)s %(name)s %(message)s %(request_id)s %(organization_id)s %(key_id)s"
+
+
+def logging_config(level: str, log_format: str = "plain") -> dict[str, Any]:
+    """The dictConfig of a server process: one line per record on stderr."""
+    if log_format == "json":
+        formatter: dict[str, Any] = {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": _JSON_FIELDS,
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",  # ISO 8601 in UTC
+        }
+    else:
+        formatter = {"format": _PLAIN}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": RequestIdFilter}},
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
+        "filters": {"request": {"()": RequestContextFilter}},
+        "formatters": {"line": formatter},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["request"]}},
         "root": {"handlers": ["stderr"], "level": level},
         # Our access log replaces uvicorn's; Connexion logs every 401 at INFO.
         "loggers": {"uvicorn.access": {"level": "WARNING"}, "connexion": {"level": "WARNING"}},

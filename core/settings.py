@@ -8,7 +8,7 @@ setting asks `current()`, which refuses to guess before that.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, PositiveInt, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     # Validating every response against the spec costs ~13x throughput: tests turn it on.
     validate_responses: bool = False
     log_level: str = "INFO"
+    # `plain`: one readable line per record; `json`: one JSON object per line, for machines.
+    log_format: Literal["plain", "json"] = "plain"
+    # Request bodies larger than this answer 413 (counted as they arrive, chunked ones too);
+    # JSON nested deeper than `max_json_depth` answers 400.
+    max_body_bytes: PositiveInt = 64 * 1024
+    max_json_depth: Annotated[int, Field(ge=2, le=512)] = 32
+    # Prometheus metrics: served at /metrics on the API's port, or, with `metrics_listen`
+    # (`HOST:PORT`), on a listener of their own; off when `metrics` is false.
+    metrics: bool = True
+    metrics_listen: str | None = None
     # Seconds between writes of an API key's `lastUsedAt`, to keep reads write-free.
     key_last_used_interval: Annotated[int, Field(ge=0)] = 60
     sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
@@ -41,10 +51,14 @@ class Settings(BaseSettings):
     db_pool_size: PositiveInt = 10
     db_max_overflow: Annotated[int, Field(ge=0)] = 10
     db_pool_timeout: Annotated[float, Field(gt=0)] = 5.0
-    # Threads per process that run the blocking database calls; None: see database_threads().
+    # Threads per process that run database reads, and those that run writes (never the same:
+    # a write waiting for a lock holds up no read); None: see read_threads() and write_threads().
     db_threads: PositiveInt | None = None
-    # PostgreSQL only: no statement runs longer than this; connecting gives up after that (s).
+    db_write_threads: PositiveInt | None = None
+    # PostgreSQL only: no statement runs longer than this; no write waits longer than that for
+    # a lock (SQLite's is the busy timeout); connecting gives up after db_connect_timeout (s).
     db_statement_timeout_ms: PositiveInt = 10_000
+    db_lock_timeout_ms: PositiveInt = 5000
     db_connect_timeout: PositiveInt = 5
     # Sessions: the duration when none is asked for, the most one may ask for, how many live
     # sessions an organization may hold, and how often (s) expired sessions are released.
@@ -74,15 +88,37 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-    def database_threads(self) -> int:
+    def read_threads(self) -> int:
         """One on SQLite, whose work runs in this process: more threads only take turns at the
         GIL, and at 16 requests in flight one thread served a 100-session page for half the
         CPU of anyio's default 40 (BENCHMARKS.md). Elsewhere the pool size: the database works
-        in its own process, and a request holds one connection at a time, so no thread waits
-        for a connection."""
+        in its own process, and a call holds one connection at a time."""
         if self.db_threads is not None:
             return self.db_threads
         return 1 if self.is_sqlite else self.db_pool_size
+
+    def write_threads(self) -> int:
+        """One on SQLite, which lets one writer in at a time anyway; elsewhere the overflow of the
+        pool, so that reads and writes together never wait for a connection by default."""
+        if self.db_write_threads is not None:
+            return self.db_write_threads
+        return 1 if self.is_sqlite else max(1, self.db_max_overflow)
+
+    def metrics_address(self) -> tuple[str, int] | None:
+        """The (host, port) of the metrics' own listener, if they have one."""
+        if not self.metrics_listen:
+            return None
+        host, _, port = self.metrics_listen.rpartition(":")
+        return host or "0.0.0.0", int(port)
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value:
+            _, colon, port = value.rpartition(":")
+            if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("must be HOST:PORT, for example 0.0.0.0:9100")
+        return value
 
 
 def env_name(field: str) -> str:

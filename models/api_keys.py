@@ -13,7 +13,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col
 
 from sessions_api.core import db
@@ -49,6 +50,7 @@ class Principal:
     organization_id: uuid.UUID
     role: Role
     bound_organization_id: uuid.UUID | None  # the only organization a bound key may act on
+    last_use_due: bool = False  # the key's lastUsedAt is older than the interval: record_use()
 
 
 def create_key(
@@ -116,13 +118,14 @@ def authenticate(token: str, requested_organization: str | None, last_used_inter
         raise AccessDenied()
     if row.role is None:
         raise AccessDenied()
-    _record_use(row.id, row.last_used_at, last_used_interval)
     return Principal(
         user_id=row.user_id,
         key_id=row.id,
         organization_id=_as_uuid(row.selected_organization_id),
         role=Role(row.role),
         bound_organization_id=row.organization_id,
+        # Written at most once per interval, so that most requests stay free of writes.
+        last_use_due=row.last_used_at is None or utcnow() - row.last_used_at >= last_used_interval,
     )
 
 
@@ -155,13 +158,19 @@ _FOR_DEFAULT_ORGANIZATION = _principal_query(
 )
 
 
-def _record_use(key_id: uuid.UUID, last_used_at: datetime | None, interval: timedelta) -> None:
-    # Written at most once per interval, so that most requests stay free of writes.
-    now = utcnow()
-    if last_used_at is not None and now - last_used_at < interval:
-        return
-    with db.writing() as conn:
-        conn.execute(update(ApiKey).where(col(ApiKey.id) == key_id).values(last_used_at=now))
+def record_use(key_id: uuid.UUID) -> bool:
+    """Best effort: note that the key was used now, unless another writer holds the lock (no
+    wait: a request never waits for this, nor fails because of it). Whether it was written."""
+    try:
+        with db.writing(lock_timeout_ms=_NO_WAIT_MS) as conn:
+            conn.execute(update(ApiKey).where(col(ApiKey.id) == key_id).values(last_used_at=utcnow()))
+    except OperationalError:  # locked (SQLite busy, PostgreSQL lock timeout): next time
+        return False
+    return True
+
+
+# A lock wait short enough to be no wait (PostgreSQL reads 0 as "wait forever").
+_NO_WAIT_MS = 1
 
 
 def _hash(secret: str) -> str:

@@ -19,7 +19,8 @@ from sessions_api.models.tables import Device, Platform, SessionRecord
 _LIMITS = {"type": 32, "name": 200, "os_version": 64}
 
 # offline: disabled by an operator; in_use: a live session holds it; else available.
-_STATE = case(
+DEVICE_STATES = ("available", "in_use", "offline")
+DEVICE_STATE = case(
     (col(Device.disabled), "offline"),
     (
         exists().where(col(SessionRecord.device_id) == col(Device.id), col(SessionRecord.released_at).is_(None)),
@@ -35,7 +36,7 @@ _DEVICE_VIEW = select(
     col(Device.type),
     col(Device.name),
     col(Device.os_version),
-    _STATE.label("state"),
+    DEVICE_STATE.label("state"),
     rfc3339_text(col(Device.created_at)).label("created_at"),
 )
 
@@ -87,6 +88,6 @@ def list_page(limit: int, before: datetime | None, filters: DeviceFilters = Devi
     if filters.os_version is not None:
         query = query.where(col(Device.os_version) == filters.os_version)
     if filters.state is not None:
-        query = query.where(_STATE == filters.state)
+        query = query.where(DEVICE_STATE == filters.state)
     with db.reading() as conn:
         return page_of(conn.execute(query).all(), limit)

@@ -7,6 +7,8 @@ command line, to write new revisions).
 
 from __future__ import annotations
 
+import functools
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -26,7 +28,9 @@ def alembic_config() -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
+    """The newest migration this code ships (read once: the package does not change)."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the package ships no migrations"
     return head
@@ -35,6 +39,14 @@ def head_revision() -> str:
 def current_revision() -> str | None:
     with db.engine().connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def behind_by() -> str | None:
+    """Why the schema is not the one this code needs, or None when it is."""
+    current, head = current_revision(), head_revision()
+    if current == head:
+        return None
+    return f"the database schema is at {current or 'no migration record'}, this version needs {head}"
 
 
 def upgrade() -> tuple[str | None, str]:
@@ -53,16 +65,13 @@ def ensure_current(*, migrate: bool = False) -> None:
     An empty database gets the schema. One whose schema is behind is migrated only when
     `migrate` is set; otherwise SchemaBehind says to run the upgrade.
     """
-    current, head = current_revision(), head_revision()
-    if current == head:
+    reason = behind_by()
+    if reason is None:
         return
-    if migrate or (current is None and _is_empty()):
+    if migrate or (current_revision() is None and _is_empty()):
         upgrade()
         return
-    found = current or "no migration record"
-    raise SchemaBehind(
-        f"the database schema is at {found}, this version needs {head}: run 'sessions-api db upgrade' first"
-    )
+    raise SchemaBehind(f"{reason}: run 'sessions-api db upgrade' first")
 
 
 def _is_empty() -> bool:

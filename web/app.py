@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
@@ -12,16 +13,13 @@ from sessions_api.core import db, resources
 from sessions_api.core import settings as settings_module
 from sessions_api.core.settings import Settings
 from sessions_api.web import errors, security
-from sessions_api.web.documents import (
-    JSON_PATH,
-    UI_PATH,
-    SpecDocuments,
-    SpecDocumentsMiddleware,
-)
+from sessions_api.web.body_limit import BodyLimitMiddleware
+from sessions_api.web.documents import JSON_PATH, UI_PATH, SpecDocuments, SpecDocumentsMiddleware
 from sessions_api.web.jsonifier import OrjsonJsonifier
 from sessions_api.web.lifespan import lifespan
-from sessions_api.web.request_id import RequestIdMiddleware
-from sessions_api.web.routing import TagResolver
+from sessions_api.web.observe import ObserveMiddleware, Route
+from sessions_api.web.probes import ProbesMiddleware
+from sessions_api.web.routing import METHODS, TagResolver
 from sessions_api.web.validation import VALIDATORS
 
 
@@ -54,16 +52,38 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         validator_map=VALIDATORS,
     )
     errors.register(app, errors.AllowedMethods(documents.document, base_path=documents.base_path))
+    # Outermost of ours (Connexion's exception handling is inside it): every answer, errors
+    # included, carries the request id and is logged and counted.
+    app.add_middleware(
+        ObserveMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        routes=_routes(documents, resolver),
+        metrics=settings.metrics,
+    )
+    # Inside the exception handling (refusals are the envelope), before anything reads a body.
+    app.add_middleware(
+        BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, max_body_bytes=settings.max_body_bytes
+    )
+    serve_metrics = settings.metrics and settings.metrics_address() is None
+    app.add_middleware(ProbesMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, serve_metrics=serve_metrics)
     app.add_middleware(SpecDocumentsMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, documents=documents)
-    # Outside the exception handlers, so every answer, errors included, carries the id.
-    app.add_middleware(RequestIdMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     return app
 
 
-def _routed_spec(document: dict) -> dict:
+def _routed_spec(document: dict[str, Any]) -> dict[str, Any]:
     """The spec as Connexion routes it: the contract, plus the Python function behind its bearer
     scheme, which the published contract does not name."""
     routed = copy.deepcopy(document)
     scheme = routed["components"]["securitySchemes"][security.SCHEME]
     scheme["x-bearerInfoFunc"] = f"{security.authenticate.__module__}.{security.authenticate.__qualname__}"
     return routed
+
+
+def _routes(documents: SpecDocuments, resolver: TagResolver) -> dict[str, Route]:
+    """Each handler path Connexion routes to -> its operationId and path template."""
+    return {
+        resolver.handler_path(operation["operationId"]): Route(operation["operationId"], documents.base_path + path)
+        for path, item in documents.document["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    }

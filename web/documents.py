@@ -17,6 +17,8 @@ import yaml
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sessions_api.web.observe import answered_by
+
 JSON_PATH = "/openapi.json"
 YAML_PATH = "/openapi.yaml"
 UI_PATH = "/ui"
@@ -95,12 +97,17 @@ class SpecDocumentsMiddleware:
             documents.base_path + JSON_PATH: ("json", "application/json"),
             documents.base_path + YAML_PATH: ("yaml", YAML_MEDIA_TYPE),
         }
+        self._ui_path = documents.base_path + UI_PATH
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self._routes.get(_app_path(scope)) if scope["type"] == "http" else None
+        path = _app_path(scope) if scope["type"] == "http" else ""
+        route = self._routes.get(path)
         if route is None:
+            if path.startswith(self._ui_path):
+                answered_by(scope, "docs")
             await self.app(scope, receive, send)
             return
+        answered_by(scope, path.rsplit("/", 1)[-1])
         if scope["method"] not in ("GET", "HEAD"):
             raise HTTPException(405, headers={"Allow": "GET, HEAD"})
         kind, media_type = route

@@ -14,9 +14,10 @@ from typing import Any
 from connexion.exceptions import OAuthResponseProblem
 from connexion.lifecycle import ConnexionRequest
 from connexion.middleware.abstract import ROUTING_CONTEXT
-from starlette.concurrency import run_in_threadpool
 
-from sessions_api.core import settings
+from sessions_api.core import db_threads, settings
+from sessions_api.core.logs import note_caller
+from sessions_api.core.metrics import KEY_USE_SKIPPED
 from sessions_api.models import Role, api_keys
 from sessions_api.web.errors import UNAUTHENTICATED_MESSAGE, ApiError
 from sessions_api.web.routing import operations
@@ -56,11 +57,33 @@ def require_roles(requirements: RoleRequirements) -> None:
 async def authenticate(token: str, request: ConnexionRequest) -> dict[str, Any]:
     requested = request.headers.get(ORGANIZATION_HEADER)
     interval = timedelta(seconds=settings.current().key_last_used_interval)
-    # The lookup is blocking database work: keep it off the event loop.
-    principal = await run_in_threadpool(api_keys.authenticate, token, requested, interval)
+    principal = await db_threads.read(api_keys.authenticate, token, requested, interval)
     if principal is None:
         raise OAuthResponseProblem(detail=UNAUTHENTICATED_MESSAGE)
+    note_caller(organization_id=principal.organization_id, key_id=principal.key_id)
+    if principal.last_use_due:
+        _record_use_soon(principal.key_id)
     if _requirements is not None:
         operation_id = request.scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id")
         _requirements.check(operation_id, principal.role)
     return {"sub": str(principal.user_id), "principal": principal}
+
+
+# Keys whose last use is being written: one write per key at a time, however many requests.
+_recording: set[Any] = set()
+
+
+def _record_use_soon(key_id: Any) -> None:
+    """Note the key's use after the request, on the writes' threads, without waiting for it."""
+    if key_id in _recording:
+        return
+    _recording.add(key_id)
+
+    def record() -> None:
+        try:
+            if not api_keys.record_use(key_id):
+                KEY_USE_SKIPPED.inc()
+        finally:
+            _recording.discard(key_id)
+
+    db_threads.write_soon(record)

@@ -3,8 +3,7 @@ validators compiled once per parameter instead of once per request."""
 
 from __future__ import annotations
 
-import json
-
+import orjson
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem
 from connexion.utils import is_null, is_nullable
@@ -14,6 +13,8 @@ from connexion.validators.parameter import (
 )
 from connexion.validators.parameter import draft4_format_checker
 from jsonschema import Draft4Validator
+
+from sessions_api.core import settings
 
 _FORMAT_HINTS = {
     "uuid": "must be a UUID, like 3b0e8c8e-1f4a-4c47-9a3e-8f6d2b7c5a10",
@@ -50,7 +51,10 @@ class ParameterValidator(ConnexionParameterValidator):
 
 
 class JSONBodyValidator(JSONRequestBodyValidator):
-    """Connexion's JSON body validator, with a 400 (not a 500) for a body that is not UTF-8."""
+    """Connexion's JSON body validator, with a 400 (never a 500) for anything that is not JSON
+    within bounds: not in its charset, malformed, out of range, or nested deeper than
+    `SESSIONS_API_MAX_JSON_DEPTH`. orjson parses (it refuses what it cannot represent, and
+    stops at 1024 levels, where json.loads would raise RecursionError)."""
 
     async def _parse(self, stream, scope):
         raw = b"".join([message async for message in stream])
@@ -61,11 +65,26 @@ class JSONBodyValidator(JSONRequestBodyValidator):
         if not text:
             return None
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadRequestProblem(
-                detail=f"The request body is not valid JSON ({exc.msg} at character {exc.pos})."
-            ) from None
+            body = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequestProblem(detail=f"The request body is not valid JSON ({exc}).") from None
+        limit = settings.current().max_json_depth
+        if _deeper_than(body, limit):
+            raise BadRequestProblem(detail=f"The request body is JSON nested deeper than {limit} levels.")
+        return body
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether arrays and objects in `value` nest more than `limit` levels (without recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 VALIDATORS = {

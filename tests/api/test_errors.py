@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from sessions_api.core.logs import RequestIdFilter
+from sessions_api.core.logs import RequestContextFilter
 from tests.support.api import DEVICES, SESSIONS, assert_error
 
 A_SESSION = f"{SESSIONS}/3b0e8c8e-1f4a-4c47-9a3e-8f6d2b7c5a10"
@@ -112,7 +112,7 @@ def test_a_callers_request_id_is_echoed_only_when_well_formed(client, alice):
 
 
 def test_the_access_log_line_carries_the_request_id(client, alice, caplog):
-    caplog.handler.addFilter(RequestIdFilter())  # as the server's logging config does
+    caplog.handler.addFilter(RequestContextFilter())  # as the server's logging config does
     with caplog.at_level(logging.INFO, logger="sessions_api.access"):
         client.get(SESSIONS, headers={**alice.headers, "X-Request-Id": "log-me-7"})
     lines = [record for record in caplog.records if record.name == "sessions_api.access"]

@@ -1,0 +1,98 @@
+"""Blocking database calls, run off the event loop: reads and writes in thread pools of their own.
+
+A write can wait for a lock (SQLite's write lock for the busy timeout, a PostgreSQL row lock
+for the lock timeout); a read never does. Reads therefore never share a queue with writes:
+a write stuck behind another process's transaction holds up no read of this process. The
+pools' sizes are the settings' `read_threads()` and `write_threads()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+
+from sessions_api.core import settings
+from sessions_api.core.metrics import DB_CALLS_IN_USE, DB_CALLS_WAITING
+
+P = ParamSpec("P")
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+# (event loop, limiter) per pool: a limiter belongs to the loop that made it (tests run many).
+_limiters: dict[str, tuple[asyncio.AbstractEventLoop, CapacityLimiter]] = {}
+# Calls started with write_soon() and not yet finished, so that their tasks are kept alive.
+_background: set[asyncio.Task[Any]] = set()
+
+
+async def read(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a data-layer read on the reads' threads."""
+    return await _run("reads", function, *args, **kwargs)
+
+
+async def write(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a data-layer write on the writes' threads."""
+    return await _run("writes", function, *args, **kwargs)
+
+
+def write_soon(function: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> None:
+    """Start a best-effort write without waiting for it; a failure is logged, not raised."""
+
+    async def attempt() -> None:
+        try:
+            await write(function, *args, **kwargs)
+        except Exception:
+            logger.debug("a background write failed", exc_info=True)
+
+    task = asyncio.get_running_loop().create_task(attempt())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _run(pool: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    waiting, in_use = DB_CALLS_WAITING.labels(pool), DB_CALLS_IN_USE.labels(pool)
+    started = False
+
+    def call() -> T:
+        nonlocal started
+        started = True
+        waiting.dec()
+        in_use.inc()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            in_use.dec()
+
+    waiting.inc()
+    try:
+        return await anyio.to_thread.run_sync(call, limiter=_limiter(pool))
+    finally:
+        if not started:  # cancelled while it waited for a thread
+            waiting.dec()
+
+
+def _limiter(pool: str) -> CapacityLimiter:
+    loop = asyncio.get_running_loop()
+    known = _limiters.get(pool)
+    if known is None or known[0] is not loop:
+        config = settings.current()
+        size = config.read_threads() if pool == "reads" else config.write_threads()
+        known = _limiters[pool] = (loop, CapacityLimiter(size))
+    return known[1]
+
+
+def off_the_loop(function: Callable[..., T], *, writes: bool) -> Callable[..., Any]:
+    """`function` as a coroutine function that runs it on the reads' or the writes' threads,
+    with the same signature (Connexion reads it to pass arguments)."""
+    run = write if writes else read
+
+    @functools.wraps(function)
+    async def on_a_thread(*args: Any, **kwargs: Any) -> T:
+        return await run(function, *args, **kwargs)
+
+    return on_a_thread

@@ -1,0 +1,43 @@
+"""The process's Prometheus metrics (prometheus-client), defined once for every layer.
+
+Under `sessions-api serve` every worker writes its values to files in
+`PROMETHEUS_MULTIPROC_DIR` (set before any worker starts), and `/metrics` sums them: each
+gauge says how (`multiprocess_mode`). No label ever carries an organization, user, key or
+session id: operations are labelled by operationId, never by path.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "sessions_api_requests",
+    "Requests answered, by operationId (or what else answered), method and status.",
+    ["operation", "method", "status"],
+)
+REQUEST_DURATION = Histogram(
+    "sessions_api_request_duration_seconds",
+    "Time from the request's arrival to its answer, by operationId.",
+    ["operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+DB_CALLS_WAITING = Gauge(
+    "sessions_api_db_calls_waiting",
+    "Database calls waiting for a thread, by pool (reads, writes).",
+    ["pool"],
+    multiprocess_mode="livesum",
+)
+DB_CALLS_IN_USE = Gauge(
+    "sessions_api_db_calls_in_use",
+    "Database calls running, by pool (reads, writes).",
+    ["pool"],
+    multiprocess_mode="livesum",
+)
+EXPIRY_SWEEPS = Counter("sessions_api_expiry_sweeps", "Expiry sweeps run (each process runs its own).")
+EXPIRED_SESSIONS_RELEASED = Counter(
+    "sessions_api_expired_sessions_released", "Sessions released by the expiry sweep at their expiresAt."
+)
+KEY_USE_SKIPPED = Counter(
+    "sessions_api_key_last_use_skipped",
+    "Writes of an API key's lastUsedAt skipped because another writer held the lock (best effort).",
+)

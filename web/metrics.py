@@ -1,0 +1,86 @@
+"""The Prometheus exposition: every process's counters summed, plus what the database says now.
+
+Under `sessions-api serve`, `PROMETHEUS_MULTIPROC_DIR` is set before the workers start and each
+worker writes its metrics there (prometheus-client's multiprocess mode); whichever process
+answers a scrape sums them all. Without it (one process, e.g. in tests) the process's own
+registry is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from sessions_api.models import gauges
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+logger = logging.getLogger(__name__)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class DatabaseCollector(Collector):
+    """Live sessions and devices by state, read at scrape time; `sessions_api_database_up` 0
+    (and nothing else from the database) when it does not answer."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            counts = gauges.current_counts()
+        except Exception:
+            logger.warning("metrics: the database did not answer", exc_info=True)
+            yield GaugeMetricFamily("sessions_api_database_up", "Whether the database answered this scrape.", 0)
+            return
+        yield GaugeMetricFamily("sessions_api_database_up", "Whether the database answered this scrape.", 1)
+        yield GaugeMetricFamily("sessions_api_live_sessions", "Sessions not yet released.", counts.live_sessions)
+        devices = GaugeMetricFamily("sessions_api_devices", "Devices of the fleet, by state.", labels=["state"])
+        for state, count in counts.devices_by_state.items():
+            devices.add_metric([state], count)
+        yield devices
+
+
+class _ThisProcess(Collector):
+    def collect(self) -> Iterator[object]:
+        yield from REGISTRY.collect()
+
+
+def exposition() -> bytes:
+    """The text exposition of a scrape (it reads the database: call it off the event loop)."""
+    registry = CollectorRegistry(auto_describe=False)
+    directory = multiprocess_dir()
+    if directory:
+        multiprocess.MultiProcessCollector(registry, path=directory)
+    else:
+        registry.register(_ThisProcess())
+    registry.register(DatabaseCollector())
+    return generate_latest(registry)
+
+
+_LIVE_FILE = re.compile(r"gauge_live\w*_(\d+)\.db")
+
+
+def forget_dead_workers() -> None:
+    """Drop the live gauges of workers that are gone (uvicorn replaces a worker that dies;
+    prometheus-client's own hook for this is gunicorn's)."""
+    directory = multiprocess_dir()
+    if not directory:
+        return
+    for pid in {
+        int(match.group(1))
+        for path in Path(directory).glob("gauge_live*.db")
+        if (match := _LIVE_FILE.fullmatch(path.name))
+    }:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)
+        except PermissionError:  # alive, under another user
+            pass

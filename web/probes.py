@@ -1,0 +1,70 @@
+"""Endpoints for orchestrators and monitoring, outside `/api/v1`, no key needed.
+
+- `GET /healthz`: 200 while the process serves requests; it touches nothing else.
+- `GET /readyz`: 200 when the database answers and its schema is the one this code needs;
+  else 503 `unavailable` with the reason and `Retry-After`.
+- `GET /metrics`: the Prometheus exposition (unless metrics are off or have a listener of
+  their own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sessions_api.core import db_threads
+from sessions_api.models import schema_version
+from sessions_api.web import metrics
+from sessions_api.web.errors import RETRY_AFTER_SECONDS, ApiError
+from sessions_api.web.observe import answered_by
+
+HEALTHZ, READYZ, METRICS = "/healthz", "/readyz", "/metrics"
+# A readiness check that takes longer than this answers 503: the process cannot serve now.
+READY_TIMEOUT_SECONDS = 2.0
+_OK = orjson.dumps({"status": "ok"})
+_READY = orjson.dumps({"status": "ready"})
+
+
+class ProbesMiddleware:
+    def __init__(self, app: ASGIApp, serve_metrics: bool) -> None:
+        self.app = app
+        self.paths = {HEALTHZ, READYZ} | ({METRICS} if serve_metrics else set())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        answered_by(scope, path.lstrip("/"))
+        if scope["method"] not in ("GET", "HEAD"):
+            raise HTTPException(405, headers={"Allow": "GET, HEAD"})
+        if path == HEALTHZ:
+            response = Response(_OK, media_type="application/json")
+        elif path == READYZ:
+            await _check_ready()
+            response = Response(_READY, media_type="application/json")
+        else:
+            body = await db_threads.read(metrics.exposition)
+            response = Response(body, media_type=metrics.CONTENT_TYPE)
+        response.headers["Cache-Control"] = "no-store"
+        await response(scope, receive, send)
+
+
+async def _check_ready() -> None:
+    try:
+        behind = await asyncio.wait_for(db_threads.read(schema_version.behind_by), READY_TIMEOUT_SECONDS)
+    except TimeoutError:
+        raise _not_ready(f"the database did not answer within {READY_TIMEOUT_SECONDS:g} seconds") from None
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _not_ready(f"the database does not answer ({reason})") from None
+    if behind is not None:
+        raise _not_ready(behind)
+
+
+def _not_ready(reason: str) -> ApiError:
+    return ApiError(503, f"Not ready: {reason}.", "unavailable", {"Retry-After": str(RETRY_AFTER_SECONDS)})
