@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging.config
 import sys
 import uuid
 from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from sessions_api.cli.serve import serve as serve_command
 from sessions_api.core import db
 from sessions_api.core import settings as settings_module
-from sessions_api.core.logs import logging_config
 from sessions_api.core.settings import Settings
 from sessions_api.models import (
     Role,
@@ -85,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--migrate", action="store_true", help="apply pending migrations first instead of refusing to start"
     )
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=serve_command)
 
     database = commands.add_parser("db", help="manage the database schema").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -222,34 +221,3 @@ def _db_upgrade(args) -> None:
         else f"database schema is current ({after})"
     )
     _report(args, {"from": before, "to": after}, text)
-
-
-def _serve(args) -> None:
-    import uvicorn
-
-    from sessions_api.cli.demo import load_demo
-
-    log_config = logging_config(settings_module.current().log_level)
-    logging.config.dictConfig(log_config)
-    base = f"http://{args.host}:{args.port}/api/v1"
-    if args.demo:
-        demo = load_demo()
-        print(f"API docs: {base}/ui/ (the contract: {base}/openapi.yaml and {base}/openapi.json)")
-        print(f"Demo API key (shown once): {demo.secret}")
-        print(f"  curl -H 'Authorization: Bearer {demo.secret}' '{base}/sessions?limit=5'")
-        if demo.team_organization_id:
-            print(
-                f"  curl -H 'Authorization: Bearer {demo.secret}' "
-                f"-H 'X-Organization-Id: {demo.team_organization_id}' '{base}/sessions?limit=5'"
-            )
-        sys.stdout.flush()
-    uvicorn.run(
-        "sessions_api.web.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        timeout_graceful_shutdown=args.graceful_timeout,
-        log_config=log_config,
-        access_log=False,
-    )

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
 from sessions_api.models import gauges
@@ -48,12 +48,12 @@ class DatabaseCollector(Collector):
 
 
 class _ThisProcess(Collector):
-    def collect(self) -> Iterator[object]:
+    def collect(self) -> Iterator[Metric]:
         yield from REGISTRY.collect()
 
 
-def exposition() -> bytes:
-    """The text exposition of a scrape (it reads the database: call it off the event loop)."""
+def scrape_registry() -> CollectorRegistry:
+    """What a scrape reads: every process's metrics (or this one's), and the database's."""
     registry = CollectorRegistry(auto_describe=False)
     directory = multiprocess_dir()
     if directory:
@@ -61,7 +61,12 @@ def exposition() -> bytes:
     else:
         registry.register(_ThisProcess())
     registry.register(DatabaseCollector())
-    return generate_latest(registry)
+    return registry
+
+
+def exposition() -> bytes:
+    """The text exposition of a scrape (it reads the database: call it off the event loop)."""
+    return generate_latest(scrape_registry())
 
 
 _LIVE_FILE = re.compile(r"gauge_live\w*_(\d+)\.db")

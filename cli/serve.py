@@ -1,0 +1,89 @@
+"""`sessions-api serve`: the HTTP server, its workers, its logs and its metrics."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import logging
+import logging.config
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from sessions_api.core import settings as settings_module
+from sessions_api.core.logs import logging_config
+
+logger = logging.getLogger("sessions_api.serve")
+
+
+def serve(args: argparse.Namespace) -> None:
+    settings = settings_module.current()
+    # Before anything imports prometheus-client: its mode is fixed when it is imported.
+    _prepare_metrics_directory()
+    log_config = logging_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(log_config)
+
+    import uvicorn
+
+    from sessions_api.web.protocols import EnvelopeHttpProtocol
+
+    if settings.metrics and settings.metrics_address():
+        _serve_metrics_apart(*settings.metrics_address())  # type: ignore[misc]
+    base = f"http://{args.host}:{args.port}/api/v1"
+    if args.demo:
+        _print_demo(base)
+    uvicorn.run(
+        "sessions_api.web.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        log_config=log_config,
+        access_log=False,
+        http=EnvelopeHttpProtocol,
+    )
+
+
+def _prepare_metrics_directory() -> None:
+    """Every worker writes its metrics to files in one directory, emptied at each start (the
+    operator's PROMETHEUS_MULTIPROC_DIR, else a temporary one, removed at exit)."""
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before its multiprocess directory was set")
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+        return
+    directory = tempfile.mkdtemp(prefix="sessions-api-metrics-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
+def _serve_metrics_apart(host: str, port: int) -> None:
+    """/metrics on a listener of its own, in this (the supervising) process: it reads what the
+    workers write, and the database."""
+    from prometheus_client import start_http_server
+
+    from sessions_api.web.metrics import scrape_registry
+
+    start_http_server(port, host, registry=scrape_registry())
+    logger.info("metrics at http://%s:%d/metrics", host, port)
+
+
+def _print_demo(base: str) -> None:
+    from sessions_api.cli.demo import load_demo
+
+    demo = load_demo()
+    print(f"API docs: {base}/ui/ (the contract: {base}/openapi.yaml and {base}/openapi.json)")
+    print(f"Demo API key (shown once): {demo.secret}")
+    print(f"  curl -H 'Authorization: Bearer {demo.secret}' '{base}/sessions?limit=5'")
+    if demo.team_organization_id:
+        print(
+            f"  curl -H 'Authorization: Bearer {demo.secret}' "
+            f"-H 'X-Organization-Id: {demo.team_organization_id}' '{base}/sessions?limit=5'"
+        )
+    sys.stdout.flush()
