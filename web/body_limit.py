@@ -1,8 +1,10 @@
 """The limit on request bodies: larger ones answer 413 `payload_too_large`, read no further.
 
-A declared `Content-Length` over the limit is refused before any of the body is read; a body
-without one (chunked) is counted as it arrives and refused as soon as it passes the limit, so
-a process never holds more than the limit (plus one network chunk) of any request body.
+A declared `Content-Length` over the limit is refused before any of the body is read. A body
+sent chunked (no `Content-Length`) is read as it arrives, refused as soon as it passes the
+limit, and otherwise handed on with its length, as a sized one is (Connexion reads a body
+only when its length is declared). Either way, a process never holds more than the limit
+(plus one network chunk) of any request body.
 """
 
 from __future__ import annotations
@@ -32,14 +34,31 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        length, chunked = None, False
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if not value.isdigit() or int(value) > self.limit:
-                    raise payload_too_large(self.limit)
-                break
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is not None:
+            if not length.isdigit():
+                raise ApiError(400, "The Content-Length header must be a number of bytes.")
+            if int(length) > self.limit:
+                raise payload_too_large(self.limit)
+            await self.app(scope, self._counting(receive), send)
+        elif chunked:
+            body, receive = await self._read_whole(receive)
+            headers = [(name, value) for name, value in scope["headers"] if name != b"transfer-encoding"]
+            scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+            await self.app(scope, receive, send)
+        else:
+            await self.app(scope, self._counting(receive), send)
+
+    def _counting(self, receive: Receive) -> Receive:
+        """`receive`, refusing more body than declared-and-allowed (a lying Content-Length)."""
         received = 0
 
-        async def counted_receive() -> Message:
+        async def counted() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -48,4 +67,26 @@ class BodyLimitMiddleware:
                     raise payload_too_large(self.limit)
             return message
 
-        await self.app(scope, counted_receive, send)
+        return counted
+
+    async def _read_whole(self, receive: Receive) -> tuple[bytes, Receive]:
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return bytes(body), _replay([message], receive)
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                raise payload_too_large(self.limit)
+            if not message.get("more_body", False):
+                break
+        return bytes(body), _replay([{"type": "http.request", "body": bytes(body), "more_body": False}], receive)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = iter(messages)
+
+    async def replayed() -> Message:
+        return next(pending, None) or await receive()
+
+    return replayed

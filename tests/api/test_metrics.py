@@ -1,0 +1,111 @@
+"""Prometheus metrics of one process (tests/processes/test_operations.py sums several)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import update
+from starlette.testclient import TestClient
+
+from sessions_api.core import db
+from sessions_api.core.timestamps import utcnow
+from sessions_api.models import Role, tenancy
+from sessions_api.models.tables import SessionRecord
+from sessions_api.web.app import create_app
+from tests.support.api import SESSIONS
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def scrape(client) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def _requests(samples, operation, status, method="GET") -> float:
+    labels = (("method", method), ("operation", operation), ("status", str(status)))
+    return samples.get(("sessions_api_requests_total", labels), 0.0)
+
+
+def test_requests_are_counted_by_operation_method_and_status(client, world):
+    alice = world.member()
+    before = scrape(client)
+    for _ in range(3):
+        client.get(SESSIONS, headers=alice.headers)
+    client.get(f"{SESSIONS}/3b0e8c8e-1f4a-4c47-9a3e-8f6d2b7c5a10", headers=alice.headers)
+    client.get(SESSIONS)
+    client.get("/api/v1/nowhere")
+    after = scrape(client)
+    assert _requests(after, "listSessions", 200) - _requests(before, "listSessions", 200) == 3
+    assert _requests(after, "getSession", 404) - _requests(before, "getSession", 404) == 1
+    assert _requests(after, "listSessions", 401) - _requests(before, "listSessions", 401) == 1
+    assert _requests(after, "unmatched", 404) - _requests(before, "unmatched", 404) == 1
+    count = ("sessions_api_request_duration_seconds_count", (("operation", "listSessions"),))
+    assert after[count] - before.get(count, 0) == 4
+
+
+def test_no_label_carries_an_id(client, world):
+    alice = world.member()
+    team = world.organization()
+    tenancy.add_member(team.id, alice.user.id, Role.admin)
+    client.get(f"{SESSIONS}/3b0e8c8e-1f4a-4c47-9a3e-8f6d2b7c5a10", headers=alice.acting_on(team.id))
+    client.get(f"/api/v1/{team.id}", headers=alice.headers)
+    text = client.get("/metrics").text
+    assert not UUID.search(text), text
+
+
+def test_the_database_says_how_many_sessions_are_live_and_devices_are_in_each_state(client, world):
+    alice = world.member()
+    world.sessions(alice.personal, alice.user, [None, None])  # two live sessions, a device each
+    world.device(name="Idle")
+    samples = scrape(client)
+    assert samples[("sessions_api_database_up", ())] == 1
+    assert samples[("sessions_api_live_sessions", ())] == 2
+    assert samples[("sessions_api_devices", (("state", "in_use"),))] == 2
+    assert samples[("sessions_api_devices", (("state", "available"),))] == 1
+    assert samples[("sessions_api_devices", (("state", "offline"),))] == 0
+
+
+def test_expiry_sweeps_and_what_they_released_are_counted(settings, world):
+    alice = world.member()
+    with TestClient(create_app(settings.replace(expiry_sweep_seconds=0.05))) as client:
+        before = scrape(client)
+        world.sessions(alice.personal, alice.user, [None])
+        from sqlalchemy import update
+
+        from sessions_api.core import db
+        from sessions_api.core.timestamps import utcnow
+        from sessions_api.models.tables import SessionRecord
+
+        with db.writing() as conn:
+            conn.execute(update(SessionRecord).values(expires_at=utcnow()))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            after = scrape(client)
+            if after[("sessions_api_expired_sessions_released_total", ())] > before.get(
+                ("sessions_api_expired_sessions_released_total", ()), 0
+            ):
+                break
+            time.sleep(0.05)
+    released = ("sessions_api_expired_sessions_released_total", ())
+    sweeps = ("sessions_api_expiry_sweeps_total", ())
+    assert after[released] - before.get(released, 0) == 1
+    assert after[sweeps] > before.get(sweeps, 0)
+
+
+def test_metrics_can_be_turned_off(settings):
+    with TestClient(create_app(settings.replace(metrics=False))) as client:
+        assert client.get("/metrics").status_code == 404
+
+
+def test_metrics_with_a_listener_of_their_own_are_not_on_the_api_port(settings):
+    with TestClient(create_app(settings.replace(metrics_listen="127.0.0.1:9464"))) as client:
+        assert client.get("/metrics").status_code == 404

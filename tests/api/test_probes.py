@@ -1,0 +1,52 @@
+"""Liveness and readiness, for orchestrators: outside /api/v1, no key, the envelope when not ready."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from sessions_api.core import db
+from sessions_api.models import schema_version
+from sessions_api.web.app import create_app
+from tests.support.api import assert_error
+
+
+def test_healthz_answers_without_a_key_or_the_database(client, monkeypatch):
+    def no_database():
+        raise AssertionError("healthz must not touch the database")
+
+    monkeypatch.setattr(db, "engine", no_database)
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert response.headers["X-Request-Id"] and response.headers["Cache-Control"] == "no-store"
+
+
+def test_readyz_answers_200_on_a_current_schema(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200 and response.json() == {"status": "ready"}
+
+
+def test_readyz_answers_503_with_the_reason_while_the_schema_is_behind(client):
+    with db.engine().begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'an-older-one'"))
+    response = client.get("/readyz")
+    body = assert_error(response, 503, "unavailable")
+    assert "an-older-one" in body["error"]["message"] and schema_version.head_revision() in body["error"]["message"]
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_readyz_answers_503_when_the_database_does_not_answer(settings, tmp_path):
+    missing = f"sqlite:///{tmp_path}/no/such/directory/sessions.db"
+    url = missing if settings.is_sqlite else "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    with TestClient(create_app(settings.replace(database_url=url, db_connect_timeout=1))) as client:
+        body = assert_error(client.get("/readyz"), 503, "unavailable")
+        assert "does not answer" in body["error"]["message"]
+        assert client.get("/healthz").status_code == 200  # alive all the same
+
+
+def test_probes_take_only_get_and_head(client):
+    for path in ("/healthz", "/readyz", "/metrics"):
+        response = client.post(path)
+        assert_error(response, 405, "method_not_allowed")
+        assert response.headers["Allow"] == "GET, HEAD"
+    assert client.head("/healthz").status_code == 200
