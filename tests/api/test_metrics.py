@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import update
 from starlette.testclient import TestClient
 
-from sessions_api.core import db
-from sessions_api.core.timestamps import utcnow
-from sessions_api.models import Role, tenancy
-from sessions_api.models.tables import SessionRecord
+from sessions_api.core.timestamps import format_utc, utcnow
+from sessions_api.models import Role, session_import, tenancy
 from sessions_api.web.app import create_app
 from tests.support.api import SESSIONS
 
@@ -76,27 +75,21 @@ def test_the_database_says_how_many_sessions_are_live_and_devices_are_in_each_st
 
 def test_expiry_sweeps_and_what_they_released_are_counted(settings, world):
     alice = world.member()
+    released, sweeps = ("sessions_api_expired_sessions_released_total", ()), ("sessions_api_expiry_sweeps_total", ())
     with TestClient(create_app(settings.replace(expiry_sweep_seconds=0.05))) as client:
         before = scrape(client)
-        world.sessions(alice.personal, alice.user, [None])
-        from sqlalchemy import update
-
-        from sessions_api.core import db
-        from sessions_api.core.timestamps import utcnow
-        from sessions_api.models.tables import SessionRecord
-
-        with db.writing() as conn:
-            conn.execute(update(SessionRecord).values(expires_at=utcnow()))
+        started = utcnow() - timedelta(minutes=5)
+        line = {
+            "organization": str(alice.personal.id),
+            "user": str(alice.user.id),
+            "device": str(world.device().id),
+            "createdAt": format_utc(started),
+            "expiresAt": format_utc(started + timedelta(minutes=1)),
+        }
+        session_import.import_sessions([json.dumps(line)])  # live, and past its expiry
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            after = scrape(client)
-            if after[("sessions_api_expired_sessions_released_total", ())] > before.get(
-                ("sessions_api_expired_sessions_released_total", ()), 0
-            ):
-                break
+        while (after := scrape(client))[released] == before.get(released, 0) and time.monotonic() < deadline:
             time.sleep(0.05)
-    released = ("sessions_api_expired_sessions_released_total", ())
-    sweeps = ("sessions_api_expiry_sweeps_total", ())
     assert after[released] - before.get(released, 0) == 1
     assert after[sweeps] > before.get(sweeps, 0)
 
