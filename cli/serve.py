@@ -44,6 +44,7 @@ def serve(args: argparse.Namespace) -> None:
         log_config=log_config,
         access_log=False,
         http=EnvelopeHttpProtocol,
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # where uvicorn has no httptools
     )
 
 

@@ -36,8 +36,10 @@ class Settings(BaseSettings):
     # `plain`: one readable line per record; `json`: one JSON object per line, for machines.
     log_format: Literal["plain", "json"] = "plain"
     # Request bodies larger than this answer 413 (counted as they arrive, chunked ones too);
+    # a request line and headers larger than `max_header_bytes` answer 431 (under `serve`);
     # JSON nested deeper than `max_json_depth` answers 400.
     max_body_bytes: PositiveInt = 64 * 1024
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024
     max_json_depth: Annotated[int, Field(ge=2, le=512)] = 32
     # Prometheus metrics: served at /metrics on the API's port, or, with `metrics_listen`
     # (`HOST:PORT`), on a listener of their own; off when `metrics` is false.

@@ -145,7 +145,7 @@ async def _http_exception(request: ConnexionRequest, exc: HTTPException) -> Conn
     headers = dict(exc.headers or {})
     if status >= 500:
         # Also where a response that breaks the spec lands when responses are validated.
-        logger.error("%s %s failed with %s: %s", request.method, request.url.path, status, exc.detail)
+        logger.error("%s %s failed with %s: %s", request.method, _path(request), status, exc.detail)
         return _internal_error_response(status)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
@@ -153,12 +153,12 @@ async def _http_exception(request: ConnexionRequest, exc: HTTPException) -> Conn
     if status == 403:
         return error_response(403, "forbidden", FORBIDDEN_MESSAGE, headers)
     if status == 404:
-        message = f"No operation of this API is at {request.url.path}."
+        message = f"No operation of this API is at {_path(request)}."
     elif status == 415:
         message = "Send the request body as application/json."
     elif status == 405:
         headers.pop("allow", None)
-        allowed = (_allowed.at(request.url.path) if _allowed else None) or headers.get("Allow", "")
+        allowed = (_allowed.at(_path(request)) if _allowed else None) or headers.get("Allow", "")
         headers["Allow"] = allowed
         message = f"{request.method} is not allowed here; allowed: {allowed}."
     else:
@@ -169,7 +169,7 @@ async def _http_exception(request: ConnexionRequest, exc: HTTPException) -> Conn
 async def _unavailable(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     """The database is unreachable, overloaded or too slow: a passing condition, so 503."""
     reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
-    logger.warning("%s %s: database unavailable: %s", request.method, request.url.path, reason)
+    logger.warning("%s %s: database unavailable: %s", request.method, _path(request), reason)
     return error_response(
         503,
         "unavailable",
@@ -185,7 +185,7 @@ async def _database_error(request: ConnexionRequest, exc: DBAPIError) -> Connexi
 
 
 async def _unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    logger.error("%s %s raised an unexpected error", request.method, request.url.path, exc_info=exc)
+    logger.error("%s %s raised an unexpected error", request.method, _path(request), exc_info=exc)
     return _internal_error_response(500)
 
 
@@ -209,3 +209,9 @@ def _readable(detail: object) -> str:
     if text and not text.endswith("."):
         text += "."
     return text[:1].upper() + text[1:500]
+
+
+def _path(request: ConnexionRequest) -> str:
+    """The request's path, as the server decoded it (`request.url` would also decode the query
+    string, which may not be UTF-8)."""
+    return str(request.scope.get("path", ""))

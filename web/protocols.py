@@ -1,31 +1,38 @@
-"""uvicorn's HTTP protocol, answering requests it cannot parse in the error envelope.
+"""uvicorn's HTTP protocol, with a bound on request heads and its refusals in the envelope.
 
-uvicorn refuses a request that is not valid HTTP/1.1 (a bad header, an overlong line) itself,
-before any app sees it, with a plain-text 400. This protocol answers the same refusal with the
-envelope (`invalid_request`) and an `X-Request-Id` that its warning in the log also carries.
-It subclasses the protocol uvicorn would pick (httptools, else h11) and overrides one method,
-`send_400_response` (README, "Upgrade checklist").
+uvicorn refuses a request that is not valid HTTP/1.1 (a bad header, a NUL in the target)
+itself, before any app sees it, with a plain-text 400; and with httptools it reads a request
+head of any size. This protocol answers those refusals with the envelope (`invalid_request`)
+and an `X-Request-Id` that its warning in the log also carries, and refuses a request line
+and headers over `SESSIONS_API_MAX_HEADER_BYTES` with 431 `headers_too_large` before they
+are buffered. It subclasses the protocol uvicorn would pick (httptools, else h11) and
+overrides `send_400_response`, `data_received`, `on_message_begin` and
+`on_headers_complete` (README, "Upgrade checklist").
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
+from sessions_api.core import settings
 from sessions_api.web.errors import error_body
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _UvicornProtocol
-except ImportError:  # uvicorn without httptools uses h11
+except ImportError:  # uvicorn without httptools uses h11, bounded by h11_max_incomplete_event_size
     from uvicorn.protocols.http.h11_impl import H11Protocol as _UvicornProtocol  # type: ignore[assignment]
 
 logger = logging.getLogger("sessions_api.access")
+_END_OF_HEAD = b"\r\n\r\n"
+_REASONS = {400: b"Bad Request", 431: b"Request Header Fields Too Large"}
 
 
-def invalid_http_response(reason: str, default_headers: list[tuple[bytes, bytes]]) -> tuple[str, bytes]:
-    """(request id, the bytes of a 400 in the envelope that closes the connection)."""
+def refusal(status: int, code: str, message: str, default_headers: list[tuple[bytes, bytes]]) -> tuple[str, bytes]:
+    """(request id, the bytes of an error answer in the envelope that closes the connection)."""
     request_id = uuid.uuid4().hex
-    body = error_body("invalid_request", f"The request is not valid HTTP/1.1: {reason.rstrip('.')}.")
+    body = error_body(code, message)
     headers = [
         *default_headers,
         (b"content-type", b"application/json"),
@@ -33,13 +40,51 @@ def invalid_http_response(reason: str, default_headers: list[tuple[bytes, bytes]
         (b"x-request-id", request_id.encode()),
         (b"connection", b"close"),
     ]
-    head = b"HTTP/1.1 400 Bad Request\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in headers)
-    return request_id, head + b"\r\n" + body
+    status_line = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])
+    return request_id, status_line + b"".join(
+        name + b": " + value + b"\r\n" for name, value in headers
+    ) + b"\r\n" + body
 
 
 class EnvelopeHttpProtocol(_UvicornProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._in_head = True
+        self._tail = b""  # the last bytes seen, for an end of head split between reads
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            seen = self._tail + data
+            end = seen.find(_END_OF_HEAD)
+            self._head_bytes += len(data) if end < 0 else max(0, end + len(_END_OF_HEAD) - len(self._tail))
+            self._tail = seen[-3:]
+            limit = _max_header_bytes()
+            if self._head_bytes > limit:
+                self._refuse(431, "headers_too_large", f"The request line and headers exceed {limit} bytes.")
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        self._head_bytes, self._in_head, self._tail = 0, True, b""
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
     def send_400_response(self, msg: str) -> None:
-        request_id, response = invalid_http_response(msg, list(self.server_state.default_headers))
-        logger.warning("refused a request that is not valid HTTP/1.1 (%s) [%s]", msg, request_id)
+        self._refuse(400, "invalid_request", f"The request is not valid HTTP/1.1: {msg.rstrip('.')}.")
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        request_id, response = refusal(status, code, message, list(self.server_state.default_headers))
+        logger.warning("refused a request before it reached the app: %s [%s]", message, request_id)
         self.transport.write(response)
         self.transport.close()
+
+
+def _max_header_bytes() -> int:
+    try:
+        return settings.current().max_header_bytes
+    except RuntimeError:  # no app made yet in this process
+        return settings.Settings.model_fields["max_header_bytes"].default  # type: ignore[no-any-return]
