@@ -49,6 +49,13 @@ class PostgresDatabases:
         self._created.append(name)
         return self.url_of(name)
 
+    def create_empty(self) -> str:
+        """A database with no schema at all (for `db upgrade` from zero)."""
+        name = self._new_name("empty")
+        self._execute(f'CREATE DATABASE "{name}"')
+        self._created.append(name)
+        return self.url_of(name)
+
     def url_of(self, name: str) -> str:
         return self._url.set(database=name).render_as_string(hide_password=False)
 
