@@ -40,10 +40,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--concurrency", type=int, default=1, help="requests in flight at once (default 1; wrk's runs use 16)"
     )
-    p.add_argument("--servers", default=",".join(SERVERS))
+    p.add_argument("--servers", default=",".join(SERVERS), help=f"of {', '.join([*SERVERS, *VARIANTS])} ({VARIANTS})")
     p.add_argument("--workloads", default=",".join(WORKLOADS))
-    p.add_argument("--one", choices=SERVERS, help=argparse.SUPPRESS)  # the child: measure this app, print JSON
+    p.add_argument(
+        "--one", choices=[*SERVERS, *VARIANTS], help=argparse.SUPPRESS
+    )  # the child: measure this app, print JSON
     return p.parse_args(argv)
+
+
+# Our app without some of what it does on every request, to measure what that costs.
+VARIANTS = {"ours-bare": "ours without the request metrics and the body limit"}
 
 
 def load_app(name: str, database_url: str):
@@ -53,7 +59,21 @@ def load_app(name: str, database_url: str):
         from sessions_api.web.app import create_app
 
         return create_app()
+    if name == "ours-bare":
+        return _bare_app()
     return importlib.import_module({"reference": "bench.reference.app", "floor": "bench.floor.app"}[name]).app
+
+
+def _bare_app():
+    from sessions_api.core.settings import Settings
+    from sessions_api.web.app import create_app
+    from sessions_api.web.body_limit import BodyLimitMiddleware
+
+    app = create_app(Settings.from_env().replace(metrics=False))
+    # Connexion keeps the middlewares to build as partials until the app starts.
+    stack = app.middleware.middlewares
+    stack[:] = [middleware for middleware in stack if getattr(middleware, "func", None) is not BodyLimitMiddleware]
+    return app
 
 
 class AsgiCaller:

@@ -6,6 +6,7 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from sessions_api.core import db
+from sessions_api.core.settings import Settings
 from sessions_api.models import schema_version
 from sessions_api.web.app import create_app
 from tests.support.api import assert_error
@@ -26,10 +27,12 @@ def test_readyz_answers_200_on_a_current_schema(client):
     assert response.status_code == 200 and response.json() == {"status": "ready"}
 
 
-def test_readyz_answers_503_with_the_reason_while_the_schema_is_behind(client):
-    with db.engine().begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = 'an-older-one'"))
-    response = client.get("/readyz")
+def test_readyz_answers_503_with_the_reason_while_the_schema_is_behind(private_database_url):
+    # A database of its own: the schema version is not among what tests empty between them.
+    with TestClient(create_app(Settings(database_url=private_database_url))) as client:
+        with db.engine().begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'an-older-one'"))
+        response = client.get("/readyz")
     body = assert_error(response, 503, "unavailable")
     assert "an-older-one" in body["error"]["message"] and schema_version.head_revision() in body["error"]["message"]
     assert int(response.headers["Retry-After"]) > 0
