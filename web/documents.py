@@ -100,7 +100,7 @@ class SpecDocumentsMiddleware:
         self._ui_path = documents.base_path + UI_PATH
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = _app_path(scope) if scope["type"] == "http" else ""
+        path = app_path(scope) if scope["type"] == "http" else ""
         route = self._routes.get(path)
         if route is None:
             if path.startswith(self._ui_path):
@@ -122,7 +122,7 @@ class SpecDocumentsMiddleware:
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
-def _app_path(scope: Scope) -> str:
+def app_path(scope: Scope) -> str:
     """The request path below the mount point (servers disagree on whether `path` includes it)."""
     path, root = scope.get("path", ""), scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root + "/") else path

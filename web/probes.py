@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sessions_api.core import db_threads
 from sessions_api.models import schema_version
 from sessions_api.web import metrics
+from sessions_api.web.documents import app_path
 from sessions_api.web.errors import RETRY_AFTER_SECONDS, ApiError
 from sessions_api.web.observe import answered_by
 
@@ -35,7 +36,7 @@ class ProbesMiddleware:
         self.paths = {HEALTHZ, READYZ} | ({METRICS} if serve_metrics else set())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
+        path = app_path(scope) if scope["type"] == "http" else ""
         if path not in self.paths:
             await self.app(scope, receive, send)
             return
