@@ -29,6 +29,13 @@ def serve(args: argparse.Namespace) -> None:
 
     from sessions_api.web.protocols import EnvelopeHttpProtocol
 
+    if args.workers > 1 and not settings.rate_limits_shared:
+        logger.warning(
+            "rate limits are counted in memory: each of the %d workers counts on its own, so a budget "
+            "is %d times as large; set SESSIONS_API_RATE_LIMIT_STORAGE=redis://... to share it",
+            args.workers,
+            args.workers,
+        )
     if settings.metrics and settings.metrics_address():
         _serve_metrics_apart(*settings.metrics_address())  # type: ignore[misc]
     base = f"http://{args.host}:{args.port}/api/v1"
@@ -45,6 +52,9 @@ def serve(args: argparse.Namespace) -> None:
         access_log=False,
         http=EnvelopeHttpProtocol,
         h11_max_incomplete_event_size=settings.max_header_bytes,  # where uvicorn has no httptools
+        # X-Forwarded-For names the client only when a trusted proxy sent it (never by default).
+        proxy_headers=bool(settings.trusted_proxy_list()),
+        forwarded_allow_ips=settings.trusted_proxy_list() or None,
     )
 
 

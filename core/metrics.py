@@ -41,3 +41,10 @@ KEY_USE_SKIPPED = Counter(
     "sessions_api_key_last_use_skipped",
     "Writes of an API key's lastUsedAt skipped because another writer held the lock (best effort).",
 )
+RATE_LIMITED = Counter(
+    "sessions_api_rate_limited", "Requests refused with 429, by budget (key, start, auth-failures).", ["budget"]
+)
+RATE_LIMIT_STORAGE_ERRORS = Counter(
+    "sessions_api_rate_limit_storage_errors",
+    "Rate-limit storage failures (Redis away): the requests were served without limits.",
+)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from limits import parse_many
 from pydantic import AliasChoices, Field, PositiveInt, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -41,6 +42,20 @@ class Settings(BaseSettings):
     max_body_bytes: PositiveInt = 64 * 1024
     max_header_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024
     max_json_depth: Annotated[int, Field(ge=2, le=512)] = 32
+    # Rate limits in the `limits` library's notation (`20/second;600/minute`), or `off`: each
+    # API key's requests, each organization's session starts, failed authentications per
+    # client address. Counted in `rate_limit_storage` (`memory://`: this process; `redis://`:
+    # every worker and host), whose keys start with `rate_limit_key_prefix` and whose calls
+    # give up after `rate_limit_storage_timeout_ms` (then requests are served unlimited).
+    rate_limit: str = "100/second;6000/minute"
+    start_rate_limit: str = "5/second;120/minute"
+    auth_failure_limit: str = "30/minute"
+    rate_limit_storage: str = "memory://"
+    rate_limit_key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "sessions_api"
+    rate_limit_storage_timeout_ms: PositiveInt = 250
+    # Addresses (or CIDR networks), comma-separated, of proxies whose X-Forwarded-For names the
+    # client (under `serve`); from anyone else the header is ignored.
+    trusted_proxies: str = ""
     # Prometheus metrics: served at /metrics on the API's port, or, with `metrics_listen`
     # (`HOST:PORT`), on a listener of their own; off when `metrics` is false.
     metrics: bool = True
@@ -112,6 +127,30 @@ class Settings(BaseSettings):
             return None
         host, _, port = self.metrics_listen.rpartition(":")
         return host or "0.0.0.0", int(port)
+
+    @field_validator("rate_limit", "start_rate_limit", "auth_failure_limit")
+    @classmethod
+    def _limits_notation(cls, value: str) -> str:
+        if value.strip().lower() != "off":
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError("must be limits like 20/second;600/minute, or off") from None
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage_uri(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://", "redis+unix://", "redis+sentinel://")):
+            raise ValueError("must be memory:// or a redis:// URI (redis://host:port/db)")
+        return value
+
+    @property
+    def rate_limits_shared(self) -> bool:
+        return not self.rate_limit_storage.startswith("memory://")
+
+    def trusted_proxy_list(self) -> list[str]:
+        return [address.strip() for address in self.trusted_proxies.split(",") if address.strip()]
 
     @field_validator("metrics_listen")
     @classmethod

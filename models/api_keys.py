@@ -115,9 +115,9 @@ def authenticate(token: str, requested_organization: str | None, last_used_inter
     if requested_organization is not None and (
         requested is None or (row.organization_id is not None and requested != row.organization_id)
     ):
-        raise AccessDenied()
+        raise AccessDenied(key_id=row.id)
     if row.role is None:
-        raise AccessDenied()
+        raise AccessDenied(key_id=row.id)
     return Principal(
         user_id=row.user_id,
         key_id=row.id,

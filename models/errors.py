@@ -14,7 +14,11 @@ class InvalidInput(DataError):
 
 
 class AccessDenied(DataError):
-    """The caller may not act on the organization they selected."""
+    """The caller may not act on the organization they selected (with a live key: `key_id`)."""
+
+    def __init__(self, message: str = "", *, key_id: object = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id
 
 
 class Refused(DataError):

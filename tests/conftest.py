@@ -101,7 +101,11 @@ def private_database_url(request, tmp_path) -> str:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     # Responses are validated against the spec in every test: a drifting response fails loudly.
-    return Settings(database_url=database_url, validate_responses=True)
+    # Tests walk pages and start sessions faster than a client should: the budgets that count
+    # them stay on, ample (tests/api/test_rate_limits.py sets small ones).
+    return Settings(
+        database_url=database_url, validate_responses=True, rate_limit="100000/second", start_rate_limit="100000/second"
+    )
 
 
 @pytest.fixture

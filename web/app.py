@@ -19,6 +19,7 @@ from sessions_api.web.jsonifier import OrjsonJsonifier
 from sessions_api.web.lifespan import lifespan
 from sessions_api.web.observe import ObserveMiddleware, Route
 from sessions_api.web.probes import ProbesMiddleware
+from sessions_api.web.rate_limits import RateLimitHeadersMiddleware, RateLimits
 from sessions_api.web.routing import METHODS, TagResolver
 from sessions_api.web.validation import VALIDATORS
 
@@ -29,7 +30,13 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     db.configure(settings)
     documents = SpecDocuments(resources.spec_path())
     resolver = TagResolver(documents.document)
-    security.require_roles(security.RoleRequirements(documents.document, resolver.handler_path))
+    security.configure(
+        security.Rules(
+            roles=security.RoleRequirements(documents.document, resolver.handler_path),
+            rate_limits=RateLimits(settings),
+            session_starts=frozenset({resolver.handler_path("createSession")}),
+        )
+    )
     app = AsyncApp(
         __name__,
         jsonifier=OrjsonJsonifier(),
@@ -60,6 +67,8 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         routes=_routes(documents, resolver),
         metrics=settings.metrics,
     )
+    # Outside the exception handling too: error answers carry what the request spent.
+    app.add_middleware(RateLimitHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     # Inside the exception handling (refusals are the envelope), before anything reads a body.
     app.add_middleware(
         BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, max_body_bytes=settings.max_body_bytes

@@ -87,4 +87,4 @@ def _max_header_bytes() -> int:
     try:
         return settings.current().max_header_bytes
     except RuntimeError:  # no app made yet in this process
-        return settings.Settings.model_fields["max_header_bytes"].default  # type: ignore[no-any-return]
+        return settings.Settings.model_fields["max_header_bytes"].default

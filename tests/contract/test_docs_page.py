@@ -52,7 +52,7 @@ def test_swagger_ui_renders_every_operation_in_a_browser(chromium, node_tools, t
         ("GET", "/devices", "listDevices", "List devices"),
         ("GET", "/organizations", "listOrganizations", "List your organizations"),
     }
-    assert page["statuses"] == ["200", "400", "401", "403", "404", "413", "431", "500", "503"]
+    assert page["statuses"] == ["200", "400", "401", "403", "404", "413", "429", "431", "500", "503"]
     assert page["example"] and "releasedAt" in page["example"]  # the $ref'd examples resolved
     # The page read the file as served (not Connexion's inlined copy) and nothing else off-host.
     origin = urlsplit(base)._replace(path="", query="", fragment="").geturl()

@@ -79,6 +79,8 @@ def test_the_lint_catches_what_it_is_there_for(tmp_path):
     del spec["components"]["schemas"]["Session"]["properties"]["user"]["maxLength"]
     del spec["components"]["schemas"]["SessionList"]["properties"]["data"]["maxItems"]
     operation["security"] = []
+    del operation["responses"]["429"]
+    del operation["responses"]["200"]["headers"]["RateLimit"]
     (tmp_path / "openapi" / "sessions.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     problems = {(problem["code"], ".".join(map(str, problem["path"]))) for problem in _lint(tmp_path)}
     assert {
@@ -87,6 +89,8 @@ def test_the_lint_catches_what_it_is_there_for(tmp_path):
         ("owasp:api4:2023-integer-limit-legacy", "components.parameters.Limit.schema"),
         ("owasp:api4:2023-string-limit", "components.schemas.Session.properties.user"),
         ("owasp:api4:2023-array-limit", "components.schemas.SessionList.properties.data"),
+        ("owasp:api4:2023-rate-limit-responses-429", "paths./sessions.get.responses"),
+        ("owasp:api4:2023-rate-limit", "paths./sessions.get.responses.200.headers"),
     } <= problems, problems
     # Only those: the switched-off rules and scoped overrides still hide nothing else.
-    assert len(problems) == 5, problems
+    assert len(problems) == 7, problems

@@ -1,0 +1,232 @@
+"""Rate limits (OWASP API4), counted by the `limits` library in storage every worker shares.
+
+Three budgets, each in `limits`' notation (`20/second;600/minute`):
+
+- every API key's requests (`SESSIONS_API_RATE_LIMIT`);
+- each organization's session starts, `createSession` (`SESSIONS_API_START_RATE_LIMIT`);
+- failed authentications per client address (`SESSIONS_API_AUTH_FAILURE_LIMIT`), checked
+  before the key is looked up, so that guessing keys costs the database nothing.
+
+Counting is the sliding window counter: one counter per window and key, weighted with the
+previous window's, so memory is constant per key (a moving window keeps an entry per hit:
+600 per key for `600/minute`) and a burst at a window's edge cannot pass twice the budget
+(a fixed window lets it). Storage is `memory://` (one process) or Redis, shared by every
+worker and host. If the storage fails, requests are served (fail open): a warning at most
+once a minute, `sessions_api_rate_limit_storage_errors_total` counts each failure, and the
+storage is left alone for a second so that a dead Redis adds no latency to every request.
+
+Answers carry the IETF HTTPAPI headers of draft-ietf-httpapi-ratelimit-headers-11:
+`RateLimit-Policy` (each policy: quota `q`, window `w` in seconds) and `RateLimit` (each
+policy: remaining `r`, seconds to its reset `t`), as structured-field lists; over a budget,
+429 `rate_limited` with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from limits import RateLimitItem, parse_many
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sessions_api.core.metrics import RATE_LIMIT_STORAGE_ERRORS, RATE_LIMITED
+from sessions_api.core.settings import Settings
+from sessions_api.web.errors import ApiError
+
+logger = logging.getLogger(__name__)
+# Where the security handler leaves the request's budgets for the headers (the extensions
+# dict is shared by every copy Connexion makes of the scope).
+STATE = "sessions_api.rate_limit"
+_QUIET_AFTER_FAILURE_SECONDS = 1.0
+_WARN_EVERY_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One named budget: its limits, from the shortest window to the longest."""
+
+    name: str
+    limits: tuple[RateLimitItem, ...]
+
+    @classmethod
+    def parse(cls, name: str, notation: str) -> Budget:
+        items = sorted(parse_many(notation), key=lambda item: item.get_expiry())
+        return cls(name, tuple(items))
+
+    def policy(self, item: RateLimitItem) -> str:
+        return f"{self.name}-{item.get_expiry()}s"
+
+
+@dataclass
+class Spent:
+    """What a request has used of its budgets: (policy, quota, window, remaining, reset in)."""
+
+    policies: list[tuple[str, int, int, int, int]] = field(default_factory=list)
+
+    def headers(self) -> dict[str, str]:
+        if not self.policies:
+            return {}
+        return {
+            "RateLimit-Policy": ", ".join(
+                f'"{name}";q={quota};w={window}' for name, quota, window, _, _ in self.policies
+            ),
+            "RateLimit": ", ".join(f'"{name}";r={left};t={reset}' for name, _, _, left, reset in self.policies),
+        }
+
+
+class RateLimits:
+    """The process's budgets and their storage (one per event loop: async clients are)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.key = _budget("key", settings.rate_limit)
+        self.start = _budget("start", settings.start_rate_limit)
+        self.auth_failures = _budget("auth-failures", settings.auth_failure_limit)
+        self._uri = _async_uri(settings.rate_limit_storage)
+        self._options: dict[str, Any] = {}
+        if not self._uri.startswith("async+memory"):
+            timeout = settings.rate_limit_storage_timeout_ms / 1000
+            self._options = {
+                "key_prefix": settings.rate_limit_key_prefix,
+                "connect_timeout": timeout,
+                "stream_timeout": timeout,
+            }
+        self._limiters: dict[asyncio.AbstractEventLoop, SlidingWindowCounterRateLimiter] = {}
+        self._quiet_until = 0.0
+        self._warned_at = -math.inf
+
+    async def spend(self, budget: Budget | None, identity: str, spent: Spent) -> None:
+        """Count one request against `budget` for `identity`, noting what is left in `spent`;
+        ApiError 429 when it is over (then nothing more is counted)."""
+        if budget is None:
+            return
+        limiter = self._limiter()
+        if limiter is None:
+            return
+        try:
+            for item in budget.limits:
+                if not await limiter.hit(item, budget.name, identity):
+                    reset = await _seconds_to_reset(limiter, item, budget.name, identity)
+                    RATE_LIMITED.labels(budget.name).inc()
+                    raise _over_budget(budget, item, reset, spent)
+            for item in budget.limits:
+                stats = await limiter.get_window_stats(item, budget.name, identity)
+                spent.policies.append(_policy(budget, item, stats.remaining, stats.reset_time))
+        except ApiError:
+            raise
+        except Exception as exc:
+            self._storage_failed(exc)
+
+    async def refuse_if_spent(self, budget: Budget | None, identity: str) -> None:
+        """429 when `budget` has nothing left for `identity`, without counting anything."""
+        limiter = self._limiter() if budget is not None else None
+        if budget is None or limiter is None:
+            return
+        try:
+            for item in budget.limits:
+                if not await limiter.test(item, budget.name, identity):
+                    reset = await _seconds_to_reset(limiter, item, budget.name, identity)
+                    RATE_LIMITED.labels(budget.name).inc()
+                    raise _over_budget(budget, item, reset, Spent())
+        except ApiError:
+            raise
+        except Exception as exc:
+            self._storage_failed(exc)
+
+    def _limiter(self) -> SlidingWindowCounterRateLimiter | None:
+        if time.monotonic() < self._quiet_until:
+            return None
+        loop = asyncio.get_running_loop()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            self._limiters = {loop: SlidingWindowCounterRateLimiter(storage_from_string(self._uri, **self._options))}
+            limiter = self._limiters[loop]
+        return limiter
+
+    def _storage_failed(self, exc: Exception) -> None:
+        RATE_LIMIT_STORAGE_ERRORS.inc()
+        now = time.monotonic()
+        self._quiet_until = now + _QUIET_AFTER_FAILURE_SECONDS
+        if now - self._warned_at >= _WARN_EVERY_SECONDS:
+            self._warned_at = now
+            logger.warning("rate limits: the storage failed (%s); serving without limits until it is back", exc)
+
+
+def _budget(name: str, notation: str) -> Budget | None:
+    return None if notation.strip().lower() == "off" else Budget.parse(name, notation)
+
+
+def _async_uri(uri: str) -> str:
+    """`limits`' asyncio storage for a URI in its plain form (`redis://` -> `async+redis://`)."""
+    return uri if uri.startswith("async+") else f"async+{uri}"
+
+
+async def _seconds_to_reset(limiter: SlidingWindowCounterRateLimiter, item: RateLimitItem, *keys: str) -> int:
+    stats = await limiter.get_window_stats(item, *keys)
+    return max(1, math.ceil(stats.reset_time - time.time()))
+
+
+def _policy(budget: Budget, item: RateLimitItem, remaining: int, reset_time: float) -> tuple[str, int, int, int, int]:
+    reset = max(0, math.ceil(reset_time - time.time()))
+    return budget.policy(item), item.amount, item.get_expiry(), remaining, reset
+
+
+def _over_budget(budget: Budget, item: RateLimitItem, reset: int, spent: Spent) -> ApiError:
+    what = {
+        "key": "this API key",
+        "start": "session starts of this organization",
+        "auth-failures": "failed authentications from your address",
+    }[budget.name]
+    spent.policies.append(_policy(budget, item, 0, time.time() + reset))
+    return ApiError(
+        429,
+        f"Too many requests: the limit of {item} for {what} is reached; retry in {reset} seconds.",
+        "rate_limited",
+        {"Retry-After": str(reset), **spent.headers()},
+    )
+
+
+class RateLimitHeadersMiddleware:
+    """Puts what the request spent on its answer: `RateLimit-Policy` and `RateLimit`. Outside
+    Connexion's exception handling, so that error answers carry them too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extensions = scope.setdefault("extensions", {})
+
+        async def send_with_budgets(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                spent: Spent | None = extensions.get(STATE)
+                if spent is not None:
+                    headers = MutableHeaders(scope=message)
+                    for name, value in spent.headers().items():
+                        if name not in headers:
+                            headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_budgets)
+
+
+def spent_of(scope: Scope) -> Spent:
+    """The request's record of spent budgets (made on first use)."""
+    extensions = scope.setdefault("extensions", {})
+    spent: Spent = extensions.setdefault(STATE, Spent())
+    return spent
+
+
+def client_address(scope: Scope) -> str:
+    """The peer's address (uvicorn sets it from X-Forwarded-For only for trusted proxies)."""
+    client: Sequence[Any] | None = scope.get("client")
+    return str(client[0]) if client else "unknown"
