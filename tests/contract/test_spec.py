@@ -57,7 +57,9 @@ def test_every_operation_is_fully_documented(spec):
         assert len(operation["tags"]) == 1, where
         assert operation["security"] == [{"bearerAuth": []}], where
         success = "201" if operation["operationId"] == "createSession" else "200"
-        expected = {success, "400", "401", "403", "413", "429", "431", "500", "503"} | ({"404"} if "{" in path else set())
+        expected = {success, "400", "401", "403", "413", "429", "431", "500", "503"} | (
+            {"404"} if "{" in path else set()
+        )
         if "requestBody" in operation:
             expected |= {"415"}
         assert expected <= set(operation["responses"]), where
