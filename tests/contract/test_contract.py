@@ -28,7 +28,11 @@ ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", "test-artifacts"))
 def live_api(tmp_path_factory, database_url_for_module):
     """A server holding two organizations with sessions, and a key of a member of one."""
     workdir = tmp_path_factory.mktemp("contract")
-    env = server_env(database_url_for_module, SESSIONS_API_VALIDATE_RESPONSES="true")
+    # The default budgets, but for failed authentications: the no-credentials check below sends
+    # far more of those a minute than one address may (tests/api/test_rate_limits.py).
+    env = server_env(
+        database_url_for_module, SESSIONS_API_VALIDATE_RESPONSES="true", SESSIONS_API_AUTH_FAILURE_LIMIT="1000/minute"
+    )
     alice = cli_json(env, "user", "create", "--email", "alice@example.com")
     bob = cli_json(env, "user", "create", "--email", "bob@example.com")
     team = cli_json(env, "org", "create", "--name", "Team")
