@@ -54,31 +54,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# Our app without some of what it does on every request, to measure what that costs.
-VARIANTS = {"ours-bare": "ours without the request metrics and the body limit"}
+# Our app with some of what it does on every request changed, to measure what that costs:
+# (what it is, settings changed, whether the body limit's middleware stays).
+VARIANTS = {
+    "ours-bare": ("ours without the request metrics and the body limit", {"metrics": False}, False),
+    "ours-unlimited": ("ours without rate limits", {"rate_limit": "off", "auth_failure_limit": "off"}, True),
+    "ours-redis": (
+        "ours counting rate limits in Redis (127.0.0.1:6379)",
+        {"rate_limit_storage": "redis://127.0.0.1:6379/0", "rate_limit_key_prefix": "bench"},
+        True,
+    ),
+}
 
 
 def load_app(name: str, database_url: str):
     os.environ["DATABASE_URL"] = database_url
     os.environ.pop("SESSIONS_API_VALIDATE_RESPONSES", None)
-    if name == "ours":
-        from sessions_api.web.app import create_app
-
-        return create_app()
-    if name == "ours-bare":
-        return _bare_app()
+    if name == "ours" or name in VARIANTS:
+        return _our_app(name)
     return importlib.import_module({"reference": "bench.reference.app", "floor": "bench.floor.app"}[name]).app
 
 
-def _bare_app():
+def _our_app(name: str):
+    from bench.servers import OURS_ENV
     from sessions_api.core.settings import Settings
     from sessions_api.web.app import create_app
     from sessions_api.web.body_limit import BodyLimitMiddleware
 
-    app = create_app(Settings.from_env().replace(metrics=False))
-    # Connexion keeps the middlewares to build as partials until the app starts.
-    stack = app.middleware.middlewares
-    stack[:] = [middleware for middleware in stack if getattr(middleware, "func", None) is not BodyLimitMiddleware]
+    os.environ.update({key: value for key, value in OURS_ENV.items() if key not in os.environ})
+    _, changes, body_limit = VARIANTS.get(name, ("ours", {}, True))
+    app = create_app(Settings.from_env().replace(**changes))
+    if not body_limit:  # Connexion keeps the middlewares to build as partials until the app starts
+        stack = app.middleware.middlewares
+        stack[:] = [middleware for middleware in stack if getattr(middleware, "func", None) is not BodyLimitMiddleware]
     return app
 
 

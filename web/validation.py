@@ -32,6 +32,8 @@ class ParameterValidator(ConnexionParameterValidator):
         where = f"{parameter_type.capitalize()} parameter '{param['name']}'"
         if value is None:
             return f"{where} is required." if param.get("required") else None
+        if _has_nul(value):
+            return f"{where} must not contain the NUL character."
         schema = param.get("schema", param)
         error = next(iter(self._validator(param, schema).iter_errors(value)), None)
         if error is None:
@@ -68,23 +70,38 @@ class JSONBodyValidator(JSONRequestBodyValidator):
             body = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             raise BadRequestProblem(detail=f"The request body is not valid JSON ({exc}).") from None
-        limit = settings.current().max_json_depth
-        if _deeper_than(body, limit):
-            raise BadRequestProblem(detail=f"The request body is JSON nested deeper than {limit} levels.")
+        problem = _out_of_bounds(body, settings.current().max_json_depth)
+        if problem:
+            raise BadRequestProblem(detail=f"The request body is {problem}.")
         return body
 
 
-def _deeper_than(value: object, limit: int) -> bool:
-    """Whether arrays and objects in `value` nest more than `limit` levels (without recursion)."""
+def _out_of_bounds(value: object, depth_limit: int) -> str | None:
+    """What is wrong with a parsed body: arrays and objects nested deeper than `depth_limit`,
+    or text with the NUL character (no database stores it as text). Without recursion."""
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if isinstance(item, dict | list):
-            if depth > limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "JSON with the NUL character in a string"
+        elif isinstance(item, dict | list):
+            if depth > depth_limit:
+                return f"JSON nested deeper than {depth_limit} levels"
+            if isinstance(item, dict):
+                if any("\x00" in key for key in item):
+                    return "JSON with the NUL character in a name"
+                children = item.values()
+            else:
+                children = item
+            pending.extend((child, depth + 1) for child in children if isinstance(child, str | dict | list))
+    return None
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    return isinstance(value, list) and any(isinstance(item, str) and "\x00" in item for item in value)
 
 
 VALIDATORS = {

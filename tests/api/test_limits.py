@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from sessions_api.web.app import create_app
-from tests.support.api import SESSIONS, assert_error
+from tests.support.api import DEVICES, SESSIONS, assert_error
 
 LIMIT = 64 * 1024
 
@@ -143,3 +143,23 @@ def test_json_the_decoder_refuses_gets_400(client, alice, content):
     assert_error(
         response, response.status_code, "invalid_request" if response.status_code == 400 else "payload_too_large"
     )
+
+
+def test_text_with_the_nul_character_gets_400_wherever_it_comes(client, world):
+    """No database stores NUL in text (PostgreSQL refuses it): it is refused at the door."""
+    alice = world.member()
+    answers = {
+        "body": client.post(SESSIONS, json={"platform": "ios", "name": "iPhone\x00"}, headers=alice.headers),
+        "body name": client.post(
+            SESSIONS,
+            content=b'{"platform": "ios", "x\\u0000": 1}',
+            headers={**alice.headers, "Content-Type": "application/json"},
+        ),
+        "query": client.get(DEVICES, params={"osVersion": "18\x00"}, headers=alice.headers),
+        "header": client.post(
+            SESSIONS, json={"platform": "ios"}, headers={**alice.headers, "Idempotency-Key": "k\x00"}
+        ),
+    }
+    for where, response in answers.items():
+        body = assert_error(response, 400, "invalid_request")
+        assert "NUL" in body["error"]["message"], where
