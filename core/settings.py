@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     # client address. Counted in `rate_limit_storage` (`memory://`: this process; `redis://`:
     # every worker and host), whose keys start with `rate_limit_key_prefix` and whose calls
     # give up after `rate_limit_storage_timeout_ms` (then requests are served unlimited).
-    rate_limit: str = "100/second;6000/minute"
-    start_rate_limit: str = "20/second;1200/minute"
+    rate_limit: str = "6000/minute"
+    start_rate_limit: str = "1200/minute"
     auth_failure_limit: str = "30/minute"
     rate_limit_storage: str = "memory://"
     rate_limit_key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "sessions_api"

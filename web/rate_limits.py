@@ -116,11 +116,8 @@ class RateLimits:
                     reset = await _seconds_to_reset(limiter, item, budget.name, identity)
                     RATE_LIMITED.labels(budget.name).inc()
                     raise _over_budget(budget, item, reset, spent)
-            # What is left of each window, read at once (one round trip's wait on Redis, not one each).
-            windows = await asyncio.gather(
-                *(limiter.get_window_stats(item, budget.name, identity) for item in budget.limits)
-            )
-            for item, stats in zip(budget.limits, windows, strict=True):
+            for item in budget.limits:
+                stats = await limiter.get_window_stats(item, budget.name, identity)
                 spent.policies.append(_policy(budget, item, stats.remaining, stats.reset_time))
         except ApiError:
             raise
