@@ -1,9 +1,10 @@
 """listSessions and getSession in FastAPI, the way a user who cares about speed writes them:
 SQLAlchemy Core (no ORM objects), one joined query per request beside the key lookup (key,
 user and membership in one statement), rows straight into Pydantic response models, which
-FastAPI serializes to JSON bytes in Pydantic's Rust core (since FastAPI 0.130 that is its
-fastest path: it deprecates `ORJSONResponse` for it; errors use orjson). Endpoints are `async def`: on PostgreSQL the queries go through
-SQLAlchemy's asyncio engine on psycopg 3 (no thread hand-off); on SQLite they run on the
+FastAPI serializes to JSON bytes in Pydantic's Rust core (its fastest path today: it
+deprecates `ORJSONResponse` in favour of it; errors use orjson). Endpoints are `async def`:
+on PostgreSQL the queries go through SQLAlchemy's asyncio engine on psycopg 3 (no thread
+hand-off); on SQLite they run on the
 event loop, as the floor does (short indexed reads in WAL mode do not wait), which is the
 fastest a FastAPI user can make SQLite serve.
 
