@@ -17,6 +17,10 @@ class AccessDenied(DataError):
     """The caller may not act on the organization they selected."""
 
 
+class Forbidden(DataError):
+    """The caller may not do this in the organization they act on; the message says why."""
+
+
 class Refused(DataError):
     """A request the data layer turned down for a reason clients branch on (`code`)."""
 

@@ -21,6 +21,7 @@ from sessions_api.models import (
     User,
     api_keys,
     devices,
+    members,
     session_import,
     sessions,
     tenancy,
@@ -52,7 +53,7 @@ class World:
     ) -> Member:
         user, personal = tenancy.create_user(email or f"user-{uuid.uuid4().hex[:8]}@example.com")
         for organization, role in of:
-            tenancy.add_member(organization.id, user.id, role)
+            members.add_member(organization.id, user.id, role)
         _, secret = api_keys.create_key(user.id, bound_to.id if bound_to is not None else None)
         return Member(user, personal, secret)
 
