@@ -1,4 +1,7 @@
-"""What the data layer reports; `sessions_api.errors` maps each to an HTTP answer."""
+"""What the data layer reports; `sessions_api.web.errors` maps each to an HTTP answer."""
+
+# What an organization the caller may not see answers, exactly as one that does not exist.
+NO_SUCH_ORGANIZATION = "No organization with this id exists among yours."
 
 
 class DataError(Exception):

@@ -32,10 +32,16 @@ def page_of(rows: Sequence[Row[Any]], limit: int) -> Page:
 
 def cursor(before: str | None) -> datetime | None:
     """The instant of a `before` cursor: any RFC 3339 timestamp with an offset, exact in UTC."""
-    if before is None:
+    # Stored instants are whole microseconds: rounding a finer bound up keeps "strictly before" exact.
+    return instant(before, "Query parameter 'before'", round_up=True)
+
+
+def instant(text: str | None, what: str, *, round_up: bool = False) -> datetime | None:
+    """An instant a request gives (`what` names where): any RFC 3339 timestamp with an offset,
+    exact in UTC, instants beyond Python's range clamped to its ends; InvalidInput otherwise."""
+    if text is None:
         return None
     try:
-        # Stored instants are whole microseconds: rounding a finer bound up keeps "strictly before" exact.
-        return parse_rfc3339(before, round_up=True, clamp=True)
+        return parse_rfc3339(text, round_up=round_up, clamp=True)
     except ValueError as exc:
-        raise InvalidInput(f"Query parameter 'before' must be an RFC 3339 timestamp with an offset: {exc}.") from None
+        raise InvalidInput(f"{what} must be an RFC 3339 timestamp with an offset: {exc}.") from None

@@ -16,7 +16,7 @@ from sqlmodel import col
 
 from sessions_api.core import db
 from sessions_api.models import api_keys, audit, members
-from sessions_api.models.errors import Forbidden, InvalidInput, NotFound, Unprocessable
+from sessions_api.models.errors import NO_SUCH_ORGANIZATION, Forbidden, InvalidInput, NotFound, Unprocessable
 from sessions_api.models.tables import AuditEventType, Membership, Organization, Role, User
 
 
@@ -127,7 +127,7 @@ def _organization_view(
 ) -> Row[uuid.UUID, str, bool, Role]:
     row = conn.execute(_organizations_query(user_id).where(col(Organization.id) == organization_id)).first()
     if row is None:
-        raise NotFound("No organization with this id exists among yours.")
+        raise NotFound(NO_SUCH_ORGANIZATION)
     return row
 
 

@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     db.configure(settings)
     documents = SpecDocuments(resources.spec_path())
     resolver = TagResolver(documents.document)
-    security.require_roles(security.RoleRequirements(documents.document, resolver.handler_path))
+    security.set_access_rules(security.AccessRules(documents.document, resolver.handler_path))
     app = AsyncApp(
         __name__,
         jsonifier=OrjsonJsonifier(),

@@ -3,6 +3,11 @@
 It authenticates the API key, resolves the organization the request acts on, and checks the
 caller's role against the operation's `x-required-roles`, once, for every operation;
 handlers receive the result as `token_info["principal"]`.
+
+The organization is the one the path names for operations under
+`/organizations/{organizationId}` (X-Organization-Id is not read there), and one the caller
+may not act on is then a 404 with the body of an organization that does not exist; for
+every other operation it is the selected one (see `api_keys.authenticate`).
 """
 
 from __future__ import annotations
@@ -17,18 +22,23 @@ from connexion.middleware.abstract import ROUTING_CONTEXT
 from starlette.concurrency import run_in_threadpool
 
 from sessions_api.core import settings
+from sessions_api.core.ids import parse_uuid
 from sessions_api.models import Role, api_keys
+from sessions_api.models.errors import NO_SUCH_ORGANIZATION, AccessDenied, NotFound
 from sessions_api.web.errors import UNAUTHENTICATED_MESSAGE, ApiError
-from sessions_api.web.routing import operations
+from sessions_api.web.routing import operations, paths
 
 ORGANIZATION_HEADER = "X-Organization-Id"
+# The path parameter that names the organization a request acts on, where there is one.
+ORGANIZATION_PARAMETER = "organizationId"
 # The scheme in the spec whose `x-bearerInfoFunc` the app factory points here.
 SCHEME = "bearerAuth"
 
 
-class RoleRequirements:
-    """The roles that may call each operation, from its `x-required-roles`, by the handler path
-    Connexion routes it to (what its routing context names)."""
+class AccessRules:
+    """What the security handler needs of each operation, by the handler path Connexion routes
+    it to (what its routing context names): the roles that may call it, from its
+    `x-required-roles`, and whether its path names the organization it acts on."""
 
     def __init__(self, spec: Mapping[str, Any], handler_path: Callable[[str], str]) -> None:
         self._roles = {
@@ -36,6 +46,14 @@ class RoleRequirements:
             for operation in operations(spec)
             if "x-required-roles" in operation
         }
+        self._organization_in_path = frozenset(
+            handler_path(operation["operationId"])
+            for path, operation in paths(spec)
+            if f"{{{ORGANIZATION_PARAMETER}}}" in path
+        )
+
+    def organization_in_path(self, operation_id: str | None) -> bool:
+        return operation_id in self._organization_in_path
 
     def check(self, operation_id: str | None, role: Role) -> None:
         allowed = self._roles.get(operation_id or "")
@@ -44,23 +62,38 @@ class RoleRequirements:
             raise ApiError(403, f"Your role in this organization ({role.value}) may not do this; it takes {names}.")
 
 
-_requirements: RoleRequirements | None = None
+_rules: AccessRules | None = None
 
 
-def require_roles(requirements: RoleRequirements) -> None:
-    """Set the roles each operation needs (the app factory reads them from the spec)."""
-    global _requirements
-    _requirements = requirements
+def set_access_rules(rules: AccessRules) -> None:
+    """Set what each operation needs (the app factory reads it from the spec)."""
+    global _rules
+    _rules = rules
 
 
 async def authenticate(token: str, request: ConnexionRequest) -> dict[str, Any]:
-    requested = request.headers.get(ORGANIZATION_HEADER)
+    operation_id = request.scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id")
+    in_path = _rules is not None and _rules.organization_in_path(operation_id)
+    requested = _path_organization(request) if in_path else request.headers.get(ORGANIZATION_HEADER)
     interval = timedelta(seconds=settings.current().key_last_used_interval)
-    # The lookup is blocking database work: keep it off the event loop.
-    principal = await run_in_threadpool(api_keys.authenticate, token, requested, interval)
+    try:
+        # The lookup is blocking database work: keep it off the event loop.
+        principal = await run_in_threadpool(api_keys.authenticate, token, requested, interval)
+    except AccessDenied:
+        if in_path:  # not one of the caller's: exactly as if it did not exist
+            raise NotFound(NO_SUCH_ORGANIZATION) from None
+        raise
     if principal is None:
         raise OAuthResponseProblem(detail=UNAUTHENTICATED_MESSAGE)
-    if _requirements is not None:
-        operation_id = request.scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id")
-        _requirements.check(operation_id, principal.role)
+    if _rules is not None:
+        _rules.check(operation_id, principal.role)
     return {"sub": str(principal.user_id), "principal": principal}
+
+
+def _path_organization(request: ConnexionRequest) -> str | None:
+    """The organization the path names. A malformed id is not looked up (the request acts on
+    the key's default organization until request validation answers 400 naming the id, as it
+    does for every malformed id)."""
+    # Connexion's routing has put the path's parameters in the scope, as Starlette does.
+    value = request.scope.get("path_params", {}).get(ORGANIZATION_PARAMETER)
+    return value if isinstance(value, str) and parse_uuid(value) is not None else None
