@@ -49,7 +49,7 @@ from sessions_api.models import audit
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import AccessDenied, Forbidden, NotFound, Unprocessable
 from sessions_api.models.instants import InstantAllocator, take_turns
-from sessions_api.models.paging import Page, page_of
+from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import ApiKey, AuditEventType, Membership, Organization, Origin, Role, User
 
 KEY_PREFIX = "sapi_"
@@ -223,11 +223,7 @@ def list_keys(caller: Principal, scope: KeyScope, limit: int, before: datetime |
         where = col(ApiKey.organization_id) == caller.organization_id
     else:
         raise Forbidden(f"Your role in this organization ({caller.role.value}) may not list its keys; it takes admin.")
-    query = _KEY_VIEW.where(where).order_by(col(ApiKey.created_at).desc()).limit(limit + 1)
-    if before is not None:
-        query = query.where(col(ApiKey.created_at) < before)
-    with db.reading() as conn:
-        return page_of(conn.execute(query).all(), limit)
+    return read_page(_KEY_VIEW, col(ApiKey.created_at), limit, before, where)
 
 
 def _own(caller: Principal) -> ColumnElement[bool]:

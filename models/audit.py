@@ -22,11 +22,10 @@ from typing import Any
 from sqlalchemy import Connection, Select, insert, select
 from sqlmodel import col
 
-from sessions_api.core import db
 from sessions_api.core.timestamps import format_utc
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.instants import InstantAllocator, take_turns
-from sessions_api.models.paging import Page, page_of
+from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import AuditEvent, AuditEventType, Origin
 
 
@@ -141,16 +140,9 @@ def list_page(
     organization_id: uuid.UUID, limit: int, before: datetime | None, filters: EventFilters = EventFilters()
 ) -> Page:
     """Up to `limit` events of the organization recorded strictly before `before`, newest first."""
-    query = (
-        _EVENT_VIEW.where(col(AuditEvent.organization_id) == organization_id)
-        .order_by(col(AuditEvent.created_at).desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        query = query.where(col(AuditEvent.created_at) < before)
+    where = [col(AuditEvent.organization_id) == organization_id]
     if filters.type is not None:
-        query = query.where(col(AuditEvent.type) == filters.type)
+        where.append(col(AuditEvent.type) == filters.type)
     if filters.actor_user_id is not None:
-        query = query.where(col(AuditEvent.actor_user_id) == filters.actor_user_id)
-    with db.reading() as conn:
-        return page_of(conn.execute(query).all(), limit)
+        where.append(col(AuditEvent.actor_user_id) == filters.actor_user_id)
+    return read_page(_EVENT_VIEW, col(AuditEvent.created_at), limit, before, *where)

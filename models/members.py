@@ -27,7 +27,7 @@ from sessions_api.models import api_keys, audit
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import Conflict, Forbidden, NotFound, Unprocessable
 from sessions_api.models.instants import InstantAllocator, take_turns
-from sessions_api.models.paging import Page, page_of
+from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import ApiKey, AuditEventType, Membership, Organization, Role, User
 
 NOT_A_MEMBER = "No member with this id exists in this organization."
@@ -107,15 +107,8 @@ def remove_member(caller: api_keys.Principal, user_id: uuid.UUID) -> None:
 
 def list_page(organization_id: uuid.UUID, limit: int, before: datetime | None) -> Page:
     """Up to `limit` members who joined strictly before `before`, newest first."""
-    query = (
-        _MEMBER_VIEW.where(col(Membership.organization_id) == organization_id)
-        .order_by(col(Membership.created_at).desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        query = query.where(col(Membership.created_at) < before)
-    with db.reading() as conn:
-        return page_of(conn.execute(query).all(), limit)
+    where = col(Membership.organization_id) == organization_id
+    return read_page(_MEMBER_VIEW, col(Membership.created_at), limit, before, where)
 
 
 def insert_membership(

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import ColumnElement, Row, Select
+from sqlalchemy.orm import Mapped
 
+from sessions_api.core import db
 from sessions_api.core.timestamps import parse_rfc3339
 from sessions_api.models.errors import InvalidInput
 
@@ -28,6 +30,22 @@ class Page:
 def page_of(rows: Sequence[Row[Any]], limit: int) -> Page:
     """The page from the `limit + 1` rows a page query read."""
     return Page(rows=rows[:limit], has_more=len(rows) > limit)
+
+
+def read_page(
+    view: Select[Any],
+    instant: Mapped[datetime] | ColumnElement[datetime],
+    limit: int,
+    before: datetime | None,
+    *where: ColumnElement[bool],
+) -> Page:
+    """Up to `limit` rows of `view` that meet `where`, whose `instant` (unique among them) is
+    strictly before `before`, newest first."""
+    if before is not None:
+        where = (*where, instant < before)
+    query = view.where(*where).order_by(instant.desc()).limit(limit + 1)
+    with db.reading() as conn:
+        return page_of(conn.execute(query).all(), limit)
 
 
 def cursor(before: str | None) -> datetime | None:
