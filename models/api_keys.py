@@ -51,6 +51,7 @@ from sessions_api.models.errors import AccessDenied, Forbidden, NotFound, Unproc
 from sessions_api.models.instants import InstantAllocator, take_turns
 from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import ApiKey, AuditEventType, Membership, Organization, Origin, Role, User
+from sessions_api.models.text import clean_name
 
 KEY_PREFIX = "sapi_"
 _KEY_FORMAT = re.compile(r"sapi_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -127,6 +128,8 @@ def _insert_key(
     """Insert a new key with a unique `created_at`, recording it; returns it and its secret."""
     if expires_at is not None and expires_at <= utcnow():
         raise Unprocessable("expiry_in_past", "expiresAt must be in the future.")
+    if name is not None:
+        name = clean_name(name, "key name")
     # Key creators take turns for the instant; binders also with changes of that organization's
     # members, so that no key is bound for a user who is leaving it.
     take_turns(conn=conn, scopes=["api_keys", *([f"memberships:{organization_id}"] if organization_id else [])])

@@ -29,6 +29,7 @@ from sessions_api.models.errors import Conflict, Forbidden, NotFound, Unprocessa
 from sessions_api.models.instants import InstantAllocator, take_turns
 from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import ApiKey, AuditEventType, Membership, Organization, Role, User
+from sessions_api.models.text import is_email_address
 
 NOT_A_MEMBER = "No member with this id exists in this organization."
 
@@ -60,7 +61,10 @@ def add_member_by_email(caller: api_keys.Principal, email: str, role: Role) -> R
     with db.writing() as conn:
         if _take_members_turn(conn=conn, organization_id=organization_id):
             raise _gains_no_members()
-        user_id = conn.execute(select(col(User.id)).where(col(User.email) == email.strip())).scalar()
+        email = email.strip()
+        user_id = None
+        if is_email_address(email):  # no account has any other
+            user_id = conn.execute(select(col(User.id)).where(col(User.email) == email)).scalar()
         if user_id is None:
             raise Unprocessable("unknown_user", "No user has this email address; they need an account first.")
         if _role_of(conn=conn, organization_id=organization_id, user_id=user_id) is not None:

@@ -18,11 +18,12 @@ from sessions_api.core import db
 from sessions_api.models import api_keys, audit, members
 from sessions_api.models.errors import NO_SUCH_ORGANIZATION, Forbidden, InvalidInput, NotFound, Unprocessable
 from sessions_api.models.tables import AuditEventType, Membership, Organization, Role, User
+from sessions_api.models.text import clean_name, is_email_address
 
 
 def create_organization(name: str) -> Organization:
     """The operator's: an organization with no members yet."""
-    organization = Organization(name=_clean_name(name, "organization name"))
+    organization = Organization(name=clean_name(name, "organization name"))
     with db.writing() as conn:
         _insert_organization(conn=conn, actor=audit.OPERATOR, organization=organization)
     return organization
@@ -33,7 +34,7 @@ def create_organization_for(caller: api_keys.Principal, name: str) -> Row[uuid.U
     bound to an organization acts on that one only, so it creates none."""
     if caller.bound_organization_id is not None:
         raise Forbidden("A key bound to an organization acts on that organization only: it cannot create others.")
-    organization = Organization(name=_clean_name(name, "organization name"))
+    organization = Organization(name=clean_name(name, "organization name"))
     with db.writing() as conn:
         _insert_organization(conn=conn, actor=caller.actor, organization=organization)
         members.insert_membership(
@@ -46,10 +47,10 @@ def create_user(email: str, name: str | None = None) -> tuple[User, Organization
     """The operator's: a user with their Personal organization (their default), of which they
     are admin."""
     email = email.strip()
-    if "@" not in email or len(email) > 320 or any(ch.isspace() for ch in email):
+    if not is_email_address(email):
         raise InvalidInput(f"{email!r} is not an email address")
     if name is not None:
-        name = _clean_name(name, "user name")
+        name = clean_name(name, "user name")
     personal = Organization(name=f"{name or email} (Personal)"[:200], personal=True)
     user = User(email=email, name=name, default_organization_id=personal.id)
     try:
@@ -78,7 +79,7 @@ def get_organization(caller: api_keys.Principal) -> Row[uuid.UUID, str, bool, Ro
 
 def rename_organization(caller: api_keys.Principal, name: str) -> Row[uuid.UUID, str, bool, Role]:
     """Rename the organization the caller acts on. A Personal organization keeps its user's name."""
-    name = _clean_name(name, "organization name")
+    name = clean_name(name, "organization name")
     organization_id = caller.organization_id
     with db.writing() as conn:
         before = conn.execute(
@@ -142,10 +143,3 @@ def _insert_organization(*, conn: Connection, actor: audit.Actor, organization: 
         after={"name": organization.name},
     )
     audit.record(conn=conn, events=[created])
-
-
-def _clean_name(name: str, what: str) -> str:
-    name = name.strip()
-    if not 1 <= len(name) <= 200:
-        raise InvalidInput(f"the {what} must have 1 to 200 characters")
-    return name

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sessions_api.models import Role
-from tests.support.api import ORGANIZATIONS, assert_error, list_all, members_path, organization_path
+from sessions_api.models import Role, api_keys, tenancy
+from sessions_api.models.errors import InvalidInput
+from tests.support.api import API_KEYS, ORGANIZATIONS, assert_error, list_all, members_path, organization_path
 
 
 @pytest.fixture
@@ -116,3 +117,24 @@ def test_members_page_newest_first_and_exactly(client, world, team, admin):
         assert [item["user"]["id"] for item in seen] == expected
     body = client.get(members_path(team.id), params={"limit": 3}, headers=admin.headers).json()
     assert len(body["data"]) == 3 and body["nextCursor"] == body["data"][-1]["createdAt"]
+
+
+@pytest.mark.parametrize("name", ["Team\x00", "Tab\tbed", "Bell\x07", "\x85", "   "])
+def test_names_with_control_characters_or_only_spaces_are_refused(client, world, name):
+    alice = world.member()
+    for path in (ORGANIZATIONS, API_KEYS):
+        assert_error(client.post(path, json={"name": name}, headers=alice.headers), 400, "invalid_request")
+    # The data layer says so too, for the command line.
+    with pytest.raises(InvalidInput):
+        tenancy.create_organization(name)
+    with pytest.raises(InvalidInput):
+        api_keys.create_key(alice.user.id, name=name)
+
+
+def test_an_email_no_account_can_have_is_an_unknown_user(client, world, team, admin):
+    for email in ("nul\x00@example.com", "two words@example.com"):
+        assert_error(_add(client, admin, team.id, email), 422, "unknown_user")
+    # Half a surrogate pair, as JSON may spell it (no client library would encode it).
+    body = b'{"email": "\\ud800@example.com", "role": "admin"}'
+    headers = {**admin.headers, "Content-Type": "application/json"}
+    assert_error(client.post(members_path(team.id), content=body, headers=headers), 422, "unknown_user")
