@@ -165,3 +165,36 @@ def test_every_component_is_used(spec):
             continue
         for name in entries:
             assert f"#/components/{section}/{name}'" in text, f"components/{section}/{name} is never referenced"
+
+
+def test_every_link_names_an_operation_and_its_parameters(spec):
+    """Links drive Schemathesis's stateful phase and document how operations chain: each one
+    targets an operation that exists and fills only path parameters it has, from a field the
+    source's response has (or a path parameter of the source request)."""
+    resolved = _resolve(spec, spec)
+    by_id = {operation["operationId"]: (path, operation) for path, _method, operation in _operations(resolved)}
+    for source_path, method, source in _operations(resolved):
+        for status, response in source["responses"].items():
+            for name, link in response.get("links", {}).items():
+                where = f"{method} {source_path} {status} {name}"
+                target_path, target = by_id[link["operationId"]]
+                path_parameters = {p["name"] for p in target.get("parameters", []) if p["in"] == "path"}
+                assert set(link["parameters"]) == path_parameters, where
+                for expression in link["parameters"].values():
+                    if expression.startswith("$request.path."):
+                        assert "{" + expression.removeprefix("$request.path.") + "}" in source_path, where
+                        continue
+                    schema = response["content"]["application/json"]["schema"]
+                    for part in expression.removeprefix("$response.body#/").split("/"):
+                        schema = _property(schema, part)
+                        assert schema is not None, where
+
+
+def _property(schema, part):
+    """The schema of `part` (a property name or an array index) within `schema`, allOf merged."""
+    if part.isdigit():
+        return schema.get("items")
+    for branch in [schema, *schema.get("allOf", [])]:
+        if part in branch.get("properties", {}):
+            return branch["properties"][part]
+    return None
