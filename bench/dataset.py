@@ -127,7 +127,7 @@ def build(params: dict, out_dir: Path) -> dict:
     from sessions_api.core import db
     from sessions_api.core import settings as settings_module
     from sessions_api.core.settings import Settings
-    from sessions_api.models import Role, api_keys, devices, schema_version, tenancy
+    from sessions_api.models import Role, api_keys, devices, members, schema_version, tenancy
 
     settings = Settings.from_env()
     settings_module.configure(settings)
@@ -150,14 +150,14 @@ def build(params: dict, out_dir: Path) -> dict:
 
     organizations = [tenancy.create_organization(f"Team {index:02d}") for index in range(params["organizations"])]
     big = organizations[0]
-    members: dict[str, list[str]] = {}
+    members_of: dict[str, list[str]] = {}
     memberships: dict[str, list[str]] = {}  # user -> organizations
     for index, organization in enumerate(organizations):
         size = min(len(users), 200 if index == 0 else rng.randint(5, 60))
         chosen = rng.sample(users, size)
-        members[str(organization.id)] = [str(user.id) for user in chosen]
+        members_of[str(organization.id)] = [str(user.id) for user in chosen]
         for user in chosen:
-            tenancy.add_member(organization.id, user.id, Role(rng.choice(ROLES)))
+            members.add_member(organization.id, user.id, Role(rng.choice(ROLES)))
             memberships.setdefault(str(user.id), []).append(organization.id)
 
     for user in users:  # a key each, a second for some; a few bound, a few revoked
@@ -170,8 +170,8 @@ def build(params: dict, out_dir: Path) -> dict:
 
     # The callers the load uses: a readonly member of the big organization and one more.
     bench_user, bench_personal = tenancy.create_user("bench@example.com", "Bench Caller")
-    tenancy.add_member(big.id, bench_user.id, Role.readonly)
-    tenancy.add_member(organizations[1].id, bench_user.id, Role.readwrite)
+    members.add_member(big.id, bench_user.id, Role.readonly)
+    members.add_member(organizations[1].id, bench_user.id, Role.readwrite)
     _, secret = api_keys.create_key(bench_user.id, name="bench")
     _, bound_secret = api_keys.create_key(bench_user.id, big.id, name="bench bound")
     revoked, revoked_secret = api_keys.create_key(bench_user.id, name="bench revoked")
@@ -212,7 +212,7 @@ def build(params: dict, out_dir: Path) -> dict:
             record = {
                 "id": session_id,
                 "organization": str(organization.id),
-                "user": rng.choice(members[str(organization.id)]),
+                "user": rng.choice(members_of[str(organization.id)]),
                 "device": device,
                 "createdAt": _utc_text(at),
             }

@@ -7,6 +7,7 @@ import json
 import sys
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -14,10 +15,12 @@ from sessions_api.cli.serve import serve as serve_command
 from sessions_api.core import db
 from sessions_api.core import settings as settings_module
 from sessions_api.core.settings import Settings
+from sessions_api.core.timestamps import format_utc, parse_rfc3339
 from sessions_api.models import (
     Role,
     api_keys,
     devices,
+    members,
     schema_version,
     session_import,
     tenancy,
@@ -35,6 +38,13 @@ def _uuid(text: str) -> uuid.UUID:
         return uuid.UUID(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a UUID") from None
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 timestamp with an offset: {exc}") from None
 
 
 def _positive(text: str) -> int:
@@ -113,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--user", required=True, type=_uuid)
     create.add_argument("--org", type=_uuid, help="bind the key to this organization")
     create.add_argument("--name")
+    create.add_argument(
+        "--expires-at", type=_instant, help="RFC 3339 instant with an offset from which the key fails (default never)"
+    )
     revoke = _command(key, "revoke", "revoke an API key", _key_revoke)
     revoke.add_argument("key_id", type=_uuid)
 
@@ -164,18 +177,19 @@ def _user_create(args) -> None:
 
 
 def _member_add(args) -> None:
-    membership = tenancy.add_member(args.org, args.user, Role(args.role))
+    membership = members.add_member(args.org, args.user, Role(args.role))
     result = {"organization": str(args.org), "user": str(args.user), "role": membership.role.value}
     _report(args, result, f"user {args.user} is {membership.role.value} of organization {args.org}")
 
 
 def _key_create(args) -> None:
-    key, secret = api_keys.create_key(args.user, args.org, args.name)
+    key, secret = api_keys.create_key(args.user, args.org, args.name, args.expires_at)
     result = {
         "id": str(key.id),
         "secret": secret,
         "user": str(key.user_id),
         "organization": str(key.organization_id) if key.organization_id else None,
+        "expiresAt": format_utc(key.expires_at) if key.expires_at else None,
     }
     _report(args, result, f"key {key.id}\nsecret (shown once, store it now): {secret}")
 

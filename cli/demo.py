@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sessions_api.core.timestamps import format_utc, utcnow
-from sessions_api.models import Role, api_keys, devices, session_import, tenancy
+from sessions_api.models import Role, api_keys, devices, members, session_import, tenancy
 
 DEMO_EMAIL = "demo@example.com"
 _DEVICES = [
@@ -42,7 +42,7 @@ def load_demo(sessions_per_org: int = 240, seed: int = 7) -> Demo:
     viewer, _ = tenancy.create_user("viewer@example.com", "Vic Viewer")
     team = tenancy.create_organization("Acme Mobile QA")
     for user, role in ((demo_user, Role.admin), (teammate, Role.readwrite), (viewer, Role.readonly)):
-        tenancy.add_member(team.id, user.id, role)
+        members.add_member(team.id, user.id, role)
     fleet = [devices.add_device(*spec) for spec in _DEVICES]
 
     now = utcnow()

@@ -1,18 +1,38 @@
-"""Handlers of the Organizations tag."""
+"""Handlers of the Organizations tag.
+
+Under /organizations/{organizationId} the security handler has made the path's organization
+the one the request acts on (the principal's), so handlers act on that one.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from sessions_api.models import tenancy
+from sqlalchemy import Row
+
+from sessions_api.handlers.sessions import API_BASE
+from sessions_api.models import Role, tenancy
 
 
 def listOrganizations(token_info: dict[str, Any]) -> dict[str, Any]:
     principal = token_info["principal"]
     rows = tenancy.organizations_of(principal.user_id, only=principal.bound_organization_id)
-    return {
-        "object": "list",
-        "data": [
-            {"id": str(row.id), "name": row.name, "personal": row.personal, "role": row.role.value} for row in rows
-        ],
-    }
+    return {"object": "list", "data": [organization_json(row) for row in rows]}
+
+
+def createOrganization(body: dict[str, Any], token_info: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    organization = organization_json(tenancy.create_organization_for(token_info["principal"], body["name"]))
+    return organization, 201, {"Location": f"{API_BASE}/organizations/{organization['id']}"}
+
+
+def getOrganization(organizationId: str, token_info: dict[str, Any]) -> dict[str, Any]:
+    return organization_json(tenancy.get_organization(token_info["principal"]))
+
+
+def renameOrganization(organizationId: str, body: dict[str, Any], token_info: dict[str, Any]) -> dict[str, Any]:
+    return organization_json(tenancy.rename_organization(token_info["principal"], body["name"]))
+
+
+def organization_json(row: Row[uuid.UUID, str, bool, Role]) -> dict[str, Any]:
+    return {"id": str(row.id), "name": row.name, "personal": row.personal, "role": row.role.value}

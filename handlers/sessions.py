@@ -50,8 +50,7 @@ def createSession(body: dict[str, Any], token_info: dict[str, Any]) -> tuple[dic
         max_duration_minutes=body.get("maxDurationMinutes"),
     )
     started = leases.start_session(
-        principal.organization_id,
-        principal.user_id,
+        principal,
         wanted,
         render=session_json,
         idempotency_key=request.headers.get("Idempotency-Key"),
@@ -64,7 +63,7 @@ def createSession(body: dict[str, Any], token_info: dict[str, Any]) -> tuple[dic
 
 def releaseSession(sessionId: str, token_info: dict[str, Any]) -> dict[str, Any]:
     principal = token_info["principal"]
-    return session_json(leases.release_session(principal.organization_id, uuid.UUID(sessionId)))
+    return session_json(leases.release_session(principal, uuid.UUID(sessionId)))
 
 
 # Positions of the session view's columns, by name (the view defines names and order once).

@@ -9,10 +9,13 @@ its own here (`audit.py`, `webhooks.py`, ...), its tables in `tables.py`, and a 
 
 from sessions_api.models.tables import (
     ApiKey,
+    AuditEvent,
+    AuditEventType,
     Device,
     IdempotencyRecord,
     Membership,
     Organization,
+    Origin,
     Platform,
     Role,
     SessionRecord,
@@ -21,10 +24,13 @@ from sessions_api.models.tables import (
 
 __all__ = [
     "ApiKey",
+    "AuditEvent",
+    "AuditEventType",
     "Device",
     "IdempotencyRecord",
     "Membership",
     "Organization",
+    "Origin",
     "Platform",
     "Role",
     "SessionRecord",

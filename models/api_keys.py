@@ -2,40 +2,57 @@
 
 A key reads `sapi_<lookup id>_<secret>`. The lookup id (64 random bits) finds the row; the
 secret (256 random bits) is checked against its stored SHA-256 in constant time. A fast hash
-is the right one here: the secret is random, not a password, so it cannot be guessed.
+is the right one here: the secret is random, not a password, so it cannot be guessed. The
+`prefix` the API shows, `sapi_<lookup id>`, names a key without its secret.
+
+A key works until it is revoked or expires; a key bound to an organization also stops when
+its user is no longer a member of it. `create_key` and `revoke_key` are the operator's (the
+command line's, recorded as such in the audit log); the API's callers manage their own keys
+with `create_own_key`, `revoke_visible_key` and `list_keys`.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Row,
     Select,
     Uuid,
     and_,
     bindparam,
+    exists,
     func,
     insert,
+    literal,
+    or_,
     select,
     update,
 )
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Mapped, aliased
 from sqlmodel import col
 
 from sessions_api.core import db
 from sessions_api.core.ids import parse_uuid
 from sessions_api.core.timestamps import utcnow
-from sessions_api.models.errors import AccessDenied, InvalidInput, NotFound
-from sessions_api.models.tables import ApiKey, Membership, Organization, Role, User
+from sessions_api.models import audit
+from sessions_api.models.as_text import rfc3339_text, uuid_text
+from sessions_api.models.errors import AccessDenied, Forbidden, NotFound, Unprocessable
+from sessions_api.models.instants import InstantAllocator, take_turns
+from sessions_api.models.paging import Page, read_page
+from sessions_api.models.tables import ApiKey, AuditEventType, Membership, Organization, Origin, Role, User
+from sessions_api.models.text import clean_name
 
 KEY_PREFIX = "sapi_"
 _KEY_FORMAT = re.compile(r"sapi_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
@@ -52,29 +69,93 @@ class Principal:
     bound_organization_id: uuid.UUID | None  # the only organization a bound key may act on
     last_use_due: bool = False  # the key's lastUsedAt is older than the interval: record_use()
 
+    @property
+    def actor(self) -> audit.Actor:
+        return audit.Actor(Origin.api, self.user_id, self.key_id)
+
 
 def create_key(
-    user_id: uuid.UUID, organization_id: uuid.UUID | None = None, name: str | None = None
+    user_id: uuid.UUID,
+    organization_id: uuid.UUID | None = None,
+    name: str | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns it with its secret, which is not stored and cannot be shown again."""
-    lookup_id = secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
-    key = ApiKey(
-        lookup_id=lookup_id, secret_hash=_hash(secret), user_id=user_id, organization_id=organization_id, name=name
-    )
+    """The operator's: create a key; returns it with its secret, which is not stored and
+    cannot be shown again."""
     with db.writing() as conn:
         if not _exists(conn=conn, where=col(User.id) == user_id):
             raise NotFound(f"no user with id {user_id}")
-        if organization_id is not None:
-            if not _exists(conn=conn, where=col(Organization.id) == organization_id):
-                raise NotFound(f"no organization with id {organization_id}")
-            if not _exists(
-                conn=conn,
-                where=and_(col(Membership.organization_id) == organization_id, col(Membership.user_id) == user_id),
-            ):
-                raise InvalidInput("a key can only be bound to an organization its user is a member of")
-        conn.execute(insert(ApiKey).values(key.model_dump()))
-    return key, f"{KEY_PREFIX}{lookup_id}_{secret}"
+        if organization_id is not None and not _exists(conn=conn, where=col(Organization.id) == organization_id):
+            raise NotFound(f"no organization with id {organization_id}")
+        return _insert_key(
+            conn=conn,
+            actor=audit.OPERATOR,
+            user_id=user_id,
+            organization_id=organization_id,
+            name=name,
+            expires_at=expires_at,
+        )
+
+
+def create_own_key(
+    caller: Principal, name: str, organization_id: uuid.UUID | None, expires_at: datetime | None
+) -> tuple[Row[Any], str]:
+    """A key of the caller's own, as the API shows it, and its secret (shown this once). A
+    caller with a bound key makes keys bound to the same organization only (by default too)."""
+    bound = caller.bound_organization_id
+    organization_id = organization_id if organization_id is not None else bound
+    if bound is not None and organization_id != bound:
+        raise Forbidden("A key bound to an organization can only create keys bound to that organization.")
+    with db.writing() as conn:
+        key, secret = _insert_key(
+            conn=conn,
+            actor=caller.actor,
+            user_id=caller.user_id,
+            organization_id=organization_id,
+            name=name,
+            expires_at=expires_at,
+        )
+        return _key_view(conn=conn, where=col(ApiKey.id) == key.id), secret
+
+
+def _insert_key(
+    *,
+    conn: Connection,
+    actor: audit.Actor,
+    user_id: uuid.UUID,
+    organization_id: uuid.UUID | None,
+    name: str | None,
+    expires_at: datetime | None,
+) -> tuple[ApiKey, str]:
+    """Insert a new key with a unique `created_at`, recording it; returns it and its secret."""
+    if expires_at is not None and expires_at <= utcnow():
+        raise Unprocessable("expiry_in_past", "expiresAt must be in the future.")
+    if name is not None:
+        name = clean_name(name, "key name")
+    # Key creators take turns for the instant; binders also with changes of that organization's
+    # members, so that no key is bound for a user who is leaving it.
+    take_turns(conn=conn, scopes=["api_keys", *([f"memberships:{organization_id}"] if organization_id else [])])
+    if organization_id is not None and not _exists(
+        conn=conn, where=and_(col(Membership.organization_id) == organization_id, col(Membership.user_id) == user_id)
+    ):
+        raise Forbidden("A key can only be bound to an organization its user is a member of.")
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey(
+        lookup_id=secrets.token_hex(8),
+        secret_hash=_hash(secret),
+        user_id=user_id,
+        organization_id=organization_id,
+        name=name,
+        expires_at=expires_at,
+        created_at=InstantAllocator(conn, col(ApiKey.created_at)).next(),
+    )
+    conn.execute(insert(ApiKey).values(key.model_dump()))
+    created = {"name": name, "user": user_id, "organization": organization_id, "expiresAt": expires_at}
+    audit.record(
+        conn=conn,
+        events=[_key_event(conn=conn, key=key, type=AuditEventType.key_created, actor=actor, after=created)],
+    )
+    return key, f"{KEY_PREFIX}{key.lookup_id}_{secret}"
 
 
 def _exists(*, conn: Connection, where: ColumnElement[bool]) -> bool:
@@ -82,15 +163,128 @@ def _exists(*, conn: Connection, where: ColumnElement[bool]) -> bool:
 
 
 def revoke_key(key_id: uuid.UUID) -> ApiKey:
-    """Revoke a key; it fails from the next request on. Revoking twice keeps the first time."""
+    """The operator's: revoke a key; it fails from the next request on. Revoking twice keeps
+    the first time."""
     with db.writing() as conn:
-        conn.execute(
-            update(ApiKey).where(col(ApiKey.id) == key_id, col(ApiKey.revoked_at).is_(None)).values(revoked_at=utcnow())
-        )
+        revoke_keys(conn=conn, actor=audit.OPERATOR, where=col(ApiKey.id) == key_id)
         row = conn.execute(select(ApiKey).where(col(ApiKey.id) == key_id)).first()
     if row is None:
         raise NotFound(f"no API key with id {key_id}")
     return ApiKey.model_validate(row._mapping)
+
+
+def revoke_visible_key(caller: Principal, key_id: uuid.UUID) -> Row[Any]:
+    """Revoke a key the caller may see (see `_visible_to`); NotFound for any other, exactly as
+    for an id that does not exist. Revoking twice keeps the first time."""
+    visible = and_(col(ApiKey.id) == key_id, _visible_to(caller))
+    with db.writing() as conn:
+        revoke_keys(conn=conn, actor=caller.actor, where=visible)
+        return _key_view(conn=conn, where=visible)
+
+
+def revoke_keys(*, conn: Connection, actor: audit.Actor, where: ColumnElement[bool]) -> None:
+    """Revoke the live keys `where` selects, recording each revocation."""
+    revoked = conn.execute(
+        update(ApiKey).where(where, col(ApiKey.revoked_at).is_(None)).values(revoked_at=utcnow()).returning(ApiKey)
+    ).all()
+    audit.record(
+        conn=conn,
+        events=[
+            _key_event(
+                conn=conn,
+                key=ApiKey.model_validate(row._mapping),
+                type=AuditEventType.key_revoked,
+                actor=actor,
+                after={"revokedAt": row.revoked_at},
+            )
+            for row in revoked
+        ],
+    )
+
+
+def _key_event(
+    *, conn: Connection, key: ApiKey, type: AuditEventType, actor: audit.Actor, after: audit.Snapshot
+) -> audit.Event:
+    """An event about a key, in the organization it is bound to, else its user's Personal one."""
+    organization_id = key.organization_id
+    if organization_id is None:
+        organization_id = conn.execute(
+            select(col(User.default_organization_id)).where(col(User.id) == key.user_id)
+        ).scalar_one()
+    return audit.Event(organization_id, type, actor, audit.TargetKind.api_key, key.id, after=after)
+
+
+class KeyScope(enum.StrEnum):
+    user = "user"  # the caller's own keys
+    organization = "organization"  # every key bound to the organization (admins)
+
+
+def list_keys(caller: Principal, scope: KeyScope, limit: int, before: datetime | None) -> Page:
+    """Up to `limit` keys created strictly before `before`, newest first: the caller's own, or
+    (for an admin) every key bound to the organization the caller acts on."""
+    if scope is KeyScope.user:
+        where = _own(caller)
+    elif caller.role is Role.admin:
+        where = col(ApiKey.organization_id) == caller.organization_id
+    else:
+        raise Forbidden(f"Your role in this organization ({caller.role.value}) may not list its keys; it takes admin.")
+    return read_page(_KEY_VIEW, col(ApiKey.created_at), limit, before, where)
+
+
+def _own(caller: Principal) -> ColumnElement[bool]:
+    """The caller's own keys; with a bound key, only those bound to the same organization."""
+    own = col(ApiKey.user_id) == caller.user_id
+    if caller.bound_organization_id is not None:
+        return and_(own, col(ApiKey.organization_id) == caller.bound_organization_id)
+    return own
+
+
+def _visible_to(caller: Principal) -> ColumnElement[bool]:
+    """The keys a caller may see and revoke: their own, and for an admin of the organization
+    they act on, every key bound to it."""
+    if caller.role is Role.admin:
+        return or_(_own(caller), col(ApiKey.organization_id) == caller.organization_id)
+    return _own(caller)
+
+
+# What the API answers with, ids and instants already its text (see models.as_text).
+_KEY_COLUMNS: tuple[ColumnElement[Any] | Mapped[Any], ...] = (
+    uuid_text(col(ApiKey.id)).label("id"),
+    col(ApiKey.name),
+    (literal(KEY_PREFIX) + col(ApiKey.lookup_id)).label("prefix"),
+    uuid_text(col(ApiKey.user_id)).label("user_id"),
+    uuid_text(col(ApiKey.organization_id)).label("organization_id"),
+    rfc3339_text(col(ApiKey.created_at)).label("created_at"),
+    rfc3339_text(col(ApiKey.last_used_at)).label("last_used_at"),
+    rfc3339_text(col(ApiKey.expires_at)).label("expires_at"),
+    rfc3339_text(col(ApiKey.revoked_at)).label("revoked_at"),
+)
+_KEY_VIEW = select(*_KEY_COLUMNS)
+
+
+def _key_view(*, conn: Connection, where: ColumnElement[bool]) -> Row[Any]:
+    row = conn.execute(_KEY_VIEW.where(where)).first()
+    if row is None:
+        raise NotFound("No API key with this id exists among yours.")
+    return row
+
+
+_CALLER_COLUMNS: tuple[ColumnElement[Any] | Mapped[Any], ...] = (
+    uuid_text(col(User.id)).label("user_id"),
+    col(User.email),
+    col(User.name),
+    uuid_text(col(User.default_organization_id)).label("default_organization_id"),
+    uuid_text(col(ApiKey.id)).label("key_id"),
+    col(ApiKey.name).label("key_name"),
+    uuid_text(col(ApiKey.organization_id)).label("key_organization_id"),
+)
+_CALLER = select(*_CALLER_COLUMNS).join(ApiKey, col(ApiKey.user_id) == col(User.id))
+
+
+def describe_caller(caller: Principal) -> Row[Any]:
+    """The caller's user and the key in use, as the API shows them."""
+    with db.reading() as conn:
+        return conn.execute(_CALLER.where(col(ApiKey.id) == caller.key_id)).one()
 
 
 def authenticate(token: str, requested_organization: str | None, last_used_interval: timedelta) -> Principal | None:
@@ -110,7 +304,7 @@ def authenticate(token: str, requested_organization: str | None, last_used_inter
         query, values = _FOR_DEFAULT_ORGANIZATION, {"lookup_id": lookup_id}
     with db.reading() as conn:
         row = conn.execute(query, values).first()
-    if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)) or row.revoked_at is not None:
+    if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)) or not _is_live(row):
         return None
     if requested_organization is not None and (
         requested is None or (row.organization_id is not None and requested != row.organization_id)
@@ -129,8 +323,23 @@ def authenticate(token: str, requested_organization: str | None, last_used_inter
     )
 
 
+def _is_live(key: Row[Any]) -> bool:
+    """Not revoked, not expired, and if bound, its user still a member of that organization."""
+    if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= utcnow()):
+        return False
+    return key.organization_id is None or bool(key.member_of_bound_organization)
+
+
+_BOUND_MEMBERSHIP = aliased(Membership, name="bound_membership")
+
+
 def _principal_query(selected: ColumnElement[Any]) -> Select[Any]:
-    """The key with `lookup_id`, its user, and the user's role in the `selected` organization."""
+    """The key with `lookup_id`, its user, the user's role in the `selected` organization, and
+    whether they are still a member of the organization the key is bound to."""
+    member_of_bound = exists().where(
+        col(_BOUND_MEMBERSHIP.user_id) == col(ApiKey.user_id),
+        col(_BOUND_MEMBERSHIP.organization_id) == col(ApiKey.organization_id),
+    )
     return (
         select(
             col(ApiKey.id),
@@ -138,9 +347,11 @@ def _principal_query(selected: ColumnElement[Any]) -> Select[Any]:
             col(ApiKey.user_id),
             col(ApiKey.organization_id),
             col(ApiKey.revoked_at),
+            col(ApiKey.expires_at),
             col(ApiKey.last_used_at),
             selected.label("selected_organization_id"),
             col(Membership.role),
+            member_of_bound.label("member_of_bound_organization"),
         )
         .join(User, col(User.id) == col(ApiKey.user_id))
         .outerjoin(

@@ -13,7 +13,7 @@ from sessions_api.core import db
 from sessions_api.core.timestamps import MICROSECOND, utcnow
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import InvalidInput, NotFound
-from sessions_api.models.paging import Page, page_of
+from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import Device, Platform, SessionRecord
 
 _LIMITS = {"type": 32, "name": 200, "os_version": 64}
@@ -80,14 +80,11 @@ class DeviceFilters:
 
 def list_page(limit: int, before: datetime | None, filters: DeviceFilters = DeviceFilters()) -> Page:
     """Up to `limit` devices added strictly before `before`, newest first."""
-    query = _DEVICE_VIEW.order_by(col(Device.created_at).desc()).limit(limit + 1)
-    if before is not None:
-        query = query.where(col(Device.created_at) < before)
+    where = []
     if filters.platform is not None:
-        query = query.where(col(Device.platform) == filters.platform)
+        where.append(col(Device.platform) == filters.platform)
     if filters.os_version is not None:
-        query = query.where(col(Device.os_version) == filters.os_version)
+        where.append(col(Device.os_version) == filters.os_version)
     if filters.state is not None:
-        query = query.where(DEVICE_STATE == filters.state)
-    with db.reading() as conn:
-        return page_of(conn.execute(query).all(), limit)
+        where.append(DEVICE_STATE == filters.state)
+    return read_page(_DEVICE_VIEW, col(Device.created_at), limit, before, *where)

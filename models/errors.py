@@ -1,4 +1,7 @@
-"""What the data layer reports; `sessions_api.errors` maps each to an HTTP answer."""
+"""What the data layer reports; `sessions_api.web.errors` maps each to an HTTP answer."""
+
+# What an organization the caller may not see answers, exactly as one that does not exist.
+NO_SUCH_ORGANIZATION = "No organization with this id exists among yours."
 
 
 class DataError(Exception):
@@ -19,6 +22,10 @@ class AccessDenied(DataError):
     def __init__(self, message: str = "", *, key_id: object = None) -> None:
         super().__init__(message)
         self.key_id = key_id
+
+
+class Forbidden(DataError):
+    """The caller may not do this in the organization they act on; the message says why."""
 
 
 class Refused(DataError):

@@ -4,6 +4,10 @@ A device never has two live sessions: a partial unique index on live sessions' d
 in the database, whatever the number of writers. Picking a device is a query for a free one
 (on PostgreSQL `FOR UPDATE SKIP LOCKED`, so concurrent starts pick different devices); a
 writer that still loses a race to the index retries with another device.
+
+Each start, release and expiry is recorded in the audit log with the change: a start and a
+release by the caller, an expiry by the system (also when a start or a release is the first
+to notice it).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from sqlmodel import col
 from sessions_api.core import db, settings
 from sessions_api.core.retry import retried
 from sessions_api.core.timestamps import utcnow
+from sessions_api.models import audit
+from sessions_api.models.api_keys import Principal
 from sessions_api.models.errors import Conflict, Unprocessable
 from sessions_api.models.sessions import (
     NewSession,
@@ -41,7 +47,7 @@ from sessions_api.models.sessions import (
     lock_organizations,
     session_view,
 )
-from sessions_api.models.tables import Device, IdempotencyRecord, SessionRecord
+from sessions_api.models.tables import AuditEventType, Device, IdempotencyRecord, SessionRecord
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # A start that loses a race for a device (or an instant, or its Idempotency-Key) looks again.
@@ -77,14 +83,14 @@ class Started:
 
 
 def start_session(
-    organization_id: uuid.UUID,
-    user_id: uuid.UUID,
+    caller: Principal,
     wanted: DeviceWanted,
     render: Callable[[Row[Any]], dict[str, Any]],
     idempotency_key: str | None = None,
 ) -> Started:
-    """Lease a free matching device to the organization; `render` shapes the answer, which is
-    kept for replay under `idempotency_key`."""
+    """Lease a free matching device to the organization the caller acts on; `render` shapes
+    the answer, which is kept for replay under `idempotency_key`."""
+    organization_id = caller.organization_id
     request_hash = wanted.fingerprint()
 
     def attempt() -> Started:
@@ -96,7 +102,7 @@ def start_session(
                 )
                 if stored is not None:
                     return Started(stored, replayed=True)
-            body = render(_lease(conn=conn, organization_id=organization_id, user_id=user_id, wanted=wanted))
+            body = render(_lease(conn=conn, caller=caller, wanted=wanted))
             if idempotency_key is not None:
                 conn.execute(
                     insert(IdempotencyRecord).values(
@@ -113,8 +119,10 @@ def start_session(
     return retried(attempt, attempts=_ATTEMPTS, retry_if=lambda exc: isinstance(exc, IntegrityError))
 
 
-def release_session(organization_id: uuid.UUID, session_id: uuid.UUID) -> Row[Any]:
-    """End a live session now (or at its expiry, if that has passed); a released one is left as it is."""
+def release_session(caller: Principal, session_id: uuid.UUID) -> Row[Any]:
+    """End a live session of the organization the caller acts on now (or at its expiry, if that
+    has passed); a released one is left as it is."""
+    organization_id = caller.organization_id
     with db.writing() as conn:
         lease = conn.execute(
             select(col(SessionRecord.created_at), col(SessionRecord.released_at), col(SessionRecord.expires_at)).where(
@@ -123,11 +131,17 @@ def release_session(organization_id: uuid.UUID, session_id: uuid.UUID) -> Row[An
         ).first()
         if lease is not None and lease.released_at is None:
             released_at = max(min(utcnow(), lease.expires_at), lease.created_at)
-            conn.execute(
+            released = conn.execute(
                 update(SessionRecord)
                 .where(col(SessionRecord.id) == session_id, col(SessionRecord.released_at).is_(None))
                 .values(released_at=released_at)
-            )
+            ).rowcount
+            if released:
+                # A session whose expiry passed has ended by itself; the release only noticed.
+                ended = released_at < lease.expires_at
+                event = AuditEventType.session_released if ended else AuditEventType.session_expired
+                actor = caller.actor if ended else audit.SYSTEM
+                audit.record(conn=conn, events=[_session_event(organization_id, session_id, event, actor, released_at)])
         # NotFound when there was none.
         return session_view(conn=conn, organization_id=organization_id, session_id=session_id)
 
@@ -135,18 +149,38 @@ def release_session(organization_id: uuid.UUID, session_id: uuid.UUID) -> Row[An
 def release_expired(now: datetime | None = None) -> int:
     """Release every live session past its expiry, at its expiry; returns how many."""
     with db.writing() as conn:
-        return _release_expired(conn=conn, now=now or utcnow())
+        expired = _release_expired(conn=conn, now=now or utcnow())
+        audit.record(conn=conn, events=expired)
+        return len(expired)
 
 
-def _release_expired(*, conn: Connection, now: datetime, device_id: uuid.UUID | None = None) -> int:
+def _release_expired(*, conn: Connection, now: datetime, device_id: uuid.UUID | None = None) -> list[audit.Event]:
+    """Release live sessions past their expiry (on `device_id` only, if given); returns the
+    events to record for them."""
     query = (
         update(SessionRecord)
         .where(col(SessionRecord.released_at).is_(None), col(SessionRecord.expires_at) <= now)
         .values(released_at=col(SessionRecord.expires_at))
+        .returning(col(SessionRecord.id), col(SessionRecord.organization_id), col(SessionRecord.released_at))
     )
     if device_id is not None:
         query = query.where(col(SessionRecord.device_id) == device_id)
-    return conn.execute(query).rowcount
+    return [
+        _session_event(row.organization_id, row.id, AuditEventType.session_expired, audit.SYSTEM, row.released_at)
+        for row in conn.execute(query)
+    ]
+
+
+def _session_event(
+    organization_id: uuid.UUID,
+    session_id: uuid.UUID,
+    type: AuditEventType,
+    actor: audit.Actor,
+    released_at: datetime,
+) -> audit.Event:
+    return audit.Event(
+        organization_id, type, actor, audit.TargetKind.session, session_id, after={"releasedAt": released_at}
+    )
 
 
 def _stored_answer(
@@ -175,7 +209,9 @@ def _stored_answer(
     return body
 
 
-def _lease(*, conn: Connection, organization_id: uuid.UUID, user_id: uuid.UUID, wanted: DeviceWanted) -> Row[Any]:
+def _lease(*, conn: Connection, caller: Principal, wanted: DeviceWanted) -> Row[Any]:
+    """Lease a device to the caller's organization and record it; returns the new session."""
+    organization_id = caller.organization_id
     config = settings.current()
     now = utcnow()
     live = conn.execute(
@@ -191,11 +227,21 @@ def _lease(*, conn: Connection, organization_id: uuid.UUID, user_id: uuid.UUID, 
             f"The organization already has its maximum of {config.max_live_sessions} live sessions; release one first.",
         )
     device_id = _pick_free_device(conn=conn, wanted=wanted, now=now)
-    _release_expired(conn=conn, now=now, device_id=device_id)  # an expired lease still holding it ends now
+    expired = _release_expired(conn=conn, now=now, device_id=device_id)  # an expired lease still holding it ends now
     minutes = min(wanted.max_duration_minutes or config.default_session_minutes, config.max_session_minutes)
-    new = NewSession(organization_id, user_id, device_id, duration=timedelta(minutes=minutes))
+    new = NewSession(organization_id, caller.user_id, device_id, duration=timedelta(minutes=minutes))
     (session_id,) = insert_sessions(conn=conn, batch=[new])
-    return session_view(conn=conn, organization_id=organization_id, session_id=session_id)
+    session = session_view(conn=conn, organization_id=organization_id, session_id=session_id)
+    started = audit.Event(
+        organization_id,
+        AuditEventType.session_started,
+        caller.actor,
+        audit.TargetKind.session,
+        session_id,
+        after={"device": device_id, "expiresAt": session.expires_at},
+    )
+    audit.record(conn=conn, events=[*expired, started])
+    return session
 
 
 def _pick_free_device(*, conn: Connection, wanted: DeviceWanted, now: datetime) -> uuid.UUID:

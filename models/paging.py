@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import ColumnElement, Row, Select
+from sqlalchemy.orm import Mapped
 
+from sessions_api.core import db
 from sessions_api.core.timestamps import parse_rfc3339
 from sessions_api.models.errors import InvalidInput
 
@@ -30,12 +32,34 @@ def page_of(rows: Sequence[Row[Any]], limit: int) -> Page:
     return Page(rows=rows[:limit], has_more=len(rows) > limit)
 
 
+def read_page(
+    view: Select[Any],
+    instant: Mapped[datetime] | ColumnElement[datetime],
+    limit: int,
+    before: datetime | None,
+    *where: ColumnElement[bool],
+) -> Page:
+    """Up to `limit` rows of `view` that meet `where`, whose `instant` (unique among them) is
+    strictly before `before`, newest first."""
+    if before is not None:
+        where = (*where, instant < before)
+    query = view.where(*where).order_by(instant.desc()).limit(limit + 1)
+    with db.reading() as conn:
+        return page_of(conn.execute(query).all(), limit)
+
+
 def cursor(before: str | None) -> datetime | None:
     """The instant of a `before` cursor: any RFC 3339 timestamp with an offset, exact in UTC."""
-    if before is None:
+    # Stored instants are whole microseconds: rounding a finer bound up keeps "strictly before" exact.
+    return instant(before, "Query parameter 'before'", round_up=True)
+
+
+def instant(text: str | None, what: str, *, round_up: bool = False) -> datetime | None:
+    """An instant a request gives (`what` names where): any RFC 3339 timestamp with an offset,
+    exact in UTC, instants beyond Python's range clamped to its ends; InvalidInput otherwise."""
+    if text is None:
         return None
     try:
-        # Stored instants are whole microseconds: rounding a finer bound up keeps "strictly before" exact.
-        return parse_rfc3339(before, round_up=True, clamp=True)
+        return parse_rfc3339(text, round_up=round_up, clamp=True)
     except ValueError as exc:
-        raise InvalidInput(f"Query parameter 'before' must be an RFC 3339 timestamp with an offset: {exc}.") from None
+        raise InvalidInput(f"{what} must be an RFC 3339 timestamp with an offset: {exc}.") from None

@@ -22,19 +22,17 @@ from sqlalchemy import (
     Row,
     Select,
     bindparam,
-    func,
     insert,
     select,
-    text,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
 from sessions_api.core import db, settings
-from sessions_api.core.timestamps import MICROSECOND, utcnow
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import NotFound
+from sessions_api.models.instants import InstantAllocator, take_turns
 from sessions_api.models.paging import Page, page_of
 from sessions_api.models.tables import Device, SessionRecord
 
@@ -156,7 +154,10 @@ def insert_sessions(*, conn: Connection, batch: list[NewSession]) -> list[uuid.U
     lock_organizations(conn=conn, organization_ids=by_organization)
     instants: dict[int, datetime] = {}
     for organization_id, indexes in by_organization.items():
-        allocated = InstantAllocator(conn, organization_id).allocate([batch[i].created_at for i in indexes])
+        allocator = InstantAllocator(
+            conn, col(SessionRecord.created_at), col(SessionRecord.organization_id) == organization_id
+        )
+        allocated = allocator.allocate([batch[i].created_at for i in indexes])
         instants.update(zip(indexes, allocated, strict=True))
     rows: list[dict[str, Any]] = []
     default_duration = timedelta(minutes=settings.current().default_session_minutes)
@@ -181,94 +182,9 @@ def insert_sessions(*, conn: Connection, batch: list[NewSession]) -> list[uuid.U
     return [row["id"] for row in rows]
 
 
-class InstantAllocator:
-    """Hands out instants unique within one organization: each wanted instant gets the first
-    free microsecond at or after it; no wanted instant (None) means max(now, newest + 1 µs).
-
-    Taken instants are read by range, once per batch in the common case; runs of taken
-    instants are skipped with path compression, so a batch of n equal instants costs O(n).
-    """
-
-    def __init__(self, conn: Connection, organization_id: uuid.UUID) -> None:
-        self._conn = conn
-        self._organization_id = organization_id
-        self._taken: set[datetime] = set()
-        self._skip: dict[datetime, datetime] = {}
-        self._loaded: tuple[datetime, datetime] | None = None  # the range read so far
-        self._newest: datetime | None = None
-
-    def allocate(self, wanted: list[datetime | None]) -> list[datetime]:
-        explicit = [instant for instant in wanted if instant is not None]
-        if explicit:
-            self._load(min(explicit), max(explicit) + len(wanted) * MICROSECOND)
-        allocated = []
-        for instant in wanted:
-            if instant is None:
-                instant = max(utcnow(), self._after_newest())
-            instant = self._first_free(instant)
-            self._taken.add(instant)
-            if self._newest is not None and instant > self._newest:
-                self._newest = instant
-            allocated.append(instant)
-        return allocated
-
-    def _first_free(self, instant: datetime) -> datetime:
-        while True:
-            if self._loaded is None or not self._loaded[0] <= instant <= self._loaded[1]:
-                self._load(instant, instant + 4096 * MICROSECOND)
-            _, loaded_until = self._loaded_range()
-            path = []
-            while instant in self._taken and instant <= loaded_until:
-                path.append(instant)
-                instant = self._skip.get(instant, instant + MICROSECOND)
-            for step in path:
-                self._skip[step] = instant
-            if instant <= loaded_until:
-                return instant
-
-    def _loaded_range(self) -> tuple[datetime, datetime]:
-        assert self._loaded is not None, "read a range first"
-        return self._loaded
-
-    def _load(self, low: datetime, high: datetime) -> None:
-        """Read the taken instants in [low, high], extending the loaded range to cover it."""
-        if self._loaded is not None:
-            if self._loaded[0] <= low and high <= self._loaded[1]:
-                return
-            if low <= self._loaded[1] + MICROSECOND and high >= self._loaded[0]:
-                low, high = min(low, self._loaded[0]), max(high, self._loaded[1])
-            # Otherwise the old range is left behind; what it holds stays taken (in this batch too).
-        column = col(SessionRecord.created_at)
-        taken = self._conn.execute(
-            select(column).where(
-                col(SessionRecord.organization_id) == self._organization_id, column >= low, column <= high
-            )
-        ).scalars()
-        self._taken.update(taken)
-        self._loaded = (low, high)
-
-    def _after_newest(self) -> datetime:
-        if self._newest is None:
-            newest = self._conn.execute(
-                select(func.max(col(SessionRecord.created_at))).where(
-                    col(SessionRecord.organization_id) == self._organization_id
-                )
-            ).scalar()
-            known = max(self._taken, default=None)
-            self._newest = max(filter(None, (newest, known)), default=utcnow() - MICROSECOND)
-        return self._newest + MICROSECOND
-
-
 def lock_organizations(*, conn: Connection, organization_ids: Iterable[uuid.UUID]) -> None:
-    """On PostgreSQL, writers of one organization's sessions take turns until they commit, so
-    that instants are allocated without a race (SQLite's BEGIN IMMEDIATE already serializes
-    writers). The unique index stays the guarantee; this only spares retries."""
-    if conn.dialect.name != "postgresql":
-        return
-    for organization_id in sorted(organization_ids, key=str):  # one order: no deadlocks
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"sessions:{organization_id}"}
-        )
+    """Writers of one organization's sessions take turns (see models.instants.take_turns)."""
+    take_turns(conn=conn, scopes=(f"sessions:{organization_id}" for organization_id in organization_ids))
 
 
 def is_instant_collision(exc: Exception) -> bool:

@@ -3,8 +3,10 @@
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     CheckConstraint,
     Column,
     Enum,
@@ -55,7 +57,11 @@ class User(SQLModel, table=True):
 
 
 class Membership(SQLModel, table=True):
+    """A user's role in an organization. `created_at` is unique within the organization: it is
+    the paging cursor of the organization's members."""
+
     __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("organization_id", "created_at"),)
 
     organization_id: uuid.UUID = Field(foreign_key="organizations.id", primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, index=True)
@@ -64,20 +70,28 @@ class Membership(SQLModel, table=True):
 
 
 class ApiKey(SQLModel, table=True):
-    """An API key. The secret is never stored: only its SHA-256, found by the key's lookup id."""
+    """An API key. The secret is never stored: only its SHA-256, found by the key's lookup id.
+    `created_at` is unique: it is the paging cursor of a user's and an organization's keys."""
 
     __tablename__ = "api_keys"
+    __table_args__ = (
+        # What the two key lists walk, newest first.
+        Index("ix_api_keys_user_id_created_at", "user_id", "created_at"),
+        Index("ix_api_keys_organization_id_created_at", "organization_id", "created_at"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     lookup_id: str = Field(max_length=32, unique=True)
     secret_hash: str = Field(max_length=64)
-    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
-    # A bound key acts on this organization only.
+    user_id: uuid.UUID = Field(foreign_key="users.id")
+    # A bound key acts on this organization only, and only while its user is a member of it.
     organization_id: uuid.UUID | None = Field(default=None, foreign_key="organizations.id")
     name: str | None = Field(default=None, max_length=200)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, unique=True)
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # From this instant on the key fails like a revoked one; None: it does not expire.
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Platform(enum.StrEnum):
@@ -148,3 +162,51 @@ class IdempotencyRecord(SQLModel, table=True):
     request_hash: str = Field(max_length=64)
     response_body: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+def _stored_enum(values: type[enum.StrEnum], length: int) -> Enum:
+    """A text column of an enum's values (`key.created`, not the member name `key_created`)."""
+    return Enum(values, native_enum=False, length=length, values_callable=lambda members: [m.value for m in members])
+
+
+class AuditEventType(enum.StrEnum):
+    key_created = "key.created"
+    key_revoked = "key.revoked"
+    member_added = "member.added"
+    member_role_changed = "member.role_changed"
+    member_removed = "member.removed"
+    organization_created = "organization.created"
+    organization_renamed = "organization.renamed"
+    session_started = "session.started"
+    session_released = "session.released"
+    session_expired = "session.expired"
+
+
+class Origin(enum.StrEnum):
+    """Where a change came from: a request with an API key, the operator's command line, or
+    the server itself (the expiry of sessions)."""
+
+    api = "api"
+    cli = "cli"
+    system = "system"
+
+
+class AuditEvent(SQLModel, table=True):
+    """One change, recorded in the transaction that made it. `created_at` is unique within the
+    organization: it is the paging cursor of the audit log."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (UniqueConstraint("organization_id", "created_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id")
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    type: AuditEventType = Field(sa_column=Column(_stored_enum(AuditEventType, length=32), nullable=False))
+    origin: Origin = Field(sa_column=Column(_stored_enum(Origin, length=16), nullable=False))
+    # Both None for the command line and the system.
+    actor_user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+    actor_key_id: uuid.UUID | None = Field(default=None, foreign_key="api_keys.id")
+    target_kind: str = Field(max_length=32)
+    target_id: uuid.UUID
+    # {"before": {...}, "after": {...}}, each where it applies.
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,40 +1,65 @@
-"""Organizations, users and memberships."""
+"""Organizations and users.
+
+`create_organization` and `create_user` are the operator's (the command line's, recorded as
+such in the audit log); an API caller creates an organization with
+`create_organization_for`, becoming its admin. Memberships are `models.members`.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Connection, Row, Select, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from sessions_api.core import db
-from sessions_api.models.errors import InvalidInput, NotFound
-from sessions_api.models.tables import Membership, Organization, Role, User
+from sessions_api.models import api_keys, audit, members
+from sessions_api.models.errors import NO_SUCH_ORGANIZATION, Forbidden, InvalidInput, NotFound, Unprocessable
+from sessions_api.models.tables import AuditEventType, Membership, Organization, Role, User
+from sessions_api.models.text import clean_name, is_email_address
 
 
 def create_organization(name: str) -> Organization:
-    organization = Organization(name=_clean_name(name, "organization name"))
+    """The operator's: an organization with no members yet."""
+    organization = Organization(name=clean_name(name, "organization name"))
     with db.writing() as conn:
-        conn.execute(insert(Organization).values(organization.model_dump()))
+        _insert_organization(conn=conn, actor=audit.OPERATOR, organization=organization)
     return organization
 
 
+def create_organization_for(caller: api_keys.Principal, name: str) -> Row[uuid.UUID, str, bool, Role]:
+    """A new organization whose admin is the caller, as `organizations_of` shows it. A key
+    bound to an organization acts on that one only, so it creates none."""
+    if caller.bound_organization_id is not None:
+        raise Forbidden("A key bound to an organization acts on that organization only: it cannot create others.")
+    organization = Organization(name=clean_name(name, "organization name"))
+    with db.writing() as conn:
+        _insert_organization(conn=conn, actor=caller.actor, organization=organization)
+        members.insert_membership(
+            conn=conn, actor=caller.actor, organization_id=organization.id, user_id=caller.user_id, role=Role.admin
+        )
+        return _organization_view(conn=conn, user_id=caller.user_id, organization_id=organization.id)
+
+
 def create_user(email: str, name: str | None = None) -> tuple[User, Organization]:
-    """Create a user with their Personal organization (their default), of which they are admin."""
+    """The operator's: a user with their Personal organization (their default), of which they
+    are admin."""
     email = email.strip()
-    if "@" not in email or len(email) > 320 or any(ch.isspace() for ch in email):
+    if not is_email_address(email):
         raise InvalidInput(f"{email!r} is not an email address")
     if name is not None:
-        name = _clean_name(name, "user name")
+        name = clean_name(name, "user name")
     personal = Organization(name=f"{name or email} (Personal)"[:200], personal=True)
     user = User(email=email, name=name, default_organization_id=personal.id)
-    membership = Membership(organization_id=personal.id, user_id=user.id, role=Role.admin)
     try:
         with db.writing() as conn:
-            for row in (personal, user, membership):
-                conn.execute(insert(type(row)).values(row.model_dump()))
+            _insert_organization(conn=conn, actor=audit.OPERATOR, organization=personal)
+            conn.execute(insert(User).values(user.model_dump()))
+            members.insert_membership(
+                conn=conn, actor=audit.OPERATOR, organization_id=personal.id, user_id=user.id, role=Role.admin
+            )
     except IntegrityError:
         raise InvalidInput(f"a user with the email {email!r} already exists") from None
     return user, personal
@@ -46,41 +71,75 @@ def find_user(email: str) -> User | None:
     return User.model_validate(row._mapping) if row is not None else None
 
 
-def add_member(organization_id: uuid.UUID, user_id: uuid.UUID, role: Role) -> Membership:
-    """Make a user a member of an organization, or change the role they have in it."""
+def get_organization(caller: api_keys.Principal) -> Row[uuid.UUID, str, bool, Role]:
+    """The organization the caller acts on, as `organizations_of` shows it."""
+    with db.reading() as conn:
+        return _organization_view(conn=conn, user_id=caller.user_id, organization_id=caller.organization_id)
+
+
+def rename_organization(caller: api_keys.Principal, name: str) -> Row[uuid.UUID, str, bool, Role]:
+    """Rename the organization the caller acts on. A Personal organization keeps its user's name."""
+    name = clean_name(name, "organization name")
+    organization_id = caller.organization_id
     with db.writing() as conn:
-        if conn.execute(select(col(Organization.id)).where(col(Organization.id) == organization_id)).first() is None:
-            raise NotFound(f"no organization with id {organization_id}")
-        if conn.execute(select(col(User.id)).where(col(User.id) == user_id)).first() is None:
-            raise NotFound(f"no user with id {user_id}")
-        key = (col(Membership.organization_id) == organization_id, col(Membership.user_id) == user_id)
-        existing = conn.execute(select(Membership).where(*key)).first()
-        if existing is None:
-            membership = Membership(organization_id=organization_id, user_id=user_id, role=role)
-            conn.execute(insert(Membership).values(membership.model_dump()))
-            return membership
-        conn.execute(update(Membership).where(*key).values(role=role))
-    return Membership.model_validate({**existing._mapping, "role": role})
+        before = conn.execute(
+            select(col(Organization.name), col(Organization.personal)).where(col(Organization.id) == organization_id)
+        ).one()
+        if before.personal:
+            raise Unprocessable(
+                "personal_organization", "A Personal organization is named after its user: it cannot be renamed."
+            )
+        if before.name != name:
+            conn.execute(update(Organization).where(col(Organization.id) == organization_id).values(name=name))
+            renamed = audit.Event(
+                organization_id,
+                AuditEventType.organization_renamed,
+                caller.actor,
+                audit.TargetKind.organization,
+                organization_id,
+                before={"name": before.name},
+                after={"name": name},
+            )
+            audit.record(conn=conn, events=[renamed])
+        return _organization_view(conn=conn, user_id=caller.user_id, organization_id=organization_id)
 
 
 def organizations_of(user_id: uuid.UUID, only: uuid.UUID | None = None) -> Sequence[Row[uuid.UUID, str, bool, Role]]:
     """(id, name, personal, role) of the user's organizations (at most 1000), Personal first,
     then by name; with `only`, just that one."""
-    query = (
-        select(col(Organization.id), col(Organization.name), col(Organization.personal), col(Membership.role))
-        .join(Membership, col(Membership.organization_id) == col(Organization.id))
-        .where(col(Membership.user_id) == user_id)
-        .order_by(col(Organization.personal).desc(), col(Organization.name), col(Organization.id))
-        .limit(1000)  # the documented most
-    )
+    query = _organizations_query(user_id).limit(1000)  # the documented most
     if only is not None:
         query = query.where(col(Organization.id) == only)
     with db.reading() as conn:
         return conn.execute(query).all()
 
 
-def _clean_name(name: str, what: str) -> str:
-    name = name.strip()
-    if not 1 <= len(name) <= 200:
-        raise InvalidInput(f"the {what} must have 1 to 200 characters")
-    return name
+def _organizations_query(user_id: uuid.UUID) -> Select[uuid.UUID, str, bool, Role]:
+    return (
+        select(col(Organization.id), col(Organization.name), col(Organization.personal), col(Membership.role))
+        .join(Membership, col(Membership.organization_id) == col(Organization.id))
+        .where(col(Membership.user_id) == user_id)
+        .order_by(col(Organization.personal).desc(), col(Organization.name), col(Organization.id))
+    )
+
+
+def _organization_view(
+    *, conn: Connection, user_id: uuid.UUID, organization_id: uuid.UUID
+) -> Row[uuid.UUID, str, bool, Role]:
+    row = conn.execute(_organizations_query(user_id).where(col(Organization.id) == organization_id)).first()
+    if row is None:
+        raise NotFound(NO_SUCH_ORGANIZATION)
+    return row
+
+
+def _insert_organization(*, conn: Connection, actor: audit.Actor, organization: Organization) -> None:
+    conn.execute(insert(Organization).values(organization.model_dump()))
+    created = audit.Event(
+        organization.id,
+        AuditEventType.organization_created,
+        actor,
+        audit.TargetKind.organization,
+        organization.id,
+        after={"name": organization.name},
+    )
+    audit.record(conn=conn, events=[created])

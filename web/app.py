@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     resolver = TagResolver(documents.document)
     security.configure(
         security.Rules(
-            roles=security.RoleRequirements(documents.document, resolver.handler_path),
+            access=security.AccessRules(documents.document, resolver.handler_path),
             rate_limits=RateLimits(settings),
             session_starts=frozenset({resolver.handler_path("createSession")}),
         )

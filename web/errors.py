@@ -25,6 +25,7 @@ from sessions_api.models.errors import (
     AccessDenied,
     Conflict,
     DataError,
+    Forbidden,
     InvalidInput,
     NotFound,
     Refused,
@@ -131,6 +132,8 @@ async def _api_error(_request: ConnexionRequest, exc: ApiError) -> ConnexionResp
 async def _data_error(_request: ConnexionRequest, exc: DataError) -> ConnexionResponse:
     if isinstance(exc, AccessDenied):
         return error_response(403, "forbidden", FORBIDDEN_MESSAGE)
+    if isinstance(exc, Forbidden):
+        return error_response(403, "forbidden", str(exc))
     if isinstance(exc, NotFound):
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, InvalidInput):

@@ -16,10 +16,16 @@ METHODS = ("get", "put", "post", "patch", "delete")
 
 def operations(spec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Every operation object of the spec."""
-    for item in spec["paths"].values():
+    for _path, operation in paths(spec):
+        yield operation
+
+
+def paths(spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every operation object of the spec, with its path template."""
+    for path, item in spec["paths"].items():
         for method in METHODS:
             if method in item:
-                yield item[method]
+                yield path, item[method]
 
 
 def handler_module(tag: str) -> str:

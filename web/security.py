@@ -5,6 +5,11 @@ Once, for every operation: it refuses an address that has failed to authenticate
 on, counts the request against the key's rate limit (and a session start against the
 organization's), and checks the caller's role against the operation's `x-required-roles`;
 handlers receive the result as `token_info["principal"]`.
+
+The organization is the one the path names for operations under
+`/organizations/{organizationId}` (X-Organization-Id is not read there), and one the caller
+may not act on is then a 404 with the body of an organization that does not exist; for
+every other operation it is the selected one (see `api_keys.authenticate`).
 """
 
 from __future__ import annotations
@@ -19,22 +24,26 @@ from connexion.lifecycle import ConnexionRequest
 from connexion.middleware.abstract import ROUTING_CONTEXT
 
 from sessions_api.core import db_threads, settings
+from sessions_api.core.ids import parse_uuid
 from sessions_api.core.logs import note_caller
 from sessions_api.core.metrics import KEY_USE_SKIPPED
 from sessions_api.models import Role, api_keys
-from sessions_api.models.errors import AccessDenied
+from sessions_api.models.errors import NO_SUCH_ORGANIZATION, AccessDenied, NotFound
 from sessions_api.web.errors import UNAUTHENTICATED_MESSAGE, ApiError
 from sessions_api.web.rate_limits import RateLimits, client_address, spent_of
-from sessions_api.web.routing import operations
+from sessions_api.web.routing import operations, paths
 
 ORGANIZATION_HEADER = "X-Organization-Id"
+# The path parameter that names the organization a request acts on, where there is one.
+ORGANIZATION_PARAMETER = "organizationId"
 # The scheme in the spec whose `x-bearerInfoFunc` the app factory points here.
 SCHEME = "bearerAuth"
 
 
-class RoleRequirements:
-    """The roles that may call each operation, from its `x-required-roles`, by the handler path
-    Connexion routes it to (what its routing context names)."""
+class AccessRules:
+    """What the security handler needs of each operation, by the handler path Connexion routes
+    it to (what its routing context names): the roles that may call it, from its
+    `x-required-roles`, and whether its path names the organization it acts on."""
 
     def __init__(self, spec: Mapping[str, Any], handler_path: Callable[[str], str]) -> None:
         self._roles = {
@@ -42,6 +51,14 @@ class RoleRequirements:
             for operation in operations(spec)
             if "x-required-roles" in operation
         }
+        self._organization_in_path = frozenset(
+            handler_path(operation["operationId"])
+            for path, operation in paths(spec)
+            if f"{{{ORGANIZATION_PARAMETER}}}" in path
+        )
+
+    def organization_in_path(self, operation_id: str | None) -> bool:
+        return operation_id in self._organization_in_path
 
     def check(self, operation_id: str | None, role: Role) -> None:
         allowed = self._roles.get(operation_id or "")
@@ -54,7 +71,7 @@ class RoleRequirements:
 class Rules:
     """What the app factory reads from the spec and the settings for the security handler."""
 
-    roles: RoleRequirements
+    access: AccessRules
     rate_limits: RateLimits
     # Handler paths of the operations that also spend the organization's start budget.
     session_starts: frozenset[str]
@@ -73,12 +90,16 @@ async def authenticate(token: str, request: ConnexionRequest) -> dict[str, Any]:
     limits, spent = _rules.rate_limits, spent_of(request.scope)
     address = client_address(request.scope)
     await limits.refuse_if_spent(limits.auth_failures, address)
-    requested = request.headers.get(ORGANIZATION_HEADER)
+    operation_id = request.scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id")
+    in_path = _rules.access.organization_in_path(operation_id)
+    requested = _path_organization(request) if in_path else request.headers.get(ORGANIZATION_HEADER)
     interval = timedelta(seconds=settings.current().key_last_used_interval)
     try:
         principal = await db_threads.read(api_keys.authenticate, token, requested, interval)
     except AccessDenied as denied:  # a live key, another organization: it counts all the same
         await limits.spend(limits.key, str(denied.key_id), spent)
+        if in_path:  # not one of the caller's: exactly as if it did not exist
+            raise NotFound(NO_SUCH_ORGANIZATION) from None
         raise
     if principal is None:
         await limits.spend(limits.auth_failures, address, spent)
@@ -87,11 +108,19 @@ async def authenticate(token: str, request: ConnexionRequest) -> dict[str, Any]:
     if principal.last_use_due:
         _record_use_soon(principal.key_id)
     await limits.spend(limits.key, str(principal.key_id), spent)
-    operation = request.scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id")
-    if operation in _rules.session_starts:
+    if operation_id in _rules.session_starts:
         await limits.spend(limits.start, str(principal.organization_id), spent)
-    _rules.roles.check(operation, principal.role)
+    _rules.access.check(operation_id, principal.role)
     return {"sub": str(principal.user_id), "principal": principal}
+
+
+def _path_organization(request: ConnexionRequest) -> str | None:
+    """The organization the path names. A malformed id is not looked up (the request acts on
+    the key's default organization until request validation answers 400 naming the id, as it
+    does for every malformed id)."""
+    # Connexion's routing has put the path's parameters in the scope, as Starlette does.
+    value = request.scope.get("path_params", {}).get(ORGANIZATION_PARAMETER)
+    return value if isinstance(value, str) and parse_uuid(value) is not None else None
 
 
 # Keys whose last use is being written: one write per key at a time, however many requests.

@@ -3,6 +3,8 @@ validators compiled once per parameter instead of once per request."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import orjson
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem
@@ -88,12 +90,11 @@ def _out_of_bounds(value: object, depth_limit: int) -> str | None:
         elif isinstance(item, dict | list):
             if depth > depth_limit:
                 return f"JSON nested deeper than {depth_limit} levels"
+            children: Iterable[object] = item
             if isinstance(item, dict):
                 if any("\x00" in key for key in item):
                     return "JSON with the NUL character in a name"
                 children = item.values()
-            else:
-                children = item
             pending.extend((child, depth + 1) for child in children if isinstance(child, str | dict | list))
     return None
 

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from sessions_api.core.timestamps import format_utc, utcnow
-from sessions_api.models import Role, session_import, tenancy
+from sessions_api.models import Role, members, session_import
 from sessions_api.web.app import create_app
 from tests.support.api import SESSIONS
 
@@ -54,7 +54,7 @@ def test_requests_are_counted_by_operation_method_and_status(client, world):
 def test_no_label_carries_an_id(client, world):
     alice = world.member()
     team = world.organization()
-    tenancy.add_member(team.id, alice.user.id, Role.admin)
+    members.add_member(team.id, alice.user.id, Role.admin)
     client.get(f"{SESSIONS}/3b0e8c8e-1f4a-4c47-9a3e-8f6d2b7c5a10", headers=alice.acting_on(team.id))
     client.get(f"/api/v1/{team.id}", headers=alice.headers)
     text = client.get("/metrics").text

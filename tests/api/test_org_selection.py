@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sessions_api.models import Role, tenancy
+from sessions_api.models import Role, members
 from tests.support.api import SESSIONS, assert_error, list_all
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -60,7 +60,7 @@ def test_forbidden_cases_share_one_answer(client, world, team):
     outsider = world.member()
     bound = world.member(of=[(team, Role.admin)], bound_to=team)
     other_team = world.organization("Other")
-    tenancy.add_member(other_team.id, bound.user.id, Role.admin)
+    members.add_member(other_team.id, bound.user.id, Role.admin)
     cases = [
         outsider.acting_on(team.id),  # exists, not a member
         outsider.acting_on(uuid.uuid4()),  # does not exist

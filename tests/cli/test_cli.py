@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,49 @@ def test_devices_can_be_taken_offline_and_back(cli):
     assert code == 1 and "no device" in err
     code, _, err = cli("device", "add", "--platform", "windows", "--type", "x", "--name", "y", "--os-version", "1")
     assert code == 1 and "platform must be one of ios, android" in err
+
+
+def test_keys_made_with_an_expiry_fail_from_then_on(cli, database_url, monkeypatch):
+    user = cli.json("user", "create", "--email", "fay@example.com")
+    key = cli.json("key", "create", "--user", user["id"], "--expires-at", "2999-01-01T00:00:00+01:00")
+    assert key["expiresAt"] == "2998-12-31T23:00:00.000000Z"
+    code, _, err = cli("key", "create", "--user", user["id"], "--expires-at", "2000-01-01T00:00:00Z")
+    assert code == 1 and "expiresAt must be in the future" in err
+    code, _, err = cli("key", "create", "--user", user["id"], "--expires-at", "2999-01-01T00:00:00")
+    assert code == 2 and "not an RFC 3339 timestamp" in err
+    with TestClient(create_app(Settings(database_url=database_url, validate_responses=True))) as client:
+        headers = {"Authorization": f"Bearer {key['secret']}"}
+        assert client.get("/api/v1/me", headers=headers).status_code == 200
+        monkeypatch.setattr("sessions_api.models.api_keys.utcnow", lambda: datetime(2999, 1, 1, tzinfo=UTC))
+        assert client.get("/api/v1/me", headers=headers).status_code == 401
+
+
+def test_the_operators_changes_are_in_the_audit_log_with_no_user_and_no_key(cli, database_url):
+    alice = cli.json("user", "create", "--email", "alice@example.com")
+    bob = cli.json("user", "create", "--email", "bob@example.com")
+    team = cli.json("org", "create", "--name", "Team")
+    cli.json("member", "add", "--org", team["id"], "--user", alice["id"], "--role", "admin")
+    cli.json("member", "add", "--org", team["id"], "--user", bob["id"], "--role", "readonly")
+    cli.json("member", "add", "--org", team["id"], "--user", bob["id"], "--role", "readonly")  # no change
+    cli.json("member", "add", "--org", team["id"], "--user", bob["id"], "--role", "readwrite")
+    key = cli.json("key", "create", "--user", alice["id"], "--org", team["id"])
+    cli.json("key", "revoke", key["id"])
+    cli.json("key", "revoke", key["id"])  # no change
+    admin_key = cli.json("key", "create", "--user", alice["id"])
+    code, _, err = cli("member", "add", "--org", team["id"], "--user", alice["id"], "--role", "readonly")
+    assert code == 1 and "last admin" in err
+
+    with TestClient(create_app(Settings(database_url=database_url, validate_responses=True))) as client:
+        headers = {"Authorization": f"Bearer {admin_key['secret']}", "X-Organization-Id": team["id"]}
+        events = client.get("/api/v1/audit-events", headers=headers).json()["data"]
+    assert [(event["type"], event["target"]["id"]) for event in reversed(events)] == [
+        ("organization.created", team["id"]),
+        ("member.added", alice["id"]),
+        ("member.added", bob["id"]),
+        ("member.role_changed", bob["id"]),
+        ("key.created", key["id"]),
+        ("key.revoked", key["id"]),
+    ]
+    assert {(event["origin"], json.dumps(event["actor"])) for event in events} == {
+        ("cli", json.dumps({"user": None, "key": None}))
+    }

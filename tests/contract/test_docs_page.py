@@ -1,5 +1,5 @@
-"""Swagger UI in a real headless browser (Debian's chromium driven by playwright-core): both
-operations render from the served spec, and a screenshot is kept in test-artifacts/."""
+"""Swagger UI in a real headless browser (Debian's chromium driven by playwright-core): every
+operation renders from the served spec, and a screenshot is kept in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -51,6 +51,18 @@ def test_swagger_ui_renders_every_operation_in_a_browser(chromium, node_tools, t
         ("POST", "/sessions/{sessionId}/release", "releaseSession", "Release a session"),
         ("GET", "/devices", "listDevices", "List devices"),
         ("GET", "/organizations", "listOrganizations", "List your organizations"),
+        ("POST", "/organizations", "createOrganization", "Create an organization"),
+        ("GET", "/organizations/{organizationId}", "getOrganization", "Get an organization"),
+        ("PATCH", "/organizations/{organizationId}", "renameOrganization", "Rename an organization"),
+        ("GET", "/organizations/{organizationId}/members", "listMembers", "List members"),
+        ("POST", "/organizations/{organizationId}/members", "addMember", "Add a member"),
+        ("PATCH", "/organizations/{organizationId}/members/{userId}", "changeMemberRole", "Change a member's role"),
+        ("DELETE", "/organizations/{organizationId}/members/{userId}", "removeMember", "Remove a member"),
+        ("GET", "/api-keys", "listApiKeys", "List API keys"),
+        ("POST", "/api-keys", "createApiKey", "Create an API key"),
+        ("POST", "/api-keys/{keyId}/revoke", "revokeApiKey", "Revoke an API key"),
+        ("GET", "/audit-events", "listAuditEvents", "List audit events"),
+        ("GET", "/me", "getMe", "Get the caller"),
     }
     assert page["statuses"] == ["200", "400", "401", "403", "404", "413", "429", "431", "500", "503"]
     assert page["example"] and "releasedAt" in page["example"]  # the $ref'd examples resolved

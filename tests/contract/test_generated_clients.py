@@ -171,6 +171,101 @@ def test_the_python_client_reports_401_and_404_as_typed_errors(live_api, client_
     assert isinstance(bobs, models.Error) and bobs.error.code == "forbidden"
 
 
+def _client_modules(package, *names):
+    """The generated client's modules by dotted name under the package (`api.me.get_me`)."""
+    return [importlib.import_module(f"{package.__name__}.{name}") for name in names]
+
+
+def test_the_python_client_creates_uses_and_revokes_a_key(live_api, client_package):
+    create_api_key, list_api_keys, revoke_api_key, get_me, models = _client_modules(
+        client_package,
+        "api.api_keys.create_api_key",
+        "api.api_keys.list_api_keys",
+        "api.api_keys.revoke_api_key",
+        "api.me.get_me",
+        "models",
+    )
+    client = client_package.AuthenticatedClient(base_url=live_api["base"], token=live_api["secret"])
+    created = create_api_key.sync(client=client, body=models.CreateApiKeyRequest(name="ci"))
+    assert isinstance(created, models.NewApiKey) and created.secret.startswith(created.prefix + "_")
+    assert created.organization is None and created.revoked_at is None
+    with_new_key = client_package.AuthenticatedClient(base_url=live_api["base"], token=created.secret)
+    me = get_me.sync(client=with_new_key)
+    assert isinstance(me, models.Me) and me.key.id == created.id and str(me.id) == live_api["alice"]["id"]
+    listed = list_api_keys.sync(client=client, limit=500)
+    assert isinstance(listed, models.ApiKeyList) and created.id in {key.id for key in listed.data}
+    assert all("secret" not in key.to_dict() for key in listed.data)
+    revoked = revoke_api_key.sync(created.id, client=client)
+    assert isinstance(revoked, models.ApiKey) and isinstance(revoked.revoked_at, datetime)
+    refused = get_me.sync_detailed(client=with_new_key)
+    assert refused.status_code == 401 and refused.parsed.error.code == "unauthenticated"
+
+
+def test_the_python_client_runs_an_organization_and_reads_its_audit_log(live_api, client_package):
+    (
+        create_organization,
+        add_member,
+        change_member_role,
+        list_members,
+        remove_member,
+        list_audit_events,
+        models,
+        types,
+    ) = _client_modules(
+        client_package,
+        "api.organizations.create_organization",
+        "api.members.add_member",
+        "api.members.change_member_role",
+        "api.members.list_members",
+        "api.members.remove_member",
+        "api.audit_log.list_audit_events",
+        "models",
+        "types",
+    )
+    client = client_package.AuthenticatedClient(base_url=live_api["base"], token=live_api["secret"])
+    team = create_organization.sync(client=client, body=models.OrganizationNameRequest(name="Clients' team"))
+    assert isinstance(team, models.Organization) and team.role == models.Role.ADMIN
+    bob = live_api["bob"]
+    added = add_member.sync(
+        team.id, client=client, body=models.AddMemberRequest(email=bob["email"], role=models.Role.READONLY)
+    )
+    assert isinstance(added, models.Member) and str(added.user.id) == bob["id"] and added.user.name is None
+    changed = change_member_role.sync(
+        team.id, added.user.id, client=client, body=models.ChangeMemberRoleRequest(role=models.Role.READWRITE)
+    )
+    assert isinstance(changed, models.Member) and changed.role == models.Role.READWRITE
+    members = list_members.sync(team.id, client=client)
+    assert [str(member.user.id) for member in members.data] == [bob["id"], live_api["alice"]["id"]]
+    assert remove_member.sync_detailed(team.id, added.user.id, client=client).status_code == 204
+    unknown = add_member.sync(
+        team.id, client=client, body=models.AddMemberRequest(email="nobody@example.com", role=models.Role.ADMIN)
+    )
+    assert isinstance(unknown, models.Error) and unknown.error.code == "unknown_user"
+    alice = uuid.UUID(live_api["alice"]["id"])
+    last = change_member_role.sync(
+        team.id, alice, client=client, body=models.ChangeMemberRoleRequest(role=models.Role.READONLY)
+    )
+    assert isinstance(last, models.Error) and last.error.code == "last_admin"
+
+    events, before = [], types.UNSET
+    for _ in range(10):
+        page = list_audit_events.sync(client=client, limit=2, before=before, x_organization_id=str(team.id))
+        assert isinstance(page, models.AuditEventList), page
+        events += page.data
+        if isinstance(page.next_cursor, types.Unset):
+            break
+        before = page.next_cursor
+    assert [event.type_ for event in reversed(events)] == [
+        models.AuditEventType.ORGANIZATION_CREATED,
+        models.AuditEventType.MEMBER_ADDED,
+        models.AuditEventType.MEMBER_ADDED,
+        models.AuditEventType.MEMBER_ROLE_CHANGED,
+        models.AuditEventType.MEMBER_REMOVED,
+    ]
+    assert all(event.actor is not None and event.actor.user == alice for event in events)
+    assert events[1].data.before.role == models.Role.READONLY and events[1].data.after.role == models.Role.READWRITE
+
+
 def test_typescript_types_from_openapi_typescript_type_check(tmp_path, node_tools):
     shutil.copy(Path(__file__).parent / "typescript" / "usage.ts", tmp_path / "usage.ts")
     generated = run(

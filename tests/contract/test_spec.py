@@ -47,6 +47,42 @@ def test_spec_is_valid_openapi_3_0_3(spec):
     assert spec["openapi"] == "3.0.3"
 
 
+# What each operation may answer besides 400, 401, 500 and 503, which every operation may.
+STATUSES = {
+    "listSessions": {"200", "403"},
+    "getSession": {"200", "403", "404"},
+    "createSession": {"201", "403", "409", "415", "422"},
+    "releaseSession": {"200", "403", "404"},
+    "listDevices": {"200", "403"},
+    "listOrganizations": {"200", "403"},
+    "createOrganization": {"201", "403", "415"},
+    # The path names the organization: one the caller may not see is a 404, never a 403.
+    "getOrganization": {"200", "404"},
+    "renameOrganization": {"200", "403", "404", "415", "422"},
+    "listMembers": {"200", "404"},
+    "addMember": {"201", "403", "404", "409", "415", "422"},
+    "changeMemberRole": {"200", "403", "404", "409", "415"},
+    "removeMember": {"204", "403", "404", "409"},
+    "listApiKeys": {"200", "403"},
+    "createApiKey": {"201", "403", "415", "422"},
+    "revokeApiKey": {"200", "403", "404"},
+    "listAuditEvents": {"200", "403"},
+    "getMe": {"200", "403"},
+}
+
+# Who may call what, as the security handler enforces it; every other operation is open to
+# every member (removeMember, listApiKeys and revokeApiKey then check the target, see their
+# descriptions and tests/api/test_roles.py).
+REQUIRED_ROLES = {
+    "createSession": ["admin", "readwrite"],
+    "releaseSession": ["admin", "readwrite"],
+    "renameOrganization": ["admin"],
+    "addMember": ["admin"],
+    "changeMemberRole": ["admin"],
+    "listAuditEvents": ["admin"],
+}
+
+
 def test_every_operation_is_fully_documented(spec):
     operation_ids = set()
     for path, method, operation in _operations(spec):
@@ -56,32 +92,36 @@ def test_every_operation_is_fully_documented(spec):
         assert operation["summary"] and operation["description"], where
         assert len(operation["tags"]) == 1, where
         assert operation["security"] == [{"bearerAuth": []}], where
-        success = "201" if operation["operationId"] == "createSession" else "200"
-        expected = {success, "400", "401", "403", "413", "429", "431", "500", "503"} | (
-            {"404"} if "{" in path else set()
-        )
+        # Every operation may meet a body or headers over the limits, and a rate limit.
+        expected = STATUSES[operation["operationId"]] | {"400", "401", "413", "429", "431", "500", "503"}
         if "requestBody" in operation:
-            expected |= {"415"}
-        assert expected <= set(operation["responses"]), where
+            assert "415" in expected, where
+        assert set(operation["responses"]) == expected, where
         for status, response in operation["responses"].items():
             if status.startswith(("4", "5")):
                 assert response["$ref"].startswith("#/components/responses/"), where
-    assert operation_ids == {
-        "listSessions",
-        "getSession",
-        "createSession",
-        "releaseSession",
-        "listDevices",
-        "listOrganizations",
+            else:
+                assert "X-Request-Id" in response["headers"], where
+    assert operation_ids == set(STATUSES)
+
+
+def test_operations_name_the_roles_that_may_call_them(spec):
+    declared = {
+        operation["operationId"]: operation["x-required-roles"]
+        for _, _, operation in _operations(spec)
+        if "x-required-roles" in operation
     }
+    assert declared == REQUIRED_ROLES
 
 
-def test_writes_name_the_roles_that_may_call_them(spec):
+def test_the_path_names_the_organization_where_it_has_one(spec):
+    """Operations under /organizations/{organizationId} do not take X-Organization-Id."""
     for path, method, operation in _operations(spec):
-        if method == "get":
-            assert "x-required-roles" not in operation, f"{method} {path}: every member may read"
+        names = {parameter["$ref"].rsplit("/", 1)[-1] for parameter in operation.get("parameters", [])}
+        if "{organizationId}" in path:
+            assert "OrganizationPathId" in names and "OrganizationId" not in names, f"{method} {path}"
         else:
-            assert operation["x-required-roles"] == ["admin", "readwrite"], f"{method} {path}"
+            assert "OrganizationId" in names, f"{method} {path}"
 
 
 def test_every_error_response_uses_the_envelope(spec):
@@ -126,3 +166,36 @@ def test_every_component_is_used(spec):
             continue
         for name in entries:
             assert f"#/components/{section}/{name}'" in text, f"components/{section}/{name} is never referenced"
+
+
+def test_every_link_names_an_operation_and_its_parameters(spec):
+    """Links drive Schemathesis's stateful phase and document how operations chain: each one
+    targets an operation that exists and fills only path parameters it has, from a field the
+    source's response has (or a path parameter of the source request)."""
+    resolved = _resolve(spec, spec)
+    by_id = {operation["operationId"]: (path, operation) for path, _method, operation in _operations(resolved)}
+    for source_path, method, source in _operations(resolved):
+        for status, response in source["responses"].items():
+            for name, link in response.get("links", {}).items():
+                where = f"{method} {source_path} {status} {name}"
+                target_path, target = by_id[link["operationId"]]
+                path_parameters = {p["name"] for p in target.get("parameters", []) if p["in"] == "path"}
+                assert set(link["parameters"]) == path_parameters, where
+                for expression in link["parameters"].values():
+                    if expression.startswith("$request.path."):
+                        assert "{" + expression.removeprefix("$request.path.") + "}" in source_path, where
+                        continue
+                    schema = response["content"]["application/json"]["schema"]
+                    for part in expression.removeprefix("$response.body#/").split("/"):
+                        schema = _property(schema, part)
+                        assert schema is not None, where
+
+
+def _property(schema, part):
+    """The schema of `part` (a property name or an array index) within `schema`, allOf merged."""
+    if part.isdigit():
+        return schema.get("items")
+    for branch in [schema, *schema.get("allOf", [])]:
+        if part in branch.get("properties", {}):
+            return branch["properties"][part]
+    return None

@@ -8,6 +8,22 @@ API = "/api/v1"
 SESSIONS = f"{API}/sessions"
 DEVICES = f"{API}/devices"
 ORGANIZATIONS = f"{API}/organizations"
+API_KEYS = f"{API}/api-keys"
+AUDIT_EVENTS = f"{API}/audit-events"
+ME = f"{API}/me"
+
+
+def organization_path(organization_id: object) -> str:
+    return f"{ORGANIZATIONS}/{organization_id}"
+
+
+def members_path(organization_id: object, user_id: object | None = None) -> str:
+    members = f"{organization_path(organization_id)}/members"
+    return members if user_id is None else f"{members}/{user_id}"
+
+
+def revoke_path(key_id: object) -> str:
+    return f"{API_KEYS}/{key_id}/revoke"
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -22,12 +38,15 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
     return body
 
 
-def list_all(client: Any, headers: dict[str, str], limit: int = 100, **params: Any) -> list[dict[str, Any]]:
-    """Follow nextCursor from the first page to the last; returns every session seen."""
+def list_all(
+    client: Any, headers: dict[str, str], limit: int = 100, path: str = SESSIONS, **params: Any
+) -> list[dict[str, Any]]:
+    """Follow nextCursor from the first page to the last; returns every item seen (of the
+    sessions list unless `path` names another)."""
     seen: list[dict[str, Any]] = []
     query = {"limit": limit, **params}
     for _ in range(100_000):
-        response = client.get(SESSIONS, params=query, headers=headers)
+        response = client.get(path, params=query, headers=headers)
         assert response.status_code == 200, response.text
         body = response.json()
         seen.extend(body["data"])

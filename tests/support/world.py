@@ -21,6 +21,7 @@ from sessions_api.models import (
     User,
     api_keys,
     devices,
+    members,
     session_import,
     sessions,
     tenancy,
@@ -32,6 +33,7 @@ class Member:
     user: User
     personal: Organization
     secret: str
+    key_id: uuid.UUID
 
     @property
     def headers(self) -> dict[str, str]:
@@ -52,9 +54,9 @@ class World:
     ) -> Member:
         user, personal = tenancy.create_user(email or f"user-{uuid.uuid4().hex[:8]}@example.com")
         for organization, role in of:
-            tenancy.add_member(organization.id, user.id, role)
-        _, secret = api_keys.create_key(user.id, bound_to.id if bound_to is not None else None)
-        return Member(user, personal, secret)
+            members.add_member(organization.id, user.id, role)
+        key, secret = api_keys.create_key(user.id, bound_to.id if bound_to is not None else None)
+        return Member(user, personal, secret, key.id)
 
     def organization(self, name: str = "Team") -> Organization:
         return tenancy.create_organization(name)

@@ -56,7 +56,54 @@ export const notFound: operations["getSession"]["responses"][404]["content"]["ap
   error: { code: "not_found", message: "No session with this id exists in the selected organization." },
 };
 
+type ApiKey = components["schemas"]["ApiKey"];
+type NewApiKey = components["schemas"]["NewApiKey"];
+type AuditEvent = components["schemas"]["AuditEvent"];
+type CreateKeyBody = operations["createApiKey"]["requestBody"]["content"]["application/json"];
+type AuditQuery = NonNullable<operations["listAuditEvents"]["parameters"]["query"]>;
+
+/** A new key of the caller's; its secret is in this answer only. */
+export async function createKey(base: string, key: string, body: CreateKeyBody): Promise<NewApiKey> {
+  const response = await fetch(`${base}/api-keys`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (response.status !== 201) throw new Error(((await response.json()) as ApiError).error.code);
+  return (await response.json()) as paths["/api-keys"]["post"]["responses"][201]["content"]["application/json"];
+}
+
+/** Who made a change: a user's id, "the command line", or "the system". */
+export function actorOf(event: AuditEvent): string {
+  if (event.actor === null) return "the system";
+  return event.actor.user ?? "the command line";
+}
+
+export const roleChanges: AuditQuery = { type: "member.role_changed", limit: 50 };
+export const addTester: operations["addMember"]["requestBody"]["content"]["application/json"] = {
+  email: "tester@example.com", role: "readwrite",
+};
+export const lastAdmin: operations["changeMemberRole"]["responses"][409]["content"]["application/json"] = {
+  error: { code: "last_admin", message: "This is the organization's last admin: make another member admin first." },
+};
+export const listedKey: ApiKey = {
+  id: "7e3f1a2b-4c5d-4e6f-8a9b-0c1d2e3f4a5b", name: null, prefix: "sapi_3f9a0c2e7b1d4a68",
+  user: "0c5d9a7e-2b1f-4e3a-8c6d-5f4e3d2c1b0a", organization: null, createdAt: "2026-11-28T09:20:00.000000Z",
+  lastUsedAt: null, expiresAt: null, revokedAt: null,
+};
+export type Removed = operations["removeMember"]["responses"][204];
+
 // Each of these must NOT compile.
+// @ts-expect-error a listed key never carries its secret
+export const leaked: string = listedKey.secret;
+// @ts-expect-error the actor is null for the system: check before reading it
+export const careless = (event: AuditEvent): string | null => event.actor.user;
+// @ts-expect-error a member is added with a role
+export const noRole: operations["addMember"]["requestBody"]["content"]["application/json"] = { email: "a@b.c" };
+// @ts-expect-error the event types are a closed list
+export const unknownType: AuditQuery = { type: "key.lost" };
+// @ts-expect-error getOrganization names the organization in its path, never in X-Organization-Id
+export const byHeader: operations["getOrganization"]["parameters"]["header"] = { "X-Organization-Id": "x" };
 // @ts-expect-error releasedAt is required: null while live, never absent
 export const withoutReleasedAt: Session = { id: "x", organization: "x", user: "x", device, createdAt: "x", expiresAt: "x" };
 // @ts-expect-error createdAt is never null

@@ -1,0 +1,148 @@
+"""The audit log: who changed what in an organization, when, and from which API key.
+
+Every function that changes something an organization's admins may want to trace records its
+events with `record`, on the connection of the change: the event commits or rolls back with
+the change, so no change is ever without its event, and none is recorded twice.
+
+Each event belongs to one organization: the one the change happened in (a key bound to no
+organization belongs to its user's Personal organization). Events are listed newest first
+with the exact cursor of sessions: `created_at` is unique within an organization, and a new
+event is always newer than every event already committed there.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, insert, select
+from sqlmodel import col
+
+from sessions_api.core.timestamps import format_utc
+from sessions_api.models.as_text import rfc3339_text, uuid_text
+from sessions_api.models.instants import InstantAllocator, take_turns
+from sessions_api.models.paging import Page, read_page
+from sessions_api.models.tables import AuditEvent, AuditEventType, Origin
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: a user with one of their API keys (`api`), the operator at the
+    command line (`cli`: no user, no key), or the server itself (`system`, e.g. an expiry)."""
+
+    origin: Origin
+    user_id: uuid.UUID | None = None
+    key_id: uuid.UUID | None = None
+
+
+OPERATOR = Actor(Origin.cli)
+SYSTEM = Actor(Origin.system)
+
+
+class TargetKind(enum.StrEnum):
+    """What an event is about; its `target.id` is that thing's id (a member's is their user id)."""
+
+    api_key = "api_key"
+    member = "member"
+    organization = "organization"
+    session = "session"
+
+
+Snapshot = Mapping[str, uuid.UUID | datetime | str | None]
+
+
+@dataclass(frozen=True)
+class Event:
+    organization_id: uuid.UUID
+    type: AuditEventType
+    actor: Actor
+    target_kind: TargetKind
+    target_id: uuid.UUID
+    # What the change touched, in the API's names: before and after it, where each applies.
+    before: Snapshot | None = None
+    after: Snapshot | None = None
+
+
+def record(*, conn: Connection, events: Iterable[Event]) -> None:
+    """Record `events` in the transaction of `conn`, each organization's in the given order.
+
+    Record once the change is made: a writer then takes the organizations' audit turns (see
+    models.instants.take_turns) after every other lock it needs, and waits for nothing while
+    it holds them, so writers never wait for each other in a circle. Events of several
+    organizations are recorded in one call, whose turns are taken in one order.
+    """
+    by_organization: dict[uuid.UUID, list[Event]] = {}
+    for event in events:
+        by_organization.setdefault(event.organization_id, []).append(event)
+    if not by_organization:
+        return
+    take_turns(conn=conn, scopes=(f"audit:{organization_id}" for organization_id in by_organization))
+    rows = []
+    for organization_id, organization_events in by_organization.items():
+        allocator = InstantAllocator(
+            conn, col(AuditEvent.created_at), col(AuditEvent.organization_id) == organization_id
+        )
+        instants = allocator.allocate([None] * len(organization_events))
+        rows += [_row(event, instant) for event, instant in zip(organization_events, instants, strict=True)]
+    conn.execute(insert(AuditEvent), rows)
+
+
+def _row(event: Event, created_at: datetime) -> dict[str, Any]:
+    data = {name: _json(snapshot) for name, snapshot in (("before", event.before), ("after", event.after)) if snapshot}
+    return {
+        "id": uuid.uuid4(),
+        "organization_id": event.organization_id,
+        "created_at": created_at,
+        "type": event.type,
+        "origin": event.actor.origin,
+        "actor_user_id": event.actor.user_id,
+        "actor_key_id": event.actor.key_id,
+        "target_kind": event.target_kind.value,
+        "target_id": event.target_id,
+        "data": data,
+    }
+
+
+def _json(snapshot: Snapshot) -> dict[str, str | None]:
+    """A snapshot as the API shows it: ids and instants as their text."""
+    return {
+        name: format_utc(value) if isinstance(value, datetime) else None if value is None else str(value)
+        for name, value in snapshot.items()
+    }
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    type: AuditEventType | None = None
+    actor_user_id: uuid.UUID | None = None
+
+
+# What the API answers with, ids and instants already its text (see models.as_text).
+_EVENT_VIEW: Select[Any] = select(
+    uuid_text(col(AuditEvent.id)).label("id"),
+    uuid_text(col(AuditEvent.organization_id)).label("organization_id"),
+    rfc3339_text(col(AuditEvent.created_at)).label("created_at"),
+    col(AuditEvent.type),
+    col(AuditEvent.origin),
+    uuid_text(col(AuditEvent.actor_user_id)).label("actor_user_id"),
+    uuid_text(col(AuditEvent.actor_key_id)).label("actor_key_id"),
+    col(AuditEvent.target_kind),
+    uuid_text(col(AuditEvent.target_id)).label("target_id"),
+    col(AuditEvent.data),
+)
+
+
+def list_page(
+    organization_id: uuid.UUID, limit: int, before: datetime | None, filters: EventFilters = EventFilters()
+) -> Page:
+    """Up to `limit` events of the organization recorded strictly before `before`, newest first."""
+    where = [col(AuditEvent.organization_id) == organization_id]
+    if filters.type is not None:
+        where.append(col(AuditEvent.type) == filters.type)
+    if filters.actor_user_id is not None:
+        where.append(col(AuditEvent.actor_user_id) == filters.actor_user_id)
+    return read_page(_EVENT_VIEW, col(AuditEvent.created_at), limit, before, *where)

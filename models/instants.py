@@ -1,0 +1,117 @@
+"""Instants unique within a scope: the exact paging cursor of every list.
+
+A list is exact when the instant it pages by is unique within what it shows (a session's
+`created_at` within its organization, an audit event's within its organization, an API key's
+across all keys). New rows get the first free microsecond at or after the instant they ask
+for; without one they get max(now, newest + 1 µs), so they are never older than a row a
+reader has already paged past. Writers of one scope take turns (`take_turns`) so that they
+allocate without racing; a unique index in the database stays the guarantee.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Connection, func, select, text, true
+from sqlalchemy.orm import Mapped
+
+from sessions_api.core.timestamps import MICROSECOND, utcnow
+
+
+class InstantAllocator:
+    """Hands out instants of `column` unique among the rows `scope` selects: each wanted
+    instant gets the first free microsecond at or after it; no wanted instant (None) means
+    max(now, newest + 1 µs).
+
+    Taken instants are read by range, once per batch in the common case; runs of taken
+    instants are skipped with path compression, so a batch of n equal instants costs O(n).
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        column: Mapped[datetime] | ColumnElement[datetime],
+        scope: ColumnElement[bool] | None = None,
+    ) -> None:
+        self._conn = conn
+        self._column = column
+        self._scope = scope if scope is not None else true()
+        self._taken: set[datetime] = set()
+        self._skip: dict[datetime, datetime] = {}
+        self._loaded: tuple[datetime, datetime] | None = None  # the range read so far
+        self._newest: datetime | None = None
+
+    def allocate(self, wanted: list[datetime | None]) -> list[datetime]:
+        explicit = [instant for instant in wanted if instant is not None]
+        if explicit:
+            self._load(min(explicit), max(explicit) + len(wanted) * MICROSECOND)
+        allocated = []
+        for instant in wanted:
+            if instant is None:
+                instant = max(utcnow(), self._after_newest())
+            instant = self._first_free(instant)
+            self._taken.add(instant)
+            if self._newest is not None and instant > self._newest:
+                self._newest = instant
+            allocated.append(instant)
+        return allocated
+
+    def next(self) -> datetime:
+        """One instant after every taken one: max(now, newest + 1 µs)."""
+        (instant,) = self.allocate([None])
+        return instant
+
+    def _first_free(self, instant: datetime) -> datetime:
+        while True:
+            if self._loaded is None or not self._loaded[0] <= instant <= self._loaded[1]:
+                self._load(instant, instant + 4096 * MICROSECOND)
+            _, loaded_until = self._loaded_range()
+            path = []
+            while instant in self._taken and instant <= loaded_until:
+                path.append(instant)
+                instant = self._skip.get(instant, instant + MICROSECOND)
+            for step in path:
+                self._skip[step] = instant
+            if instant <= loaded_until:
+                return instant
+
+    def _loaded_range(self) -> tuple[datetime, datetime]:
+        assert self._loaded is not None, "read a range first"
+        return self._loaded
+
+    def _load(self, low: datetime, high: datetime) -> None:
+        """Read the taken instants in [low, high], extending the loaded range to cover it."""
+        if self._loaded is not None:
+            if self._loaded[0] <= low and high <= self._loaded[1]:
+                return
+            if low <= self._loaded[1] + MICROSECOND and high >= self._loaded[0]:
+                low, high = min(low, self._loaded[0]), max(high, self._loaded[1])
+            # Otherwise the old range is left behind; what it holds stays taken (in this batch too).
+        taken = self._conn.execute(
+            select(self._column).where(self._scope, self._column >= low, self._column <= high)
+        ).scalars()
+        self._taken.update(taken)
+        self._loaded = (low, high)
+
+    def _after_newest(self) -> datetime:
+        if self._newest is None:
+            newest = self._conn.execute(select(func.max(self._column)).where(self._scope)).scalar()
+            known = max(self._taken, default=None)
+            self._newest = max(filter(None, (newest, known)), default=utcnow() - MICROSECOND)
+        return self._newest + MICROSECOND
+
+
+def take_turns(*, conn: Connection, scopes: Iterable[str]) -> None:
+    """On PostgreSQL, writers that allocate instants in one scope (`"sessions:<organization
+    id>"`, say) take turns until they commit, so that they allocate without a race (SQLite's
+    BEGIN IMMEDIATE already serializes writers). The unique index stays the guarantee; this
+    only spares retries.
+
+    The scopes of one call are locked in one order, so two writers that take several turns at
+    once never wait for each other.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for scope in sorted(set(scopes)):
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": scope})

@@ -1,0 +1,170 @@
+"""Who may call what: every operation, called by every kind of caller, on one team.
+
+The callers: a member of the team with each role (unbound keys), a readwrite member whose
+key is bound to the team, a user who is no member of it, and an admin of the team whose key
+is bound to another organization. Operations that select the team with X-Organization-Id
+refuse the last two with 403; those whose path names the team answer them 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from sessions_api.models import Role
+from tests.support.api import (
+    API_KEYS,
+    AUDIT_EVENTS,
+    DEVICES,
+    ME,
+    ORGANIZATIONS,
+    SESSIONS,
+    assert_error,
+    members_path,
+    organization_path,
+    revoke_path,
+)
+
+CALLERS = ("admin", "readwrite", "readonly", "bound_to_team", "non_member", "bound_elsewhere")
+
+# Each operation's status for each caller, in the order of CALLERS.
+MATRIX = {
+    "listSessions": (200, 200, 200, 200, 403, 403),
+    "getSession": (200, 200, 200, 200, 403, 403),
+    "createSession": (201, 201, 403, 201, 403, 403),
+    "releaseSession": (200, 200, 403, 200, 403, 403),
+    "listDevices": (200, 200, 200, 200, 403, 403),
+    "listOrganizations": (200, 200, 200, 200, 403, 403),
+    "createOrganization": (201, 201, 201, 403, 403, 403),
+    "getOrganization": (200, 200, 200, 200, 404, 404),
+    "renameOrganization": (200, 403, 403, 403, 404, 404),
+    "listMembers": (200, 200, 200, 200, 404, 404),
+    "addMember": (201, 403, 403, 403, 404, 404),
+    "changeMemberRole": (200, 403, 403, 403, 404, 404),
+    "removeMember": (204, 403, 403, 403, 404, 404),
+    "listApiKeys": (200, 200, 200, 200, 403, 403),
+    "listApiKeys?scope=organization": (200, 403, 403, 403, 403, 403),
+    "createApiKey": (201, 201, 201, 201, 403, 403),
+    "revokeApiKey": (200, 404, 404, 404, 403, 403),
+    "listAuditEvents": (200, 403, 403, 403, 403, 403),
+    "getMe": (200, 200, 200, 200, 403, 403),
+}
+
+
+@pytest.fixture
+def team(world):
+    organization = world.organization("Team")
+    world.device(platform="ios", type="simulator", name="iPhone 16", os_version="18.2")
+    world.device(platform="ios", type="simulator", name="iPhone 15", os_version="18.2")
+    return organization
+
+
+def _caller(world, team, kind: str):
+    if kind in ("admin", "readwrite", "readonly"):
+        return world.member(of=[(team, Role(kind))])
+    if kind == "bound_to_team":
+        return world.member(of=[(team, Role.readwrite)], bound_to=team)
+    if kind == "non_member":
+        return world.member()
+    other = world.organization("Elsewhere")
+    return world.member(of=[(team, Role.admin), (other, Role.admin)], bound_to=other)
+
+
+@pytest.mark.parametrize("kind", CALLERS)
+def test_every_operation_answers_each_kind_of_caller_as_the_spec_says(client, world, team, kind):
+    owner = world.member(of=[(team, Role.admin)])
+    colleague = world.member(of=[(team, Role.readwrite)])
+    leaver = world.member(of=[(team, Role.readonly)])
+    colleagues_team_key = client.post(
+        API_KEYS, json={"name": "ci", "organization": str(team.id)}, headers=colleague.headers
+    ).json()
+    newcomer = world.member()
+    session = client.post(SESSIONS, json={"platform": "ios"}, headers=owner.acting_on(team.id)).json()
+    caller = _caller(world, team, kind)
+    headers = caller.acting_on(team.id)
+
+    calls = {
+        "listSessions": lambda: client.get(SESSIONS, headers=headers),
+        "getSession": lambda: client.get(f"{SESSIONS}/{session['id']}", headers=headers),
+        "createSession": lambda: client.post(SESSIONS, json={"platform": "ios"}, headers=headers),
+        "releaseSession": lambda: client.post(f"{SESSIONS}/{session['id']}/release", headers=headers),
+        "listDevices": lambda: client.get(DEVICES, headers=headers),
+        "listOrganizations": lambda: client.get(ORGANIZATIONS, headers=headers),
+        "createOrganization": lambda: client.post(ORGANIZATIONS, json={"name": "Spin-off"}, headers=headers),
+        "getOrganization": lambda: client.get(organization_path(team.id), headers=caller.headers),
+        "renameOrganization": lambda: client.patch(
+            organization_path(team.id), json={"name": "Team B"}, headers=caller.headers
+        ),
+        "listMembers": lambda: client.get(members_path(team.id), headers=caller.headers),
+        "addMember": lambda: client.post(
+            members_path(team.id), json={"email": newcomer.user.email, "role": "readonly"}, headers=caller.headers
+        ),
+        "changeMemberRole": lambda: client.patch(
+            members_path(team.id, colleague.user.id), json={"role": "readonly"}, headers=caller.headers
+        ),
+        "removeMember": lambda: client.delete(members_path(team.id, leaver.user.id), headers=caller.headers),
+        "listApiKeys": lambda: client.get(API_KEYS, headers=headers),
+        "listApiKeys?scope=organization": lambda: client.get(
+            API_KEYS, params={"scope": "organization"}, headers=headers
+        ),
+        "createApiKey": lambda: client.post(API_KEYS, json={"name": "mine"}, headers=headers),
+        "revokeApiKey": lambda: client.post(revoke_path(colleagues_team_key["id"]), headers=headers),
+        "listAuditEvents": lambda: client.get(AUDIT_EVENTS, headers=headers),
+        "getMe": lambda: client.get(ME, headers=headers),
+    }
+    got = {name: call().status_code for name, call in calls.items()}
+    column = CALLERS.index(kind)
+    assert got == {name: statuses[column] for name, statuses in MATRIX.items()}
+
+
+def test_the_matrix_covers_every_operation_of_the_spec():
+    from tests.contract.test_spec import STATUSES
+
+    assert {name.split("?")[0] for name in MATRIX} == set(STATUSES)
+
+
+def test_a_member_may_leave_by_themselves_whatever_their_role(client, world, team):
+    owner = world.member(of=[(team, Role.admin)])
+    for role in (Role.readonly, Role.readwrite):
+        member = world.member(of=[(team, role)])
+        assert client.delete(members_path(team.id, member.user.id), headers=member.headers).status_code == 204
+    others = client.get(members_path(team.id), headers=owner.headers).json()["data"]
+    assert [item["user"]["id"] for item in others] == [str(owner.user.id)]
+
+
+def test_path_operations_ignore_the_organization_header(client, world, team):
+    admin = world.member(of=[(team, Role.admin)])
+    outsider_org = world.organization("Not theirs")
+    # The header names an organization the caller is no member of: the path's is used.
+    headers = admin.acting_on(outsider_org.id)
+    assert client.get(organization_path(team.id), headers=headers).json()["id"] == str(team.id)
+    # And a header naming the team does not open another organization's path.
+    assert client.get(organization_path(outsider_org.id), headers=admin.acting_on(team.id)).status_code == 404
+
+
+def test_an_organization_not_the_callers_is_indistinguishable_from_a_missing_one(client, world, team):
+    owner = world.member(of=[(team, Role.admin)])
+    outsider = world.member()
+    bound_elsewhere = _caller(world, team, "bound_elsewhere")
+    missing = uuid.uuid4()
+    cases = [
+        ("GET", organization_path, None),
+        ("PATCH", organization_path, {"name": "Mine now"}),
+        ("GET", members_path, None),
+        ("POST", members_path, {"email": outsider.user.email, "role": "admin"}),
+        ("PATCH", lambda org: members_path(org, owner.user.id), {"role": "readonly"}),
+        ("DELETE", lambda org: members_path(org, owner.user.id), None),
+    ]
+    for caller in (outsider, bound_elsewhere):
+        for method, path, body in cases:
+            foreign = client.request(method, path(team.id), json=body, headers=caller.headers)
+            absent = client.request(method, path(missing), json=body, headers=caller.headers)
+            assert_error(foreign, 404, "not_found")
+            assert foreign.content == absent.content, (method, path(team.id))
+    listed = client.get(members_path(team.id), headers=owner.headers).json()["data"]
+    assert {(item["user"]["id"], item["role"]) for item in listed} == {
+        (str(owner.user.id), "admin"),
+        (str(bound_elsewhere.user.id), "admin"),
+    }
+    assert client.get(organization_path(team.id), headers=owner.headers).json()["name"] == "Team"
