@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -12,8 +13,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
+
+from sessions_api.cli.commands import main
 
 COMMAND = shutil.which("sessions-api", path=str(Path(sys.executable).parent)) or "sessions-api"
 
@@ -25,9 +29,14 @@ def free_port() -> int:
 
 
 def cli_json(env: dict, *argv: str) -> dict:
-    done = subprocess.run([COMMAND, *argv, "--json"], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    """`sessions-api ARGV --json` in this environment, as its output. The command's own code
+    runs in this process (`main`): starting a process per call would cost a second each, and
+    the tests that are about the installed command run it as one."""
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, env, clear=True), redirect_stdout(out), redirect_stderr(err):
+        code = main([*argv, "--json"])
+    assert code == 0, err.getvalue()
+    return json.loads(out.getvalue())
 
 
 @contextmanager
