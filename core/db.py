@@ -30,6 +30,12 @@ def configure(settings: Settings) -> Engine:
     return _engine
 
 
+def dispose() -> None:
+    """Close every pooled connection (the engine opens new ones when next asked)."""
+    if _engine is not None:
+        _engine.dispose()
+
+
 def engine() -> Engine:
     if _engine is None:
         raise RuntimeError("the database is not configured: call core.db.configure() first")

@@ -54,6 +54,14 @@ def write_soon(function: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) ->
     task.add_done_callback(_background.discard)
 
 
+async def drain(timeout: float) -> None:
+    """Wait, at most `timeout` seconds, for the writes started with write_soon() (a process that
+    stops finishes them first)."""
+    pending = [task for task in _background if task.get_loop() is asyncio.get_running_loop()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+
+
 async def _run(pool: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     waiting, in_use = DB_CALLS_WAITING.labels(pool), DB_CALLS_IN_USE.labels(pool)
     started = False

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from connexion import AsyncApp
@@ -26,17 +28,20 @@ from sessions_api.web.validation import VALIDATORS
 
 def create_app(settings: Settings | None = None) -> AsyncApp:
     settings = settings or Settings.from_env()
-    settings_module.configure(settings)
-    db.configure(settings)
     documents = SpecDocuments(resources.spec_path())
     resolver = TagResolver(documents.document)
-    security.configure(
-        security.Rules(
-            access=security.AccessRules(documents.document, resolver.handler_path),
-            rate_limits=RateLimits(settings),
-            session_starts=frozenset({resolver.handler_path("createSession")}),
-        )
+    rules = security.Rules(
+        access=security.AccessRules(documents.document, resolver.handler_path),
+        rate_limits=RateLimits(settings),
+        session_starts=frozenset({resolver.handler_path("createSession")}),
     )
+
+    def make_current() -> None:
+        settings_module.configure(settings)
+        db.configure(settings)
+        security.configure(rules)
+
+    make_current()
     app = AsyncApp(
         __name__,
         jsonifier=OrjsonJsonifier(),
@@ -76,7 +81,19 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     serve_metrics = settings.metrics and settings.metrics_address() is None
     app.add_middleware(ProbesMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, serve_metrics=serve_metrics)
     app.add_middleware(SpecDocumentsMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, documents=documents)
+    _make_current[app] = make_current
     return app
+
+
+# What each app made sets up in its process (settings, engine, security rules), to do again.
+_make_current: weakref.WeakKeyDictionary[AsyncApp, Callable[[], None]] = weakref.WeakKeyDictionary()
+
+
+def make_current(app: AsyncApp) -> None:
+    """Make `app` the one this process serves again: its settings, a new engine (the old one's
+    connections closed) and its security rules. A server makes one app; a process that made
+    others since (a test suite) calls this to serve an earlier one."""
+    _make_current[app]()
 
 
 def _routed_spec(document: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from sessions_api.core.metrics import EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
 from sessions_api.models import leases
 
 logger = logging.getLogger(__name__)
+# How long a stopping process waits for the best-effort writes it started (keys' last use).
+_DRAIN_SECONDS = 2.0
 
 
 @asynccontextmanager
@@ -24,6 +26,7 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
         yield
     finally:
         sweeper.cancel()
+        await db_threads.drain(timeout=_DRAIN_SECONDS)
 
 
 async def _sweep_expired_sessions(interval: float) -> None:
