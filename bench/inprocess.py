@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from bench.run import DATA, WORKLOADS, default_database_url, manifest_path, workloads
-from bench.servers import SERVERS
+from bench.servers import APPS, SERVERS
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -72,7 +72,7 @@ def load_app(name: str, database_url: str):
     os.environ.pop("SESSIONS_API_VALIDATE_RESPONSES", None)
     if name == "ours" or name in VARIANTS:
         return _our_app(name)
-    return importlib.import_module({"reference": "bench.reference.app", "floor": "bench.floor.app"}[name]).app
+    return importlib.import_module(APPS[name].split(":")[0]).app
 
 
 def _our_app(name: str):

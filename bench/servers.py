@@ -1,7 +1,11 @@
-"""The three servers, each started as its own process with production settings.
+"""The servers, each started as its own process with production settings.
 
-- ours: the product's own `sessions-api serve --workers N` (uvicorn, its logging and access log);
-- reference: `uvicorn bench.reference.app:app` with uvicorn's defaults (access log on);
+- ours: the product's own `sessions-api serve --workers N` (uvicorn, its logging, access log,
+  metrics and rate limits);
+- fastapi: `uvicorn bench.fastapi_core.app:app --no-access-log`, FastAPI as a user who cares
+  about speed writes and runs it;
+- reference: `uvicorn bench.reference.app:app` with uvicorn's defaults (access log on), FastAPI
+  with ORM objects, as many users write it;
 - floor: `uvicorn bench.floor.app:app --no-access-log`.
 """
 
@@ -20,12 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ("ours", "reference", "floor")
+SERVERS = ("ours", "fastapi", "reference", "floor")
 LABELS = {
     "ours": "Sessions API (Connexion)",
+    "fastapi": "FastAPI + SQLAlchemy Core (performance-aware)",
     "reference": "FastAPI + SQLModel reference",
     "floor": "Starlette + driver SQL floor",
 }
+APPS = {"fastapi": "bench.fastapi_core.app:app", "reference": "bench.reference.app:app", "floor": "bench.floor.app:app"}
 
 
 # Ours runs with its rate limits on (in memory, as by default), in the defaults' shape (one
@@ -52,9 +58,8 @@ def command(name: str, port: int, workers: int) -> list[str]:
     host = ["--host", "127.0.0.1", "--port", str(port)]
     if name == "ours":
         return sessions_api_command() + ["serve", *host, "--workers", str(workers)]
-    app = {"reference": "bench.reference.app:app", "floor": "bench.floor.app:app"}[name]
-    extra = ["--no-access-log"] if name == "floor" else []
-    return [sys.executable, "-m", "uvicorn", app, *host, "--workers", str(workers), *extra]
+    extra = [] if name == "reference" else ["--no-access-log"]
+    return [sys.executable, "-m", "uvicorn", APPS[name], *host, "--workers", str(workers), *extra]
 
 
 @dataclass
