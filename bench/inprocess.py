@@ -85,7 +85,7 @@ def _our_app(name: str):
     _, changes, body_limit = VARIANTS.get(name, ("ours", {}, True))
     app = create_app(Settings.from_env().replace(**changes))
     if not body_limit:  # Connexion keeps the middlewares to build as partials until the app starts
-        stack = app.middleware.middlewares
+        stack = app.middlewares
         stack[:] = [middleware for middleware in stack if getattr(middleware, "func", None) is not BodyLimitMiddleware]
     return app
 

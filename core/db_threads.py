@@ -1,15 +1,22 @@
-"""Blocking database calls, run off the event loop: reads and writes in thread pools of their own.
+"""Blocking database calls from the event loop: writes on threads of their own; reads on threads
+of their own too, except on SQLite, where they run on the event loop itself.
 
 A write can wait for a lock (SQLite's write lock for the busy timeout, a PostgreSQL row lock
 for the lock timeout); a read never does. Reads therefore never share a queue with writes:
-a write stuck behind another process's transaction holds up no read of this process. The
-pools' sizes are the settings' `read_threads()` and `write_threads()`.
+a write stuck behind another process's transaction holds up no read of this process.
+
+Why SQLite reads may run on the loop: SQLite works inside this process, and in WAL mode (the
+engine sets it) a reader never waits for a lock: it reads the last committed state while a
+writer appends to the log. Every read the API makes is short and indexed (a key lookup, a
+page of at most 500 rows), so it costs less than handing it to a thread and back (two
+thread switches and their GIL hand-offs, measured in BENCHMARKS.md). Anything that can wait
+(a write, a lock, the network) never runs on the loop. The pools' sizes are the settings'
+`read_threads()` and `write_threads()`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -31,8 +38,22 @@ _background: set[asyncio.Task[Any]] = set()
 
 
 async def read(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run a data-layer read on the reads' threads."""
+    """Run a data-layer read: on the loop on SQLite (see above), else on the reads' threads."""
+    if settings.current().is_sqlite:
+        in_use = DB_CALLS_IN_USE.labels("reads")
+        in_use.inc()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            in_use.dec()
     return await _run("reads", function, *args, **kwargs)
+
+
+async def run(function: Callable[..., T], *args: Any, writes: bool, **kwargs: Any) -> T:
+    """Run a data-layer call as a write or as a read."""
+    if writes:
+        return await _run("writes", function, *args, **kwargs)
+    return await read(function, *args, **kwargs)
 
 
 async def write(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -92,15 +113,3 @@ def _limiter(pool: str) -> CapacityLimiter:
         size = config.read_threads() if pool == "reads" else config.write_threads()
         known = _limiters[pool] = (loop, CapacityLimiter(size))
     return known[1]
-
-
-def off_the_loop(function: Callable[..., T], *, writes: bool) -> Callable[..., Any]:
-    """`function` as a coroutine function that runs it on the reads' or the writes' threads,
-    with the same signature (Connexion reads it to pass arguments)."""
-    run = write if writes else read
-
-    @functools.wraps(function)
-    async def on_a_thread(*args: Any, **kwargs: Any) -> T:
-        return await run(function, *args, **kwargs)
-
-    return on_a_thread

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from connexion import request
 from sqlalchemy import Row
 
 from sessions_api.handlers.listing import list_body
@@ -21,11 +20,10 @@ def listSessions(
     before: str | None = None,
     status: str | None = None,
     platform: str | None = None,
+    user: str | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
     principal = token_info["principal"]
-    # Connexion passes the caller's id as `user`, so the `user` filter is read from the query itself.
-    user = request.query_params.get("user")
     filters = sessions.SessionFilters(
         status=status,
         platform=platform,
@@ -40,7 +38,9 @@ def getSession(sessionId: str, token_info: dict[str, Any]) -> dict[str, Any]:
     return session_json(sessions.get_session(principal.organization_id, uuid.UUID(sessionId)))
 
 
-def createSession(body: dict[str, Any], token_info: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+def createSession(
+    body: dict[str, Any], token_info: dict[str, Any], idempotency_key: str | None = None
+) -> tuple[dict[str, Any], int, dict[str, str]]:
     principal = token_info["principal"]
     wanted = leases.DeviceWanted(
         platform=body["platform"],
@@ -53,7 +53,7 @@ def createSession(body: dict[str, Any], token_info: dict[str, Any]) -> tuple[dic
         principal,
         wanted,
         render=session_json,
-        idempotency_key=request.headers.get("Idempotency-Key"),
+        idempotency_key=idempotency_key,
     )
     headers = {"Location": f"{API_BASE}/sessions/{started.body['id']}"}
     if started.replayed:

@@ -7,16 +7,19 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from connexion import AsyncApp
+from connexion import ConnexionMiddleware
 from connexion.middleware import MiddlewarePosition
-from connexion.options import SwaggerUIOptions
+from connexion.middleware.context import ContextMiddleware
+from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 
 from sessions_api.core import db, resources
 from sessions_api.core import settings as settings_module
 from sessions_api.core.settings import Settings
 from sessions_api.web import errors, security
 from sessions_api.web.body_limit import BodyLimitMiddleware
-from sessions_api.web.documents import JSON_PATH, UI_PATH, SpecDocuments, SpecDocumentsMiddleware
+from sessions_api.web.dispatch import Dispatcher
+from sessions_api.web.documents import SpecDocuments, SpecDocumentsMiddleware, SwaggerUI
 from sessions_api.web.jsonifier import OrjsonJsonifier
 from sessions_api.web.lifespan import lifespan
 from sessions_api.web.observe import ObserveMiddleware, Route
@@ -26,7 +29,7 @@ from sessions_api.web.routing import METHODS, TagResolver
 from sessions_api.web.validation import VALIDATORS
 
 
-def create_app(settings: Settings | None = None) -> AsyncApp:
+def create_app(settings: Settings | None = None) -> ConnexionMiddleware:
     settings = settings or Settings.from_env()
     documents = SpecDocuments(resources.spec_path())
     resolver = TagResolver(documents.document)
@@ -42,18 +45,17 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         security.configure(rules)
 
     make_current()
-    app = AsyncApp(
-        __name__,
+    # Connexion routes, authenticates and validates (and, in tests, validates responses);
+    # `Dispatcher` calls the handlers. Its Swagger UI is not used: SpecDocumentsMiddleware
+    # serves the page with the file as it is (Connexion's copy has every $ref inlined).
+    unused = {SwaggerUIMiddleware, ContextMiddleware}
+    if not settings.validate_responses:
+        unused.add(ResponseValidationMiddleware)
+    app = ConnexionMiddleware(
+        Dispatcher(documents.document, resolver.handler_path, resolver.function),
+        middlewares=[middleware for middleware in ConnexionMiddleware.default_middlewares if middleware not in unused],
         jsonifier=OrjsonJsonifier(),
         lifespan=lifespan,
-        # Swagger UI renders the file as served by SpecDocumentsMiddleware, not Connexion's copy
-        # with every $ref inlined.
-        swagger_ui_options=SwaggerUIOptions(
-            serve_spec=False,
-            spec_path=JSON_PATH,
-            swagger_ui_path=UI_PATH,
-            swagger_ui_config={"displayOperationId": True, "docExpansion": "list"},
-        ),
     )
     app.add_api(
         _routed_spec(documents.document),
@@ -76,20 +78,23 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     app.add_middleware(RateLimitHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     # Inside the exception handling (refusals are the envelope), before anything reads a body.
     app.add_middleware(
-        BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, max_body_bytes=settings.max_body_bytes
+        BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_ROUTING, max_body_bytes=settings.max_body_bytes
     )
     serve_metrics = settings.metrics and settings.metrics_address() is None
-    app.add_middleware(ProbesMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, serve_metrics=serve_metrics)
-    app.add_middleware(SpecDocumentsMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER, documents=documents)
+    app.add_middleware(ProbesMiddleware, position=MiddlewarePosition.BEFORE_ROUTING, serve_metrics=serve_metrics)
+    swagger_ui = SwaggerUI({"displayOperationId": True, "docExpansion": "list"})
+    app.add_middleware(
+        SpecDocumentsMiddleware, position=MiddlewarePosition.BEFORE_ROUTING, documents=documents, swagger_ui=swagger_ui
+    )
     _make_current[app] = make_current
     return app
 
 
 # What each app made sets up in its process (settings, engine, security rules), to do again.
-_make_current: weakref.WeakKeyDictionary[AsyncApp, Callable[[], None]] = weakref.WeakKeyDictionary()
+_make_current: weakref.WeakKeyDictionary[ConnexionMiddleware, Callable[[], None]] = weakref.WeakKeyDictionary()
 
 
-def make_current(app: AsyncApp) -> None:
+def make_current(app: ConnexionMiddleware) -> None:
     """Make `app` the one this process serves again: its settings, a new engine (the old one's
     connections closed) and its security rules. A server makes one app; a process that made
     others since (a test suite) calls this to serve an earlier one."""

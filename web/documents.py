@@ -1,5 +1,6 @@
 """The contract as its consumers fetch it: `{base}/openapi.yaml`, `{base}/openapi.json`, and the
-Swagger UI at `{base}/ui/` that renders it. None of them needs an API key.
+Swagger UI at `{base}/ui/` that renders it (swagger-ui-bundle's files). None of them needs an
+API key.
 
 Connexion's own `{base}/openapi.json` inlines every `$ref`, which leaves code generators with
 anonymous, badly named models, so it is switched off (`serve_spec=False`) and this middleware
@@ -12,10 +13,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import orjson
 import yaml
 from starlette.exceptions import HTTPException
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from sessions_api.web.observe import answered_by
 
@@ -84,16 +89,76 @@ def _json_bytes(document: dict) -> bytes:
     return json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
+class SwaggerUI:
+    """Swagger UI's page, its configuration and its files (from swagger-ui-bundle)."""
+
+    # The files the page loads, and what they are.
+    ASSETS = {
+        "swagger-ui.css": "text/css",
+        "index.css": "text/css",
+        "swagger-ui-bundle.js": "text/javascript",
+        "swagger-ui-standalone-preset.js": "text/javascript",
+        "favicon-32x32.png": "image/png",
+        "favicon-16x16.png": "image/png",
+    }
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = orjson.dumps(config)
+        self._assets: dict[str, bytes] = {}
+
+    def page(self, spec_url: str) -> bytes:
+        return _SWAGGER_PAGE.replace("{spec_url}", json.dumps(spec_url)).encode()
+
+    def asset(self, name: str) -> bytes:
+        if name not in self._assets:  # read on first use, kept: they do not change
+            self._assets[name] = (Path(str(swagger_ui_path)) / name).read_bytes()
+        return self._assets[name]
+
+
+_SWAGGER_PAGE = """<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8">
+    <title>Sessions API: Swagger UI</title>
+    <link rel="stylesheet" type="text/css" href="./swagger-ui.css" />
+    <link rel="stylesheet" type="text/css" href="./index.css" />
+    <link rel="icon" type="image/png" href="./favicon-32x32.png" sizes="32x32" />
+    <link rel="icon" type="image/png" href="./favicon-16x16.png" sizes="16x16" />
+  </head>
+  <body>
+    <div id="swagger-ui"></div>
+    <script src="./swagger-ui-bundle.js" charset="UTF-8"></script>
+    <script src="./swagger-ui-standalone-preset.js" charset="UTF-8"></script>
+    <script>
+      window.onload = function () {
+        window.ui = SwaggerUIBundle({
+          url: {spec_url},
+          configUrl: "./swagger-ui-config.json",
+          dom_id: "#swagger-ui",
+          deepLinking: true,
+          presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+          plugins: [SwaggerUIBundle.plugins.DownloadUrl],
+          layout: "StandaloneLayout",
+        });
+      };
+    </script>
+  </body>
+</html>
+"""
+
+
 class SpecDocumentsMiddleware:
-    """Answers GET and HEAD of `{base}/openapi.yaml` and `{base}/openapi.json`; passes the rest on.
+    """Answers GET and HEAD of `{base}/openapi.yaml`, `{base}/openapi.json` and the Swagger UI
+    under `{base}/ui/`; passes the rest on.
 
     It sits inside Connexion's exception middleware (a wrong method gets the error envelope)
     and before its security middleware (no API key needed)."""
 
-    def __init__(self, app: ASGIApp, documents: SpecDocuments) -> None:
+    def __init__(self, app: ASGIApp, documents: SpecDocuments, swagger_ui: SwaggerUI) -> None:
         self.app = app
         self.documents = documents
-        self._routes = {
+        self.swagger_ui = swagger_ui
+        self._documents = {
             documents.base_path + JSON_PATH: ("json", "application/json"),
             documents.base_path + YAML_PATH: ("yaml", YAML_MEDIA_TYPE),
         }
@@ -101,25 +166,50 @@ class SpecDocumentsMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = app_path(scope) if scope["type"] == "http" else ""
-        route = self._routes.get(path)
-        if route is None:
-            if path.startswith(self._ui_path):
-                answered_by(scope, "docs")
+        if path in self._documents:
+            answered_by(scope, path.rsplit("/", 1)[-1])
+            body, media_type = self._document(path, scope)
+        elif path == self._ui_path or path.startswith(self._ui_path + "/"):
+            answered_by(scope, "docs")
+            if path == self._ui_path:  # the page's relative links need the slash
+                self._only_get_or_head(scope)
+                location = scope.get("root_path", "") + self._ui_path + "/"
+                await RedirectResponse(location, status_code=308)(scope, receive, send)
+                return
+            body, media_type = self._ui(path[len(self._ui_path) + 1 :], scope)
+        else:
             await self.app(scope, receive, send)
             return
-        answered_by(scope, path.rsplit("/", 1)[-1])
-        if scope["method"] not in ("GET", "HEAD"):
-            raise HTTPException(405, headers={"Allow": "GET, HEAD"})
-        kind, media_type = route
-        prefix = scope.get("root_path", "")
-        body = self.documents.json_bytes(prefix) if kind == "json" else self.documents.yaml_bytes(prefix)
         headers = [
-            (b"content-type", f"{media_type}; charset=utf-8".encode()),
+            (b"content-type", media_type.encode()),
             (b"content-length", str(len(body)).encode()),
             (b"cache-control", b"no-cache"),
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    def _document(self, path: str, scope: Scope) -> tuple[bytes, str]:
+        self._only_get_or_head(scope)
+        kind, media_type = self._documents[path]
+        prefix = scope.get("root_path", "")
+        body = self.documents.json_bytes(prefix) if kind == "json" else self.documents.yaml_bytes(prefix)
+        return body, f"{media_type}; charset=utf-8"
+
+    def _ui(self, name: str, scope: Scope) -> tuple[bytes, str]:
+        self._only_get_or_head(scope)
+        if name in ("", "index.html"):
+            spec_url = scope.get("root_path", "") + self.documents.base_path + JSON_PATH
+            return self.swagger_ui.page(spec_url), "text/html; charset=utf-8"
+        if name == "swagger-ui-config.json":
+            return self.swagger_ui.config, "application/json"
+        if name in SwaggerUI.ASSETS:
+            return self.swagger_ui.asset(name), SwaggerUI.ASSETS[name]
+        raise HTTPException(404)
+
+    @staticmethod
+    def _only_get_or_head(scope: Scope) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            raise HTTPException(405, headers={"Allow": "GET, HEAD"})
 
 
 def app_path(scope: Scope) -> str:

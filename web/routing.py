@@ -6,9 +6,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from connexion.resolver import Resolution, Resolver
-
-from sessions_api.core.db_threads import off_the_loop
+from connexion.resolver import Resolver
 
 HANDLERS_PACKAGE = "sessions_api.handlers"
 METHODS = ("get", "put", "post", "patch", "delete")
@@ -53,9 +51,5 @@ class TagResolver(Resolver):
     def resolve_operation_id(self, operation: Any) -> str:
         return self.handler_path(operation.operation_id)
 
-    def resolve(self, operation: Any) -> Resolution:
-        """The handler, run on the database reads' threads for GET and on the writes' threads
-        for every other method (handlers are thin and call the data layer, which blocks)."""
-        resolution = super().resolve(operation)
-        writes = operation.method.lower() not in ("get", "head")
-        return Resolution(off_the_loop(resolution.function, writes=writes), resolution.operation_id)
+    def function(self, handler_path: str) -> Any:
+        return self.resolve_function_from_operation_id(handler_path)
