@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import weakref
 from collections.abc import Callable
-from typing import Any
 
 from connexion import ConnexionMiddleware
 from connexion.middleware import MiddlewarePosition
@@ -56,9 +55,10 @@ def create_app(settings: Settings | None = None) -> ConnexionMiddleware:
         middlewares=[middleware for middleware in ConnexionMiddleware.default_middlewares if middleware not in unused],
         jsonifier=OrjsonJsonifier(),
         lifespan=lifespan,
+        security_map={security.BEARER: security.BearerKeys},
     )
     app.add_api(
-        _routed_spec(documents.document),
+        copy.deepcopy(documents.document),
         resolver=resolver,
         strict_validation=True,
         validate_responses=settings.validate_responses,
@@ -99,15 +99,6 @@ def make_current(app: ConnexionMiddleware) -> None:
     connections closed) and its security rules. A server makes one app; a process that made
     others since (a test suite) calls this to serve an earlier one."""
     _make_current[app]()
-
-
-def _routed_spec(document: dict[str, Any]) -> dict[str, Any]:
-    """The spec as Connexion routes it: the contract, plus the Python function behind its bearer
-    scheme, which the published contract does not name."""
-    routed = copy.deepcopy(document)
-    scheme = routed["components"]["securitySchemes"][security.SCHEME]
-    scheme["x-bearerInfoFunc"] = f"{security.authenticate.__module__}.{security.authenticate.__qualname__}"
-    return routed
 
 
 def _routes(documents: SpecDocuments, resolver: TagResolver) -> dict[str, Route]:

@@ -22,6 +22,7 @@ from typing import Any
 from connexion.exceptions import OAuthResponseProblem
 from connexion.lifecycle import ConnexionRequest
 from connexion.middleware.abstract import ROUTING_CONTEXT
+from connexion.security import NO_VALUE, AbstractSecurityHandler
 
 from sessions_api.core import db_threads, settings
 from sessions_api.core.ids import parse_uuid
@@ -34,10 +35,26 @@ from sessions_api.web.rate_limits import RateLimits, client_address, spent_of
 from sessions_api.web.routing import operations, paths
 
 ORGANIZATION_HEADER = "X-Organization-Id"
+BEARER = "bearer"
 # The path parameter that names the organization a request acts on, where there is one.
 ORGANIZATION_PARAMETER = "organizationId"
-# The scheme in the spec whose `x-bearerInfoFunc` the app factory points here.
-SCHEME = "bearerAuth"
+
+
+class BearerKeys(AbstractSecurityHandler):
+    """Connexion's security handler for `http` `bearer` schemes (given to it in `security_map`):
+    `authenticate`, called with the token. Connexion's own inspects the function's signature
+    on every request; this one knows it."""
+
+    def get_fn(self, security_scheme: dict[str, Any], required_scopes: Any) -> Callable[..., Any]:
+        return _verify
+
+
+async def _verify(request: ConnexionRequest) -> Any:
+    authorization = request.headers.get("Authorization")
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != BEARER or not token.strip():
+        return NO_VALUE  # Connexion answers 401: no credentials of this scheme
+    return await authenticate(token.strip(), request)
 
 
 class AccessRules:
