@@ -16,13 +16,17 @@ from sessions_api.core.settings import Settings
 
 _engine: Engine | None = None
 _write_engine: Engine | None = None
+# Counts configure() and dispose() calls: connections opened outside the engine's pool
+# (core.compiled_reads) are closed when it moves on.
+_generation = 0
 
 
 def configure(settings: Settings) -> Engine:
     """Create (or re-create) the process-wide engine for `settings.database_url`."""
-    global _engine, _write_engine
+    global _engine, _write_engine, _generation
     if _engine is not None:
         _engine.dispose()
+    _generation += 1
     _engine = _create_engine(settings)
     # On SQLite a writing transaction takes the write lock up front (BEGIN IMMEDIATE), so it
     # waits on the busy timeout instead of failing when another writer got in first.
@@ -32,8 +36,16 @@ def configure(settings: Settings) -> Engine:
 
 def dispose() -> None:
     """Close every pooled connection (the engine opens new ones when next asked)."""
+    global _generation
+    _generation += 1
     if _engine is not None:
         _engine.dispose()
+
+
+def generation() -> int:
+    """Changes whenever the engine's connections are closed: a connection kept outside the
+    pool that was opened in another generation must be closed too."""
+    return _generation
 
 
 def engine() -> Engine:
@@ -79,16 +91,21 @@ def _create_engine(settings: Settings) -> Engine:
     return create_engine(url, pool_pre_ping=True, **pool)
 
 
-def _postgresql_engine(url: str, settings: Settings, pool: dict[str, Any]) -> Engine:
+def postgresql_connect_args(settings: Settings) -> dict[str, Any]:
+    """What every PostgreSQL connection is opened with: its time-outs, and UTC."""
     options = (
         f"-c statement_timeout={settings.db_statement_timeout_ms} "
         f"-c lock_timeout={settings.db_lock_timeout_ms} -c timezone=UTC"
     )
+    return {"connect_timeout": settings.db_connect_timeout, "options": options}
+
+
+def _postgresql_engine(url: str, settings: Settings, pool: dict[str, Any]) -> Engine:
     eng = create_engine(
         url,
         # A connection that died with a database restart is replaced, not handed out.
         pool_pre_ping=True,
-        connect_args={"connect_timeout": settings.db_connect_timeout, "options": options},
+        connect_args=postgresql_connect_args(settings),
         **pool,
     )
 

@@ -14,7 +14,7 @@ from sessions_api.models.paging import cursor
 API_BASE = "/api/v1"
 
 
-def listSessions(
+async def listSessions(
     token_info: dict[str, Any],
     limit: int = 100,
     before: str | None = None,
@@ -30,12 +30,13 @@ def listSessions(
         user_id=uuid.UUID(user) if user else None,
         device_id=uuid.UUID(device) if device else None,
     )
-    return list_body(sessions.list_page(principal.organization_id, limit, cursor(before), filters), session_json)
+    page = await sessions.list_page(principal.organization_id, limit, cursor(before), filters)
+    return list_body(page, session_json)
 
 
-def getSession(sessionId: str, token_info: dict[str, Any]) -> dict[str, Any]:
+async def getSession(sessionId: str, token_info: dict[str, Any]) -> dict[str, Any]:
     principal = token_info["principal"]
-    return session_json(sessions.get_session(principal.organization_id, uuid.UUID(sessionId)))
+    return session_json(await sessions.get_session(principal.organization_id, uuid.UUID(sessionId)))
 
 
 def createSession(

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Mapped, aliased
 from sqlmodel import col
 
 from sessions_api.core import db
+from sessions_api.core.compiled_reads import CompiledRead
 from sessions_api.core.ids import parse_uuid
 from sessions_api.core.timestamps import utcnow
 from sessions_api.models import audit
@@ -287,7 +288,9 @@ def describe_caller(caller: Principal) -> Row[Any]:
         return conn.execute(_CALLER.where(col(ApiKey.id) == caller.key_id)).one()
 
 
-def authenticate(token: str, requested_organization: str | None, last_used_interval: timedelta) -> Principal | None:
+async def authenticate(
+    token: str, requested_organization: str | None, last_used_interval: timedelta
+) -> Principal | None:
     """The principal behind a bearer token, or None when the token is not a live key.
 
     The organization is `requested_organization` if given, else the key's bound organization,
@@ -299,11 +302,9 @@ def authenticate(token: str, requested_organization: str | None, last_used_inter
     lookup_id, secret = match.groups()
     requested = parse_uuid(requested_organization) if requested_organization is not None else None
     if requested is not None:
-        query, values = _FOR_REQUESTED_ORGANIZATION, {"lookup_id": lookup_id, "requested": requested}
+        row = await _FOR_REQUESTED_ORGANIZATION.first({"lookup_id": lookup_id, "requested": requested})
     else:
-        query, values = _FOR_DEFAULT_ORGANIZATION, {"lookup_id": lookup_id}
-    with db.reading() as conn:
-        row = conn.execute(query, values).first()
+        row = await _FOR_DEFAULT_ORGANIZATION.first({"lookup_id": lookup_id})
     if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)) or not _is_live(row):
         return None
     if requested_organization is not None and (
@@ -362,10 +363,10 @@ def _principal_query(selected: ColumnElement[Any]) -> Select[Any]:
     )
 
 
-# Built once, as every request runs one of them: building a statement costs more than running it.
-_FOR_REQUESTED_ORGANIZATION = _principal_query(bindparam("requested", type_=Uuid()))
-_FOR_DEFAULT_ORGANIZATION = _principal_query(
-    func.coalesce(col(ApiKey.organization_id), col(User.default_organization_id))
+# Built and compiled once, as every request runs one of them (core.compiled_reads).
+_FOR_REQUESTED_ORGANIZATION = CompiledRead(_principal_query(bindparam("requested", type_=Uuid())))
+_FOR_DEFAULT_ORGANIZATION = CompiledRead(
+    _principal_query(func.coalesce(col(ApiKey.organization_id), col(User.default_organization_id)))
 )
 
 

@@ -23,7 +23,7 @@ from sessions_api.web.jsonifier import OrjsonJsonifier
 from sessions_api.web.lifespan import lifespan
 from sessions_api.web.observe import ObserveMiddleware, Route
 from sessions_api.web.probes import ProbesMiddleware
-from sessions_api.web.rate_limits import RateLimitHeadersMiddleware, RateLimits
+from sessions_api.web.rate_limits import RateLimits
 from sessions_api.web.routing import METHODS, TagResolver
 from sessions_api.web.validation import VALIDATORS
 
@@ -67,15 +67,13 @@ def create_app(settings: Settings | None = None) -> ConnexionMiddleware:
     )
     errors.register(app, errors.AllowedMethods(documents.document, base_path=documents.base_path))
     # Outermost of ours (Connexion's exception handling is inside it): every answer, errors
-    # included, carries the request id and is logged and counted.
+    # included, carries the request id and the RateLimit headers, and is logged and counted.
     app.add_middleware(
         ObserveMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         routes=_routes(documents, resolver),
         metrics=settings.metrics,
     )
-    # Outside the exception handling too: error answers carry what the request spent.
-    app.add_middleware(RateLimitHeadersMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     # Inside the exception handling (refusals are the envelope), before anything reads a body.
     app.add_middleware(
         BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_ROUTING, max_body_bytes=settings.max_body_bytes

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sessions_api.core import db_threads
+from sessions_api.core import compiled_reads, db_threads
 from sessions_api.core import settings as settings_module
 from sessions_api.core.metrics import EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
 from sessions_api.models import leases
@@ -27,6 +27,7 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
     finally:
         sweeper.cancel()
         await db_threads.drain(timeout=_DRAIN_SECONDS)
+        await compiled_reads.close()
 
 
 async def _sweep_expired_sessions(interval: float) -> None:

@@ -1,7 +1,9 @@
-"""What operators see of each request: its id, one access log line, and the request metrics.
+"""What operators see of each request: its id, one access log line, and the request metrics;
+and what clients see of its budgets: the RateLimit headers (web.rate_limits).
 
 The outermost of our middlewares, so that every answer, errors included, carries
-`X-Request-Id` and is counted. Requests are labelled by operationId (from Connexion's
+`X-Request-Id` and the budgets it spent, and is counted (one wrapper of `send` for both:
+each wrapper costs every response). Requests are labelled by operationId (from Connexion's
 routing context), or by what else answered them (`openapi.json`, `healthz`, ...), or
 `unmatched`: never by raw path, which would carry ids.
 """
@@ -9,21 +11,22 @@ routing context), or by what else answered them (`openapi.json`, `healthz`, ...)
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from connexion.middleware.abstract import ROUTING_CONTEXT
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sessions_api.core.logs import bind_request, unbind_request
 from sessions_api.core.metrics import REQUEST_DURATION, REQUESTS
 from sessions_api.web.errors import internal_error_response
+from sessions_api.web.rate_limits import budget_headers
 
 REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _VALID_INCOMING = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Where our own middlewares, which answer outside Connexion's routing, write their label.
 _ANSWERED_BY = "sessions_api.answered_by"
@@ -58,12 +61,14 @@ class ObserveMiddleware:
         # The handler path Connexion routes to -> the operation.
         self.routes = routes
         self.metrics = metrics
+        # The metrics' children by labels: labels() takes a lock and builds a key each call.
+        self._counted: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = self._incoming(scope) or uuid.uuid4().hex
+        request_id = self._incoming(scope) or os.urandom(16).hex()
         token = bind_request(request_id)
         # Connexion copies the scope as it routes, but not this dict: what it notes here, we see.
         extensions = scope.setdefault("extensions", {})
@@ -74,7 +79,11 @@ class ObserveMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (_REQUEST_ID, request_id.encode()),
+                    *budget_headers(extensions, message),
+                ]
             await send(message)
 
         try:
@@ -93,8 +102,12 @@ class ObserveMiddleware:
     def _observe(self, scope: Scope, extensions: dict[str, Any], status: int, seconds: float) -> None:
         route = self._route(extensions)
         if self.metrics:
-            REQUESTS.labels(route.operation_id, scope["method"], status).inc()
-            REQUEST_DURATION.labels(route.operation_id).observe(seconds)
+            labels = (route.operation_id, scope["method"], status)
+            counted = self._counted.get(labels)
+            if counted is None:
+                counted = self._counted[labels] = (REQUESTS.labels(*labels), REQUEST_DURATION.labels(labels[0]))
+            counted[0].inc()
+            counted[1].observe(seconds)
         level = logging.DEBUG if route.operation_id in _QUIET else logging.INFO
         if access_logger.isEnabledFor(level):
             client = (scope.get("client") or ("-",))[0]

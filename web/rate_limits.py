@@ -5,7 +5,11 @@ Three budgets, each in `limits`' notation (`20/second;600/minute`):
 - every API key's requests (`SESSIONS_API_RATE_LIMIT`);
 - each organization's session starts, `createSession` (`SESSIONS_API_START_RATE_LIMIT`);
 - failed authentications per client address (`SESSIONS_API_AUTH_FAILURE_LIMIT`), checked
-  before the key is looked up, so that guessing keys costs the database nothing.
+  before the key is looked up, so that guessing keys costs the database nothing. The check
+  asks the storage only for addresses that failed in this process within the budget's
+  longest window: the callers who never fail (nearly all) cost it nothing, and an address
+  that fails on every worker is checked on every worker after its first failure there, so
+  across N workers it gets at most N - 1 tries past its budget.
 
 Counting is the sliding window counter: one counter per window and key, weighted with the
 previous window's, so memory is constant per key (a moving window keeps an entry per hit:
@@ -24,33 +28,30 @@ policy: remaining `r`, seconds to its reset `t`), as structured-field lists; ove
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import math
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from limits import RateLimitItem, parse_many
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
-from limits.strategies import SlidingWindowCounterRateLimiter as SyncSlidingWindowCounter
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope
 
 from sessions_api.core.metrics import RATE_LIMIT_STORAGE_ERRORS, RATE_LIMITED
 from sessions_api.core.settings import Settings
 from sessions_api.web.errors import ApiError
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-_Limiter = SlidingWindowCounterRateLimiter | SyncSlidingWindowCounter
 # Where the security handler leaves the request's budgets for the headers (the extensions
 # dict is shared by every copy Connexion makes of the scope).
 STATE = "sessions_api.rate_limit"
 _QUIET_AFTER_FAILURE_SECONDS = 1.0
 _WARN_EVERY_SECONDS = 60.0
+# Addresses remembered as failing, per process; past this many, every address is checked.
+_MAX_FAILING_ADDRESSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,12 @@ class RateLimits:
         self.key = _budget("key", settings.rate_limit)
         self.start = _budget("start", settings.start_rate_limit)
         self.auth_failures = _budget("auth-failures", settings.auth_failure_limit)
-        self._in_memory = settings.rate_limit_storage.startswith("memory://")
-        self._uri = settings.rate_limit_storage if self._in_memory else _async_uri(settings.rate_limit_storage)
+        # limits' asyncio storages, in memory too: its synchronous memory storage expires keys
+        # on a thread it starts every 10 ms under load (a fifth of a getSession's CPU, measured);
+        # the asyncio one, on a task of the loop.
+        self._uri = _async_uri(settings.rate_limit_storage)
         self._options: dict[str, Any] = {}
-        if not self._in_memory:
+        if not settings.rate_limit_storage.startswith("memory://"):
             timeout = settings.rate_limit_storage_timeout_ms / 1000
             # redis-py with hiredis: about a sixth less CPU per command than coredis, measured.
             self._options = {
@@ -105,9 +108,33 @@ class RateLimits:
                 "socket_connect_timeout": timeout,
                 "socket_timeout": timeout,
             }
-        self._limiters: dict[asyncio.AbstractEventLoop, _Limiter] = {}
+        self._limiters: dict[asyncio.AbstractEventLoop, SlidingWindowCounterRateLimiter] = {}
         self._quiet_until = 0.0
         self._warned_at = -math.inf
+        # Address -> when (monotonic) its last failure here leaves the failure budget's windows.
+        self._failing: dict[str, float] = {}
+
+    async def refuse_failing_address(self, address: str) -> None:
+        """429 when `address` has spent its failed-authentication budget (looked up only for
+        addresses that failed here lately: see the module's docstring)."""
+        if self.auth_failures is not None and self._failed_here(address):
+            await self.refuse_if_spent(self.auth_failures, address)
+
+    async def count_failure(self, address: str, spent: Spent) -> None:
+        """Count a failed authentication from `address` (429 once it is over the budget)."""
+        if self.auth_failures is None:
+            return
+        self._failing[address] = time.monotonic() + self.auth_failures.limits[-1].get_expiry()
+        if len(self._failing) > _MAX_FAILING_ADDRESSES:
+            now = time.monotonic()
+            self._failing = {known: until for known, until in self._failing.items() if until > now}
+        await self.spend(self.auth_failures, address, spent)
+
+    def _failed_here(self, address: str) -> bool:
+        if len(self._failing) > _MAX_FAILING_ADDRESSES:
+            return True
+        until = self._failing.get(address)
+        return until is not None and until > time.monotonic()
 
     async def spend(self, budget: Budget | None, identity: str, spent: Spent) -> None:
         """Count one request against `budget` for `identity`, noting what is left in `spent`;
@@ -119,12 +146,12 @@ class RateLimits:
             return
         try:
             for item in budget.limits:
-                if not await _maybe(limiter.hit(item, budget.name, identity)):
+                if not await limiter.hit(item, budget.name, identity):
                     reset = await _seconds_to_reset(limiter, item, budget.name, identity)
                     RATE_LIMITED.labels(budget.name).inc()
                     raise _over_budget(budget, item, reset, spent)
             for item in budget.limits:
-                stats = await _maybe(limiter.get_window_stats(item, budget.name, identity))
+                stats = await limiter.get_window_stats(item, budget.name, identity)
                 spent.policies.append(_policy(budget, item, stats.remaining, stats.reset_time))
         except ApiError:
             raise
@@ -138,7 +165,7 @@ class RateLimits:
             return
         try:
             for item in budget.limits:
-                if not await _maybe(limiter.test(item, budget.name, identity)):
+                if not await limiter.test(item, budget.name, identity):
                     reset = await _seconds_to_reset(limiter, item, budget.name, identity)
                     RATE_LIMITED.labels(budget.name).inc()
                     raise _over_budget(budget, item, reset, Spent())
@@ -147,15 +174,13 @@ class RateLimits:
         except Exception as exc:
             self._storage_failed(exc)
 
-    def _limiter(self) -> _Limiter | None:
+    def _limiter(self) -> SlidingWindowCounterRateLimiter | None:
         if time.monotonic() < self._quiet_until:
             return None
         loop = asyncio.get_running_loop()
         limiter = self._limiters.get(loop)
         if limiter is None:
-            storage = storage_from_string(self._uri, **self._options)
-            # In memory, the synchronous limiter: nothing to wait for, so no await to pay for.
-            limiter = SyncSlidingWindowCounter(storage) if self._in_memory else SlidingWindowCounterRateLimiter(storage)
+            limiter = SlidingWindowCounterRateLimiter(storage_from_string(self._uri, **self._options))
             self._limiters = {loop: limiter}
         return limiter
 
@@ -173,17 +198,12 @@ def _budget(name: str, notation: str) -> Budget | None:
 
 
 def _async_uri(uri: str) -> str:
-    """`limits`' asyncio storage for a URI in its plain form (`redis://` -> `async+redis://`)."""
+    """`limits`' asyncio storage for a URI in its plain form (`redis://` -> `async+redis://`, `memory://` -> `async+memory://`)."""
     return uri if uri.startswith("async+") else f"async+{uri}"
 
 
-async def _maybe(result: Awaitable[T] | T) -> T:
-    """What a call of either limiter gives (the asynchronous one's must be awaited)."""
-    return await result if inspect.isawaitable(result) else result
-
-
-async def _seconds_to_reset(limiter: _Limiter, item: RateLimitItem, *keys: str) -> int:
-    stats = await _maybe(limiter.get_window_stats(item, *keys))
+async def _seconds_to_reset(limiter: SlidingWindowCounterRateLimiter, item: RateLimitItem, *keys: str) -> int:
+    stats = await limiter.get_window_stats(item, *keys)
     return max(1, math.ceil(stats.reset_time - time.time()))
 
 
@@ -207,30 +227,18 @@ def _over_budget(budget: Budget, item: RateLimitItem, reset: int, spent: Spent) 
     )
 
 
-class RateLimitHeadersMiddleware:
-    """Puts what the request spent on its answer: `RateLimit-Policy` and `RateLimit`. Outside
-    Connexion's exception handling, so that error answers carry them too."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        extensions = scope.setdefault("extensions", {})
-
-        async def send_with_budgets(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                spent: Spent | None = extensions.get(STATE)
-                if spent is not None:
-                    headers = MutableHeaders(scope=message)
-                    for name, value in spent.headers().items():
-                        if name not in headers:
-                            headers[name] = value
-            await send(message)
-
-        await self.app(scope, receive, send_with_budgets)
+def budget_headers(extensions: dict[str, Any], response_start: Message) -> list[tuple[bytes, bytes]]:
+    """`RateLimit-Policy` and `RateLimit` for what the request spent (web.observe puts them on
+    every answer, error answers too), unless the answer has its own (a 429's)."""
+    spent: Spent | None = extensions.get(STATE)
+    if spent is None or not spent.policies:
+        return []
+    present = {name.lower() for name, _ in response_start.get("headers", ())}
+    return [
+        (name.lower().encode(), value.encode())
+        for name, value in spent.headers().items()
+        if name.lower().encode() not in present
+    ]
 
 
 def spent_of(scope: Scope) -> Spent:

@@ -106,20 +106,20 @@ async def authenticate(token: str, request: ConnexionRequest) -> dict[str, Any]:
     assert _rules is not None, "the app factory configures the security handler"
     limits, spent = _rules.rate_limits, spent_of(request.scope)
     address = client_address(request.scope)
-    await limits.refuse_if_spent(limits.auth_failures, address)
+    await limits.refuse_failing_address(address)
     operation_id = request.scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id")
     in_path = _rules.access.organization_in_path(operation_id)
     requested = _path_organization(request) if in_path else request.headers.get(ORGANIZATION_HEADER)
     interval = timedelta(seconds=settings.current().key_last_used_interval)
     try:
-        principal = await db_threads.read(api_keys.authenticate, token, requested, interval)
+        principal = await api_keys.authenticate(token, requested, interval)
     except AccessDenied as denied:  # a live key, another organization: it counts all the same
         await limits.spend(limits.key, str(denied.key_id), spent)
         if in_path:  # not one of the caller's: exactly as if it did not exist
             raise NotFound(NO_SUCH_ORGANIZATION) from None
         raise
     if principal is None:
-        await limits.spend(limits.auth_failures, address, spent)
+        await limits.count_failure(address, spent)
         raise OAuthResponseProblem(detail=UNAUTHENTICATED_MESSAGE)
     note_caller(organization_id=principal.organization_id, key_id=principal.key_id)
     if principal.last_use_due:

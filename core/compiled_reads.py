@@ -1,0 +1,199 @@
+"""The reads every request makes, compiled once and run on the database driver itself.
+
+SQLAlchemy Core writes them, as it writes all our SQL. But running a short indexed read
+through a SQLAlchemy Connection costs more than the query: a pool checkout, a transaction
+begun and rolled back, an execution context and a Result (half the CPU of a getSession,
+BENCHMARKS.md). A `CompiledRead` compiles its statement once per dialect, binds the values
+through the columns' own bind processors, and runs the SQL on a driver connection:
+
+- SQLite: a connection of the calling thread's own, kept open (the event loop's: see
+  core.db_threads for why reads may run there), in autocommit, so the one SELECT is its own
+  read transaction and sees one committed state;
+- PostgreSQL: psycopg's asyncio pool, in autocommit: one round trip, no thread.
+
+Rows are named tuples with the columns' result processors applied: by position or by name
+(the columns' keys: label expressions), the values SQLAlchemy's Row would hold. Only single
+SELECTs of a few indexed rows belong here; everything else goes through `db.reading()` and
+`db.writing()`. Driver errors come
+out as SQLAlchemy's (OperationalError: the API answers 503), like every other read's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections import namedtuple
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from sqlalchemy import Dialect, Select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from sessions_api.core import db, settings
+
+
+class CompiledRead:
+    """One SELECT, compiled on first use for the configured database."""
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self._statement = statement
+        self._plans: dict[tuple[str, str], _Plan] = {}
+
+    async def all(self, values: Mapping[str, Any]) -> list[Any]:
+        plan = self._plan()
+        if settings.current().is_sqlite:
+            return plan.rows(_run_sqlite(plan.sql, plan.parameters(values)))
+        return plan.rows(await _run_postgresql(plan.sql, plan.parameters(values)))
+
+    async def first(self, values: Mapping[str, Any]) -> Any | None:
+        rows = await self.all(values)
+        return rows[0] if rows else None
+
+    def _plan(self) -> _Plan:
+        dialect = db.engine().dialect
+        key = (dialect.name, dialect.driver)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _Plan(self._statement, dialect)
+        return plan
+
+
+class _Plan:
+    """A statement compiled for one dialect: its SQL, how values are bound, how rows are made."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError("a compiled read binds every value as a parameter, rendered once")
+        self.sql = compiled.string
+        self._construct = compiled.construct_params
+        self._order = tuple(compiled.positiontup or ()) if dialect.positional else None
+        self._binders = [
+            (name, process)
+            for name, parameter in compiled.binds.items()
+            if (process := parameter.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        ]
+        columns = statement.selected_columns
+        self._row: Any = namedtuple("Row", columns.keys())  # type: ignore[misc]
+        self._converters = [
+            (index, process)
+            for index, column in enumerate(columns)
+            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        ]
+
+    def parameters(self, values: Mapping[str, Any]) -> Any:
+        bound = self._construct(values)
+        for name, process in self._binders:
+            bound[name] = process(bound[name])
+        return bound if self._order is None else tuple(bound[name] for name in self._order)
+
+    def rows(self, raw: Sequence[tuple[Any, ...]]) -> list[Any]:
+        make = self._row._make
+        if not self._converters:
+            return [make(values) for values in raw]
+        converted = []
+        for values in raw:
+            row = list(values)
+            for index, process in self._converters:
+                row[index] = process(row[index])
+            converted.append(make(row))
+        return converted
+
+
+# SQLite: one connection per thread, opened through the engine (its pragmas, WAL) and taken
+# out of its pool; closed when the engine's connections are (db.generation() moves on).
+_thread = threading.local()
+_opened: list[tuple[int, sqlite3.Connection]] = []
+_opened_lock = threading.Lock()
+
+
+def _run_sqlite(sql: str, parameters: Any) -> list[Any]:
+    try:
+        return _sqlite_connection().execute(sql, parameters).fetchall()
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+
+
+def _sqlite_connection() -> sqlite3.Connection:
+    generation = db.generation()
+    if getattr(_thread, "generation", None) != generation:
+        _close_stale_sqlite(generation)
+        pooled = db.engine().raw_connection()
+        opened: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
+        pooled.detach()
+        with _opened_lock:
+            _opened.append((generation, opened))
+        _thread.connection, _thread.generation = opened, generation
+    connection: sqlite3.Connection = _thread.connection
+    return connection
+
+
+def _close_stale_sqlite(generation: int) -> None:
+    with _opened_lock:
+        stale = [connection for opened, connection in _opened if opened != generation]
+        _opened[:] = [(opened, connection) for opened, connection in _opened if opened == generation]
+    for connection in stale:
+        connection.close()
+
+
+# PostgreSQL: a pool per event loop (connections belong to the loop that opened them),
+# opened on first use and closed by close() when the app stops, or when db.generation() moves on.
+_pools: dict[asyncio.AbstractEventLoop, tuple[int, asyncio.Task[psycopg_pool.AsyncConnectionPool]]] = {}
+
+
+async def _run_postgresql(sql: str, parameters: Any) -> list[Any]:
+    pool = await _postgresql_pool()
+    for attempt in (1, 2):
+        connection: psycopg.AsyncConnection[Any] | None = None
+        try:
+            async with pool.connection() as connection:
+                cursor = await connection.execute(sql, parameters)
+                return await cursor.fetchall()
+        except psycopg_pool.PoolTimeout as exc:
+            raise PoolTimeout(str(exc)) from exc
+        except psycopg.OperationalError as exc:
+            # A connection the server closed (a restart) is dropped by the pool: try another once.
+            if attempt == 1 and connection is not None and connection.broken:
+                continue
+            raise DBAPIError.instance(sql, parameters, exc, psycopg.Error) from exc
+        except psycopg.Error as exc:
+            raise DBAPIError.instance(sql, parameters, exc, psycopg.Error) from exc
+    raise AssertionError("the loop above returns or raises")
+
+
+async def _postgresql_pool() -> psycopg_pool.AsyncConnectionPool:
+    loop = asyncio.get_running_loop()
+    known = _pools.get(loop)
+    if known is None or known[0] != db.generation():
+        if known is not None:
+            _pools.pop(loop)
+            await (await known[1]).close()
+        known = _pools[loop] = (db.generation(), loop.create_task(_open_pool()))
+    return await known[1]
+
+
+async def _open_pool() -> psycopg_pool.AsyncConnectionPool:
+    config = settings.current()
+    url = db.engine().url.set(drivername="postgresql")
+    pool = psycopg_pool.AsyncConnectionPool(
+        url.render_as_string(hide_password=False),
+        min_size=1,
+        max_size=config.db_pool_size,
+        timeout=config.db_pool_timeout,
+        kwargs={"autocommit": True, **db.postgresql_connect_args(config)},
+        open=False,
+        name="compiled-reads",
+    )
+    await pool.open()
+    return pool
+
+
+async def close() -> None:
+    """Close this event loop's PostgreSQL pool, if it has one (the app's lifespan ends)."""
+    known = _pools.pop(asyncio.get_running_loop(), None)
+    if known is not None:
+        await (await known[1]).close()
