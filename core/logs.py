@@ -48,6 +48,17 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
+def lean_records() -> None:
+    """Records without what no line of ours shows: the caller's file, line and function, the
+    thread's and the process's names (the logging HOWTO's "Optimization" settings). Finding
+    the caller walks the stack for every record: with an access line per request, 13% more
+    getSession requests/s without it (BENCHMARKS.md). Tests' captured logs show no file:line."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 _PLAIN = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 _JSON_FIELDS = "%(levelname)s %(name)s %(message)s %(request_id)s %(organization_id)s %(key_id)s"
 

@@ -12,7 +12,7 @@ from connexion.middleware.context import ContextMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 
-from sessions_api.core import db, resources
+from sessions_api.core import db, logs, resources
 from sessions_api.core import settings as settings_module
 from sessions_api.core.settings import Settings
 from sessions_api.web import errors, security
@@ -30,6 +30,7 @@ from sessions_api.web.validation import VALIDATORS
 
 def create_app(settings: Settings | None = None) -> ConnexionMiddleware:
     settings = settings or Settings.from_env()
+    logs.lean_records()  # here: a worker of `serve --workers N` runs the factory, not serve
     documents = SpecDocuments(resources.spec_path())
     resolver = TagResolver(documents.document)
     rules = security.Rules(
