@@ -9,7 +9,6 @@ import time
 import pytest
 
 from sessions_api.core.settings import Settings
-from sessions_api.models import Role
 from tests.support.api import AUDIT_EVENTS, SESSIONS, WEBHOOK_ENDPOINTS, webhook_path
 from tests.support.live_server import free_port
 from tests.support.receiver import receiving
@@ -29,16 +28,6 @@ def settings(database_url: str) -> Settings:
         webhook_rotation_overlap_seconds=OVERLAP_SECONDS,
         webhook_disable_after_seconds=0.3,
     )
-
-
-@pytest.fixture
-def team(world):
-    return world.organization("Team")
-
-
-@pytest.fixture
-def admin(world, team):
-    return world.member(of=[(team, Role.admin)])
 
 
 def test_deliveries_verify_with_either_secret_during_the_overlap_and_only_the_new_one_after(client, team, admin):

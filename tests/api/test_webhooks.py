@@ -13,16 +13,6 @@ from sessions_api.models import Role
 from tests.support.api import AUDIT_EVENTS, UNREACHABLE_HOOK, WEBHOOK_ENDPOINTS, assert_error, webhook_path
 
 
-@pytest.fixture
-def team(world):
-    return world.organization("Team")
-
-
-@pytest.fixture
-def admin(world, team):
-    return world.member(of=[(team, Role.admin)])
-
-
 def _create(client, admin, team, **fields):
     body = {"url": UNREACHABLE_HOOK, "events": ["session.released"], **fields}
     return client.post(WEBHOOK_ENDPOINTS, json=body, headers=admin.acting_on(team.id))
