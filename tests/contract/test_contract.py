@@ -130,8 +130,12 @@ _INVISIBLE = "".join(chr(code) for code in range(33)) + "\x7f"
 
 
 def _routable(path: str) -> bool:
-    segments = [urllib.parse.unquote(segment).strip().strip(_INVISIBLE) for segment in path.split("/")[1:]]
-    return all(segment not in {"", ".", ".."} and "/" not in segment for segment in segments)
+    decoded = [urllib.parse.unquote(segment) for segment in path.split("/")[1:]]
+    segments = [segment.strip().strip(_INVISIBLE) for segment in decoded]
+    # Routing matches no segment with a line break in it either (`/sessions/0%0A` is a 404 too).
+    return all(segment not in {"", ".", ".."} and "/" not in segment for segment in segments) and not any(
+        "\n" in segment or "\r" in segment for segment in decoded
+    )
 
 
 def test_every_operation_rejects_requests_without_credentials(live_api):
@@ -151,7 +155,8 @@ def test_every_operation_rejects_requests_without_credentials(live_api):
         case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
         # A sessionId that is empty, has a `/` or is a dot segment (negative examples) makes a
         # path of no operation at all, and routing answers 404 before any security applies;
-        # so does one of whitespace or control characters only, which the client strips.
+        # so does one of whitespace or control characters only, which the client strips, and
+        # one with a line break.
         assume(_routable(case.formatted_path))
         response = case.call(base_url=base)
         statuses.add(response.status_code)
