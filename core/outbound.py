@@ -161,7 +161,7 @@ async def post(
         error = f"No answer within {timeout:g} s."
     except UnsafeTarget as exc:
         error = str(exc)
-    except (OSError, httpx.HTTPError) as exc:
+    except (OSError, ValueError, httpx.HTTPError, httpx.InvalidURL) as exc:  # the network, the name, the answer
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     duration_ms = round((time.monotonic() - started) * 1000)
     return AttemptResult(status, error[:300] if error else None, duration_ms)
