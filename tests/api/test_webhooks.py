@@ -77,6 +77,8 @@ def test_another_organizations_endpoint_answers_as_one_that_does_not_exist(clien
         {"url": "ftp://example.com/hook", "events": ["session.started"]},
         {"url": UNREACHABLE_HOOK, "events": ["session.started"], "description": "a\x00b"},
         {"url": UNREACHABLE_HOOK, "events": ["session.started"], "description": "\ud800"},
+        {"url": UNREACHABLE_HOOK, "events": ["session.started"], "description": "\x95"},
+        {"url": UNREACHABLE_HOOK + "\x85", "events": ["session.started"]},
     ],
 )
 def test_malformed_endpoints_are_refused(client, team, admin, body):
