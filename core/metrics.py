@@ -48,3 +48,8 @@ RATE_LIMIT_STORAGE_ERRORS = Counter(
     "sessions_api_rate_limit_storage_errors",
     "Rate-limit storage failures (Redis away): the requests were served without limits.",
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "sessions_api_webhook_attempts",
+    "Webhook delivery attempts, by outcome: succeeded, retrying (failed, tried again later), failed (no retry left).",
+    ["outcome"],
+)

@@ -8,6 +8,7 @@ setting asks `current()`, which refuses to guess before that.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from limits import parse_many
@@ -83,6 +84,20 @@ class Settings(BaseSettings):
     max_session_minutes: PositiveInt = 240
     max_live_sessions: PositiveInt = 50
     expiry_sweep_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # Webhooks (models.webhooks, web.webhooks): one attempt's time limit (s), the waits before
+    # each retry (`5s,5m,30m,2h`: seconds, minutes, hours or days; jittered), whether targets on
+    # loopback, private, link-local or reserved addresses (and plain http) are allowed, how
+    # often (s) each process looks for due deliveries, how many attempts one process makes to
+    # one endpoint at once, how much of a response it reads, how long (s) a rotated secret
+    # still signs, and after how long (s) of only failures an endpoint is disabled.
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"
+    webhook_allow_private: bool = False
+    webhook_poll_seconds: Annotated[float, Field(gt=0)] = 1.0
+    webhook_endpoint_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
+    webhook_max_response_bytes: Annotated[int, Field(ge=0, le=1024 * 1024)] = 4096
+    webhook_rotation_overlap_seconds: Annotated[float, Field(ge=0)] = 24 * 3600.0
+    webhook_disable_after_seconds: Annotated[float, Field(gt=0)] = 5 * 24 * 3600.0
 
     @field_validator("log_level")
     @classmethod
@@ -138,6 +153,16 @@ class Settings(BaseSettings):
                 raise ValueError("must be limits like 20/second;600/minute, or off") from None
         return value
 
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _retry_schedule(cls, value: str) -> str:
+        parse_durations(value)
+        return value
+
+    def webhook_retry_delays(self) -> list[float]:
+        """The waits (s) before each retry of a webhook delivery, in order."""
+        return parse_durations(self.webhook_retry_schedule)
+
     @field_validator("rate_limit_storage")
     @classmethod
     def _storage_uri(cls, value: str) -> str:
@@ -160,6 +185,25 @@ class Settings(BaseSettings):
             if not colon or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError("must be HOST:PORT, for example 0.0.0.0:9100")
         return value
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_durations(text: str) -> list[float]:
+    """`5s,5m,30m,2h` as seconds; empty (no retries) or `none` is []. ValueError otherwise."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    delays = []
+    for item in text.split(","):
+        match = _DURATION.fullmatch(item.strip())
+        if match is None:
+            raise ValueError("must be durations like 5s,5m,30m,2h (units ms, s, m, h, d), or none")
+        delays.append(float(match[1]) * _UNIT_SECONDS[match[2]])
+    if len(delays) > 50:
+        raise ValueError("must list at most 50 retries")
+    return delays
 
 
 def env_name(field: str) -> str:

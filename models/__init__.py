@@ -20,6 +20,9 @@ from sessions_api.models.tables import (
     Role,
     SessionRecord,
     User,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 __all__ = [
@@ -35,4 +38,7 @@ __all__ = [
     "Role",
     "SessionRecord",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -50,9 +50,10 @@ class TargetKind(enum.StrEnum):
     member = "member"
     organization = "organization"
     session = "session"
+    webhook_endpoint = "webhook_endpoint"
 
 
-Snapshot = Mapping[str, uuid.UUID | datetime | str | None]
+Snapshot = Mapping[str, uuid.UUID | datetime | str | bool | list[str] | None]
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,17 @@ def _row(event: Event, created_at: datetime) -> dict[str, Any]:
     }
 
 
-def _json(snapshot: Snapshot) -> dict[str, str | None]:
-    """A snapshot as the API shows it: ids and instants as their text."""
-    return {
-        name: format_utc(value) if isinstance(value, datetime) else None if value is None else str(value)
-        for name, value in snapshot.items()
-    }
+def _json(snapshot: Snapshot) -> dict[str, str | bool | list[str] | None]:
+    """A snapshot as the API shows it: ids and instants as their text; flags and lists as they are."""
+    return {name: _json_value(value) for name, value in snapshot.items()}
+
+
+def _json_value(value: uuid.UUID | datetime | str | bool | list[str] | None) -> str | bool | list[str] | None:
+    if isinstance(value, datetime):
+        return format_utc(value)
+    if value is None or isinstance(value, bool | list):
+        return value
+    return str(value)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ writer that still loses a race to the index retries with another device.
 
 Each start, release and expiry is recorded in the audit log with the change: a start and a
 release by the caller, an expiry by the system (also when a start or a release is the first
-to notice it).
+to notice it); and, in the same transaction, written to the webhooks' outbox.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from sqlmodel import col
 from sessions_api.core import db, settings
 from sessions_api.core.retry import retried
 from sessions_api.core.timestamps import utcnow
-from sessions_api.models import audit
+from sessions_api.models import audit, webhooks
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.errors import Conflict, Unprocessable
 from sessions_api.models.sessions import (
@@ -141,7 +141,9 @@ def release_session(caller: Principal, session_id: uuid.UUID) -> Row[Any]:
                 ended = released_at < lease.expires_at
                 event = AuditEventType.session_released if ended else AuditEventType.session_expired
                 actor = caller.actor if ended else audit.SYSTEM
-                audit.record(conn=conn, events=[_session_event(organization_id, session_id, event, actor, released_at)])
+                ended_event = _session_event(organization_id, session_id, event, actor, released_at)
+                audit.record(conn=conn, events=[ended_event])
+                webhooks.enqueue(conn=conn, changes=[ended_event])
         # NotFound when there was none.
         return session_view(conn=conn, organization_id=organization_id, session_id=session_id)
 
@@ -151,6 +153,7 @@ def release_expired(now: datetime | None = None) -> int:
     with db.writing() as conn:
         expired = _release_expired(conn=conn, now=now or utcnow())
         audit.record(conn=conn, events=expired)
+        webhooks.enqueue(conn=conn, changes=expired)
         return len(expired)
 
 
@@ -241,6 +244,7 @@ def _lease(*, conn: Connection, caller: Principal, wanted: DeviceWanted) -> Row[
         after={"device": device_id, "expiresAt": session.expires_at},
     )
     audit.record(conn=conn, events=[*expired, started])
+    webhooks.enqueue(conn=conn, changes=[*expired, started])
     return session
 
 

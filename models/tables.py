@@ -180,6 +180,11 @@ class AuditEventType(enum.StrEnum):
     session_started = "session.started"
     session_released = "session.released"
     session_expired = "session.expired"
+    webhook_endpoint_created = "webhook_endpoint.created"
+    webhook_endpoint_updated = "webhook_endpoint.updated"
+    webhook_endpoint_deleted = "webhook_endpoint.deleted"
+    webhook_endpoint_secret_rotated = "webhook_endpoint.secret_rotated"
+    webhook_endpoint_disabled = "webhook_endpoint.disabled"
 
 
 class Origin(enum.StrEnum):
@@ -210,3 +215,89 @@ class AuditEvent(SQLModel, table=True):
     target_id: uuid.UUID
     # {"before": {...}, "after": {...}}, each where it applies.
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """Where an organization wants its session events, signed with `secret` (Standard Webhooks'
+    `whsec_` form; kept to sign with). After a rotation `previous_secret` also signs until
+    `previous_secret_until`. `failing_since`: the first failed attempt since the last success.
+    `created_at` is unique within the organization: it is the paging cursor of its endpoints."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (UniqueConstraint("organization_id", "created_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id")
+    url: str = Field(max_length=2048)
+    description: str | None = Field(default=None, max_length=500)
+    # The event types it receives (a list of session.* names).
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    enabled: bool = Field(default=True)
+    secret: str = Field(max_length=128)
+    previous_secret: str | None = Field(default=None, max_length=128)
+    previous_secret_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    failing_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DeliveryStatus(enum.StrEnum):
+    pending = "pending"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The outbox: one event for one endpoint, written in the transaction of the change it
+    reports, and sent until an attempt succeeds or the retries run out. `payload` is the exact
+    body sent on every attempt; `event_id` (the `webhook-id` header) is the same for every
+    endpoint and attempt. A process that claims it sets `claimed_until`: until then no other
+    process sends it, and if the claimer dies the claim simply runs out."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # What the dispatchers read: pending deliveries by when they are due.
+        Index(
+            "ix_webhook_deliveries_pending_next_attempt_at",
+            "next_attempt_at",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_deliveries_endpoint_id", "endpoint_id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    endpoint_id: uuid.UUID = Field(foreign_key="webhook_endpoints.id")
+    event_id: uuid.UUID
+    event_type: str = Field(max_length=32)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    status: DeliveryStatus = Field(
+        sa_column=Column(_stored_enum(DeliveryStatus, length=16), nullable=False, server_default="pending")
+    )
+    attempts: int = Field(default=0)
+    # No retry after this many attempts (a test event: 1).
+    max_attempts: int
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One attempt to deliver, as the deliveries list shows it. `created_at` (when it was made)
+    is unique within the endpoint: the list's paging cursor."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (UniqueConstraint("endpoint_id", "created_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    endpoint_id: uuid.UUID = Field(foreign_key="webhook_endpoints.id")
+    delivery_id: uuid.UUID = Field(foreign_key="webhook_deliveries.id", index=True)
+    event_id: uuid.UUID
+    event_type: str = Field(max_length=32)
+    attempt: int
+    succeeded: bool
+    # The receiver's status, or None when no answer came (then `error` says why).
+    response_status: int | None = None
+    error: str | None = Field(default=None, max_length=300)
+    duration_ms: int
+    created_at: datetime = Field(sa_type=UTCDateTime)

@@ -14,13 +14,19 @@ MAX_NAME = 200
 MAX_EMAIL = 320
 
 
+# Python counts these control characters as spaces; Unicode (and the spec's pattern) does not.
+_CONTROLS_PYTHON_STRIPS = frozenset("\x1c\x1d\x1e\x1f")
+
+
 def clean_name(name: str, what: str) -> str:
-    """`name` without surrounding spaces: 1 to 200 characters, none of them a control character."""
-    name = name.strip()
+    """`name` without surrounding spaces: 1 to 200 characters, none of them a control character
+    (leading spaces may be any white space; after them, no control character at all)."""
+    body = name.lstrip()
+    if not is_storable(body) or _CONTROLS_PYTHON_STRIPS.intersection(name[: len(name) - len(body)]):
+        raise InvalidInput(f"the {what} must not contain control characters")
+    name = body.rstrip()
     if not 1 <= len(name) <= MAX_NAME:
         raise InvalidInput(f"the {what} must have 1 to {MAX_NAME} characters")
-    if not is_storable(name):
-        raise InvalidInput(f"the {what} must not contain control characters")
     return name
 
 

@@ -1,4 +1,4 @@
-"""What each server process runs besides requests: the expiry sweep."""
+"""What each server process runs besides requests: the expiry sweep and the webhook dispatcher."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sessions_api.core import compiled_reads, db_threads
 from sessions_api.core import settings as settings_module
 from sessions_api.core.metrics import EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
 from sessions_api.models import leases
+from sessions_api.web.webhooks import Dispatcher
 
 logger = logging.getLogger(__name__)
 # How long a stopping process waits for the best-effort writes it started (keys' last use).
@@ -20,12 +21,17 @@ _DRAIN_SECONDS = 2.0
 
 @asynccontextmanager
 async def lifespan(_app: Any) -> AsyncIterator[None]:
-    """Releases expired sessions every few seconds, whether or not anyone calls the API."""
+    """Releases expired sessions every few seconds, whether or not anyone calls the API, and
+    delivers the webhooks' outbox."""
     sweeper = asyncio.create_task(_sweep_expired_sessions(settings_module.current().expiry_sweep_seconds))
+    webhook_dispatcher = Dispatcher()
+    dispatching = asyncio.create_task(webhook_dispatcher.run())
     try:
         yield
     finally:
         sweeper.cancel()
+        dispatching.cancel()
+        webhook_dispatcher.stop()
         await db_threads.drain(timeout=_DRAIN_SECONDS)
         await compiled_reads.close()
 

@@ -41,6 +41,11 @@ class DatabaseCollector(Collector):
             return
         yield GaugeMetricFamily("sessions_api_database_up", "Whether the database answered this scrape.", 1)
         yield GaugeMetricFamily("sessions_api_live_sessions", "Sessions not yet released.", counts.live_sessions)
+        yield GaugeMetricFamily(
+            "sessions_api_webhook_deliveries_pending",
+            "Webhook deliveries not yet delivered nor given up (due now or waiting for a retry).",
+            counts.webhook_deliveries_pending,
+        )
         devices = GaugeMetricFamily("sessions_api_devices", "Devices of the fleet, by state.", labels=["state"])
         for state, count in counts.devices_by_state.items():
             devices.add_metric([state], count)

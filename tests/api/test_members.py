@@ -9,16 +9,6 @@ from sessions_api.models.errors import InvalidInput
 from tests.support.api import API_KEYS, ORGANIZATIONS, assert_error, list_all, members_path, organization_path
 
 
-@pytest.fixture
-def team(world):
-    return world.organization("Team")
-
-
-@pytest.fixture
-def admin(world, team):
-    return world.member(of=[(team, Role.admin)])
-
-
 def _add(client, admin, organization_id, email, role="readwrite"):
     return client.post(members_path(organization_id), json={"email": email, "role": role}, headers=admin.headers)
 

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from sessions_api.core.timestamps import format_utc, utcnow
 from sessions_api.models import Role, members, session_import
 from sessions_api.web.app import create_app
-from tests.support.api import SESSIONS
+from tests.support.api import SESSIONS, UNREACHABLE_HOOK, WEBHOOK_ENDPOINTS
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -102,3 +102,15 @@ def test_metrics_can_be_turned_off(settings):
 def test_metrics_with_a_listener_of_their_own_are_not_on_the_api_port(settings):
     with TestClient(create_app(settings.replace(metrics_listen="127.0.0.1:9464"))) as client:
         assert client.get("/metrics").status_code == 404
+
+
+def test_the_database_says_how_many_webhook_deliveries_are_pending(client, world):
+    team = world.organization()
+    admin = world.member(of=[(team, Role.admin)])
+    world.device(platform="ios", type="simulator", name="iPhone 16", os_version="18.2")
+    assert scrape(client)[("sessions_api_webhook_deliveries_pending", ())] == 0
+    hook = {"url": UNREACHABLE_HOOK, "events": ["session.started"]}
+    assert client.post(WEBHOOK_ENDPOINTS, json=hook, headers=admin.acting_on(team.id)).status_code == 201
+    assert client.post(SESSIONS, json={"platform": "ios"}, headers=admin.acting_on(team.id)).status_code == 201
+    # Its host never resolves: whether or not an attempt was made yet, the delivery is pending.
+    assert scrape(client)[("sessions_api_webhook_deliveries_pending", ())] == 1

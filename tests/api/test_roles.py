@@ -20,10 +20,13 @@ from tests.support.api import (
     ME,
     ORGANIZATIONS,
     SESSIONS,
+    UNREACHABLE_HOOK,
+    WEBHOOK_ENDPOINTS,
     assert_error,
     members_path,
     organization_path,
     revoke_path,
+    webhook_path,
 )
 
 CALLERS = ("admin", "readwrite", "readonly", "bound_to_team", "non_member", "bound_elsewhere")
@@ -49,6 +52,14 @@ MATRIX = {
     "revokeApiKey": (200, 404, 404, 404, 403, 403),
     "listAuditEvents": (200, 403, 403, 403, 403, 403),
     "getMe": (200, 200, 200, 200, 403, 403),
+    "listWebhookEndpoints": (200, 403, 403, 403, 403, 403),
+    "createWebhookEndpoint": (201, 403, 403, 403, 403, 403),
+    "getWebhookEndpoint": (200, 403, 403, 403, 403, 403),
+    "updateWebhookEndpoint": (200, 403, 403, 403, 403, 403),
+    "rotateWebhookEndpointSecret": (200, 403, 403, 403, 403, 403),
+    "testWebhookEndpoint": (200, 403, 403, 403, 403, 403),
+    "listWebhookDeliveries": (200, 403, 403, 403, 403, 403),
+    "deleteWebhookEndpoint": (204, 403, 403, 403, 403, 403),
 }
 
 
@@ -81,6 +92,8 @@ def test_every_operation_answers_each_kind_of_caller_as_the_spec_says(client, wo
     ).json()
     newcomer = world.member()
     session = client.post(SESSIONS, json={"platform": "ios"}, headers=owner.acting_on(team.id)).json()
+    hook = {"url": UNREACHABLE_HOOK, "events": ["session.released"]}
+    endpoint = client.post(WEBHOOK_ENDPOINTS, json=hook, headers=owner.acting_on(team.id)).json()
     caller = _caller(world, team, kind)
     headers = caller.acting_on(team.id)
 
@@ -112,6 +125,18 @@ def test_every_operation_answers_each_kind_of_caller_as_the_spec_says(client, wo
         "revokeApiKey": lambda: client.post(revoke_path(colleagues_team_key["id"]), headers=headers),
         "listAuditEvents": lambda: client.get(AUDIT_EVENTS, headers=headers),
         "getMe": lambda: client.get(ME, headers=headers),
+        "listWebhookEndpoints": lambda: client.get(WEBHOOK_ENDPOINTS, headers=headers),
+        "createWebhookEndpoint": lambda: client.post(WEBHOOK_ENDPOINTS, json=hook, headers=headers),
+        "getWebhookEndpoint": lambda: client.get(webhook_path(endpoint["id"]), headers=headers),
+        "updateWebhookEndpoint": lambda: client.patch(
+            webhook_path(endpoint["id"]), json={"enabled": False}, headers=headers
+        ),
+        "rotateWebhookEndpointSecret": lambda: client.post(
+            webhook_path(endpoint["id"], "rotate-secret"), headers=headers
+        ),
+        "testWebhookEndpoint": lambda: client.post(webhook_path(endpoint["id"], "test"), headers=headers),
+        "listWebhookDeliveries": lambda: client.get(webhook_path(endpoint["id"], "deliveries"), headers=headers),
+        "deleteWebhookEndpoint": lambda: client.delete(webhook_path(endpoint["id"]), headers=headers),
     }
     got = {name: call().status_code for name, call in calls.items()}
     column = CALLERS.index(kind)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from sessions_api.core.resources import spec_path
-from tests.support.live_server import cli_json, running_server, server_env
+from tests.support.api import UNREACHABLE_HOOK
+from tests.support.live_server import api_call, cli_json, running_server, server_env
 
 pytestmark = pytest.mark.live_server
 
@@ -31,8 +32,15 @@ def live_api(tmp_path_factory, database_url_for_module):
     workdir = tmp_path_factory.mktemp("contract")
     # The default budgets, but for failed authentications: the no-credentials check below sends
     # far more of those a minute than one address may (tests/api/test_rate_limits.py).
+    # Webhooks: the dispatcher looks for due deliveries at start only, so that the endpoints
+    # Schemathesis makes (with whatever hosts it generates) are never sent the events of the
+    # sessions it starts; testWebhookEndpoint sends to the fixture's unresolvable host only.
     env = server_env(
-        database_url_for_module, SESSIONS_API_VALIDATE_RESPONSES="true", SESSIONS_API_AUTH_FAILURE_LIMIT="1000/minute"
+        database_url_for_module,
+        SESSIONS_API_VALIDATE_RESPONSES="true",
+        SESSIONS_API_AUTH_FAILURE_LIMIT="1000/minute",
+        SESSIONS_API_WEBHOOK_POLL_SECONDS="3600",
+        SESSIONS_API_WEBHOOK_TIMEOUT_SECONDS="2",
     )
     alice = cli_json(env, "user", "create", "--email", "alice@example.com")
     bob = cli_json(env, "user", "create", "--email", "bob@example.com")
@@ -63,11 +71,18 @@ def live_api(tmp_path_factory, database_url_for_module):
     cli_json(env, "session", "import", str(workdir / "sessions.jsonl"))
     key = cli_json(env, "key", "create", "--user", alice["id"])
     with running_server(env, log_path=workdir / "server.log") as (base, _process):
-        yield base, key["secret"], team["id"], workdir
+        admin = {"Authorization": f"Bearer {key['secret']}", "X-Organization-Id": team["id"]}
+        endpoints = [
+            api_call(base, admin, "POST", "/webhook-endpoints", {"url": UNREACHABLE_HOOK, "events": [event]})
+            for event in ("session.released", "session.expired")
+        ]
+        # Named in schemathesis.toml.
+        ids = {"WEBHOOK_ENDPOINT_ID": endpoints[0]["id"], "WEBHOOK_TEST_ENDPOINT_ID": endpoints[1]["id"]}
+        yield base, key["secret"], team["id"], workdir, ids
 
 
 def test_schemathesis_finds_nothing_with_a_real_key(live_api):
-    base, secret, team_id, workdir = live_api
+    base, secret, team_id, workdir, endpoint_ids = live_api
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     command = [
         ST,
@@ -101,12 +116,12 @@ def test_schemathesis_finds_nothing_with_a_real_key(live_api):
         "--report-dir",
         str(ARTIFACTS / "schemathesis"),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ, **endpoint_ids})
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
     summary = report.split("SUMMARY")[-1]
     assert "Failures:" not in summary and " passed" in summary, report
-    assert "18 selected / 18 total" in report, report
+    assert "26 selected / 26 total" in report, report
     server_log = (workdir / "server.log").read_text()
     assert "Traceback" not in server_log, server_log
 
@@ -115,15 +130,19 @@ _INVISIBLE = "".join(chr(code) for code in range(33)) + "\x7f"
 
 
 def _routable(path: str) -> bool:
-    segments = [urllib.parse.unquote(segment).strip().strip(_INVISIBLE) for segment in path.split("/")[1:]]
-    return all(segment not in {"", ".", ".."} and "/" not in segment for segment in segments)
+    decoded = [urllib.parse.unquote(segment) for segment in path.split("/")[1:]]
+    segments = [segment.strip().strip(_INVISIBLE) for segment in decoded]
+    # Routing matches no segment with a line break in it either (`/sessions/0%0A` is a 404 too).
+    return all(segment not in {"", ".", ".."} and "/" not in segment for segment in segments) and not any(
+        "\n" in segment or "\r" in segment for segment in decoded
+    )
 
 
 def test_every_operation_rejects_requests_without_credentials(live_api):
-    base, _secret, _team_id, _workdir = live_api
+    base, _secret, _team_id, _workdir, _endpoint_ids = live_api
     schema = schemathesis.openapi.from_path(str(spec_path()))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 18
+    assert len(operations) == 26
     strategies = [
         op.as_strategy(mode) for op in operations for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
     ]
@@ -136,7 +155,8 @@ def test_every_operation_rejects_requests_without_credentials(live_api):
         case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
         # A sessionId that is empty, has a `/` or is a dot segment (negative examples) makes a
         # path of no operation at all, and routing answers 404 before any security applies;
-        # so does one of whitespace or control characters only, which the client strips.
+        # so does one of whitespace or control characters only, which the client strips, and
+        # one with a line break.
         assume(_routable(case.formatted_path))
         response = case.call(base_url=base)
         statuses.add(response.status_code)

@@ -68,6 +68,14 @@ STATUSES = {
     "revokeApiKey": {"200", "403", "404"},
     "listAuditEvents": {"200", "403"},
     "getMe": {"200", "403"},
+    "listWebhookEndpoints": {"200", "403"},
+    "createWebhookEndpoint": {"201", "403", "415", "422"},
+    "getWebhookEndpoint": {"200", "403", "404"},
+    "updateWebhookEndpoint": {"200", "403", "404", "415", "422"},
+    "deleteWebhookEndpoint": {"204", "403", "404"},
+    "rotateWebhookEndpointSecret": {"200", "403", "404"},
+    "testWebhookEndpoint": {"200", "403", "404"},
+    "listWebhookDeliveries": {"200", "403", "404"},
 }
 
 # Who may call what, as the security handler enforces it; every other operation is open to
@@ -80,6 +88,7 @@ REQUIRED_ROLES = {
     "addMember": ["admin"],
     "changeMemberRole": ["admin"],
     "listAuditEvents": ["admin"],
+    **{operation_id: ["admin"] for operation_id in STATUSES if "Webhook" in operation_id},
 }
 
 

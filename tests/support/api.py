@@ -11,6 +11,9 @@ ORGANIZATIONS = f"{API}/organizations"
 API_KEYS = f"{API}/api-keys"
 AUDIT_EVENTS = f"{API}/audit-events"
 ME = f"{API}/me"
+WEBHOOK_ENDPOINTS = f"{API}/webhook-endpoints"
+# A host that never resolves (RFC 6761): endpoints in in-process tests never reach anyone.
+UNREACHABLE_HOOK = "https://hooks.example.invalid/sessions"
 
 
 def organization_path(organization_id: object) -> str:
@@ -20,6 +23,12 @@ def organization_path(organization_id: object) -> str:
 def members_path(organization_id: object, user_id: object | None = None) -> str:
     members = f"{organization_path(organization_id)}/members"
     return members if user_id is None else f"{members}/{user_id}"
+
+
+def webhook_path(endpoint_id: object, action: str | None = None) -> str:
+    """An endpoint's path, or one of its actions' (`rotate-secret`, `test`, `deliveries`)."""
+    path = f"{WEBHOOK_ENDPOINTS}/{endpoint_id}"
+    return path if action is None else f"{path}/{action}"
 
 
 def revoke_path(key_id: object) -> str:

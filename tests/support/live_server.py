@@ -81,3 +81,16 @@ def server_env(database_url: str, **extra: str) -> dict:
     """This environment for a server on `database_url`: production settings unless `extra` says otherwise."""
     inherited = {k: v for k, v in os.environ.items() if k != "SESSIONS_API_VALIDATE_RESPONSES"}
     return {**inherited, "DATABASE_URL": database_url, **extra}
+
+
+def api_call(base: str, headers: dict, method: str, path: str, body: dict | None = None) -> dict | None:
+    """One request to a live server with these headers; its JSON answer (None when empty)."""
+    request = urllib.request.Request(
+        f"{base}{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        content = response.read()
+    return json.loads(content) if content else None

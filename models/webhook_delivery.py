@@ -1,0 +1,69 @@
+"""Sending a claimed delivery: signed as Standard Webhooks says, POSTed outside any transaction
+(`core.outbound`), and its attempt recorded (`webhooks.record_attempt`) on the writes' threads.
+
+Used by each process's dispatcher (`web.webhooks`) and by testWebhookEndpoint, which sends a
+`webhook.test` event at once and answers with the attempt.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import Row
+
+from sessions_api.core import db_threads, outbound, settings
+from sessions_api.core.metrics import WEBHOOK_ATTEMPTS
+from sessions_api.models import webhooks
+from sessions_api.models.api_keys import Principal
+from sessions_api.models.errors import NotFound, Unprocessable
+
+USER_AGENT = "sessions-api-webhooks/1"
+
+
+async def deliver(claim: webhooks.Claim) -> Row[Any] | None:
+    """Make the claimed attempt and record it; the recorded attempt, or None (see record_attempt)."""
+    config = settings.current()
+    body = claim.payload.encode()
+    message_id, timestamp = str(claim.event_id), int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": outbound.signature_header(claim.signing_secrets, message_id, timestamp, body),
+    }
+    result = await outbound.post(
+        claim.url,
+        headers,
+        body,
+        timeout=config.webhook_timeout_seconds,
+        max_response_bytes=config.webhook_max_response_bytes,
+        allow_private=config.webhook_allow_private,
+    )
+    WEBHOOK_ATTEMPTS.labels(webhooks.attempt_outcome(claim, result)).inc()
+    return await db_threads.write(webhooks.record_attempt, claim, result)
+
+
+async def send_test(caller: Principal, endpoint_id: uuid.UUID) -> Row[Any]:
+    """Send a `webhook.test` event to the endpoint now; the attempt, as the deliveries list shows it."""
+    claim = await db_threads.write(webhooks.claim_test, caller, endpoint_id)
+    attempt = await deliver(claim)
+    if attempt is None:  # the endpoint was deleted meanwhile
+        raise NotFound("No webhook endpoint with this id exists in the selected organization.")
+    return attempt
+
+
+async def vet_url(url: str) -> None:
+    """Unprocessable (`unsafe_webhook_url`) for a URL webhooks may not go to: not https, or a
+    host that is or resolves to an address that is not public (unless private targets are
+    allowed). A name that does not resolve now is accepted: every delivery checks again."""
+    allow_private = settings.current().webhook_allow_private
+    try:
+        target = outbound.parse_target(url, allow_private=allow_private)
+        await outbound.resolve(target, allow_private=allow_private)
+    except outbound.UnsafeTarget as exc:
+        raise Unprocessable("unsafe_webhook_url", str(exc)) from None
+    except (OSError, TimeoutError, UnicodeError):
+        return

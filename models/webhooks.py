@@ -1,0 +1,539 @@
+"""Webhooks: an organization's endpoints, the outbox of session events, and the attempts log.
+
+Each start, release and expiry of a session writes one delivery per subscribed endpoint into
+the outbox (`enqueue`), in the transaction of the change: a committed change is delivered even
+if the process dies right after, and a change rolled back never is. Dispatchers in every
+server process claim due deliveries (`claim_due`) for a while (`claimed_until`) in short
+transactions, send them outside any transaction, and record each attempt (`record_attempt`),
+which schedules the next one or ends the delivery. On PostgreSQL claims skip rows another
+claimer holds (`FOR UPDATE SKIP LOCKED`); SQLite has one writer at a time anyway. A claim that
+runs out (its process died) makes the delivery due again: delivery is at least once.
+
+Endpoint changes are recorded in the audit log; an endpoint whose attempts have all failed
+for `webhook_disable_after_seconds` is disabled, by the system.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Row, RowMapping, delete, insert, literal_column, or_, select, update
+from sqlalchemy.orm import Mapped
+from sqlmodel import col
+
+from sessions_api.core import db, settings
+from sessions_api.core.outbound import AttemptResult, new_secret
+from sessions_api.core.timestamps import format_utc, utcnow
+from sessions_api.models import audit
+from sessions_api.models.api_keys import Principal
+from sessions_api.models.as_text import rfc3339_text, uuid_text
+from sessions_api.models.errors import InvalidInput, NotFound
+from sessions_api.models.instants import InstantAllocator, take_turns
+from sessions_api.models.paging import Page, read_page
+from sessions_api.models.sessions import session_view
+from sessions_api.models.tables import (
+    AuditEventType,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from sessions_api.models.text import is_storable
+
+TEST_EVENT = "webhook.test"
+# The session changes that become events, by their audit type (the same names).
+SESSION_EVENTS = (AuditEventType.session_started, AuditEventType.session_released, AuditEventType.session_expired)
+_NO_ENDPOINT = "No webhook endpoint with this id exists in the selected organization."
+# A claim lasts this long beyond the attempt's own time limit before another process may retry it.
+_CLAIM_MARGIN = timedelta(seconds=5)
+_NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+# --- endpoints -------------------------------------------------------------------------------
+
+_ENDPOINT_COLUMNS: tuple[ColumnElement[Any] | Mapped[Any], ...] = (
+    uuid_text(col(WebhookEndpoint.id)).label("id"),
+    uuid_text(col(WebhookEndpoint.organization_id)).label("organization_id"),
+    col(WebhookEndpoint.url),
+    col(WebhookEndpoint.description),
+    col(WebhookEndpoint.events),
+    col(WebhookEndpoint.enabled),
+    rfc3339_text(col(WebhookEndpoint.created_at)).label("created_at"),
+    rfc3339_text(col(WebhookEndpoint.updated_at)).label("updated_at"),
+)
+_ENDPOINT_VIEW = select(*_ENDPOINT_COLUMNS)
+
+
+# What updateWebhookEndpoint may change, by the table's names.
+CHANGEABLE = ("url", "events", "description", "enabled")
+
+
+def create_endpoint(
+    caller: Principal, url: str, events: Sequence[str], description: str | None
+) -> tuple[Row[Any], str]:
+    """A new endpoint of the caller's organization, and its signing secret (shown this once)."""
+    organization_id = caller.organization_id
+    secret = new_secret()
+    endpoint_id = uuid.uuid4()
+    with db.writing() as conn:
+        take_turns(conn=conn, scopes=[f"webhooks:{organization_id}"])
+        allocator = InstantAllocator(
+            conn, col(WebhookEndpoint.created_at), col(WebhookEndpoint.organization_id) == organization_id
+        )
+        now = allocator.next()
+        conn.execute(
+            insert(WebhookEndpoint).values(
+                id=endpoint_id,
+                organization_id=organization_id,
+                url=_stored("url", url),
+                description=_stored("description", description),
+                events=_stored("events", events),
+                enabled=True,
+                secret=secret,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        after = {
+            "url": _stored("url", url),
+            "events": _stored("events", events),
+            "description": _stored("description", description),
+        }
+        _record(conn, caller.actor, organization_id, AuditEventType.webhook_endpoint_created, endpoint_id, None, after)
+        return _endpoint_view(conn=conn, organization_id=organization_id, endpoint_id=endpoint_id), secret
+
+
+def list_endpoints(organization_id: uuid.UUID, limit: int, before: datetime | None) -> Page:
+    """Up to `limit` endpoints of the organization created strictly before `before`, newest first."""
+    where = col(WebhookEndpoint.organization_id) == organization_id
+    return read_page(_ENDPOINT_VIEW, col(WebhookEndpoint.created_at), limit, before, where)
+
+
+def get_endpoint(organization_id: uuid.UUID, endpoint_id: uuid.UUID) -> Row[Any]:
+    with db.reading() as conn:
+        return _endpoint_view(conn=conn, organization_id=organization_id, endpoint_id=endpoint_id)
+
+
+def update_endpoint(caller: Principal, endpoint_id: uuid.UUID, changes: Mapping[str, Any]) -> Row[Any]:
+    """Apply `changes` (of the CHANGEABLE fields; a description of None or "" clears it); the
+    audit log records the fields that changed, before and after."""
+    organization_id = caller.organization_id
+    with db.writing() as conn:
+        current = _locked_endpoint(conn=conn, organization_id=organization_id, endpoint_id=endpoint_id)
+        values = {name: _stored(name, value) for name, value in changes.items() if name in CHANGEABLE}
+        values = {name: value for name, value in values.items() if value != current[name]}
+        if values:
+            before = {name: current[name] for name in values}
+            after = dict(values)
+            if values.get("enabled"):
+                values["failing_since"] = None  # a fresh start: the whole window again before it is disabled
+            values["updated_at"] = utcnow()
+            conn.execute(update(WebhookEndpoint).where(col(WebhookEndpoint.id) == endpoint_id).values(**values))
+            event = AuditEventType.webhook_endpoint_updated
+            _record(conn, caller.actor, organization_id, event, endpoint_id, before, after)
+        return _endpoint_view(conn=conn, organization_id=organization_id, endpoint_id=endpoint_id)
+
+
+def _stored(name: str, value: Any) -> Any:
+    """A field as it is stored; InvalidInput for text no database keeps (a lone surrogate)."""
+    if isinstance(value, str) and not is_storable(value):
+        raise InvalidInput(f"the {name} must not contain control characters or lone surrogates")
+    if name == "events":
+        return _unique(value)
+    if name == "description":
+        return value or None
+    return value
+
+
+def delete_endpoint(caller: Principal, endpoint_id: uuid.UUID) -> None:
+    """Delete the endpoint with its pending deliveries and its attempts log."""
+    organization_id = caller.organization_id
+    with db.writing() as conn:
+        # Locked first, as record_attempt locks it first: an attempt being recorded finishes before.
+        current = _locked_endpoint(conn=conn, organization_id=organization_id, endpoint_id=endpoint_id)
+        conn.execute(delete(WebhookAttempt).where(col(WebhookAttempt.endpoint_id) == endpoint_id))
+        conn.execute(delete(WebhookDelivery).where(col(WebhookDelivery.endpoint_id) == endpoint_id))
+        conn.execute(delete(WebhookEndpoint).where(col(WebhookEndpoint.id) == endpoint_id))
+        before = {"url": current["url"], "events": current["events"]}
+        _record(conn, caller.actor, organization_id, AuditEventType.webhook_endpoint_deleted, endpoint_id, before, None)
+
+
+def rotate_secret(caller: Principal, endpoint_id: uuid.UUID) -> tuple[Row[Any], str]:
+    """A new signing secret (shown this once); the old one also signs for the overlap."""
+    organization_id = caller.organization_id
+    secret = new_secret()
+    now = utcnow()
+    overlap = timedelta(seconds=settings.current().webhook_rotation_overlap_seconds)
+    with db.writing() as conn:
+        current = _locked_endpoint(conn=conn, organization_id=organization_id, endpoint_id=endpoint_id)
+        conn.execute(
+            update(WebhookEndpoint)
+            .where(col(WebhookEndpoint.id) == endpoint_id)
+            .values(
+                secret=secret, previous_secret=current["secret"], previous_secret_until=now + overlap, updated_at=now
+            )
+        )
+        event = AuditEventType.webhook_endpoint_secret_rotated
+        _record(conn, caller.actor, organization_id, event, endpoint_id, None, None)
+        return _endpoint_view(conn=conn, organization_id=organization_id, endpoint_id=endpoint_id), secret
+
+
+def _endpoint_view(*, conn: Connection, organization_id: uuid.UUID, endpoint_id: uuid.UUID) -> Row[Any]:
+    row = conn.execute(_ENDPOINT_VIEW.where(*_of_organization(organization_id, endpoint_id))).first()
+    if row is None:
+        raise NotFound(_NO_ENDPOINT)
+    return row
+
+
+def _locked_endpoint(*, conn: Connection, organization_id: uuid.UUID, endpoint_id: uuid.UUID) -> dict[str, Any]:
+    """The endpoint's stored fields, its row locked until the transaction ends (PostgreSQL)."""
+    query = select(WebhookEndpoint).where(*_of_organization(organization_id, endpoint_id)).with_for_update()
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise NotFound(_NO_ENDPOINT)
+    return dict(row)
+
+
+def _of_organization(organization_id: uuid.UUID, endpoint_id: uuid.UUID) -> tuple[ColumnElement[bool], ...]:
+    return col(WebhookEndpoint.id) == endpoint_id, col(WebhookEndpoint.organization_id) == organization_id
+
+
+def _unique(events: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(events))
+
+
+def _record(
+    conn: Connection,
+    actor: audit.Actor,
+    organization_id: uuid.UUID,
+    type: AuditEventType,
+    endpoint_id: uuid.UUID,
+    before: audit.Snapshot | None,
+    after: audit.Snapshot | None,
+) -> None:
+    event = audit.Event(
+        organization_id, type, actor, audit.TargetKind.webhook_endpoint, endpoint_id, before=before, after=after
+    )
+    audit.record(conn=conn, events=[event])
+
+
+# --- the outbox ------------------------------------------------------------------------------
+
+
+def enqueue(*, conn: Connection, changes: Iterable[audit.Event]) -> None:
+    """Write the session events among `changes` (audit events just recorded) into the outbox,
+    one delivery per enabled endpoint of their organization that subscribes to their type."""
+    session_changes = [change for change in changes if change.type in SESSION_EVENTS]
+    if not session_changes:
+        return
+    organizations = {change.organization_id for change in session_changes}
+    subscribers: dict[uuid.UUID, list[tuple[uuid.UUID, list[str]]]] = {}
+    endpoints = conn.execute(
+        select(col(WebhookEndpoint.id), col(WebhookEndpoint.organization_id), col(WebhookEndpoint.events)).where(
+            col(WebhookEndpoint.organization_id).in_(organizations), col(WebhookEndpoint.enabled).is_(True)
+        )
+    )
+    for endpoint in endpoints:
+        subscribers.setdefault(endpoint.organization_id, []).append((endpoint.id, endpoint.events))
+    now = utcnow()
+    rows = []
+    for change in session_changes:
+        targets = [id for id, events in subscribers.get(change.organization_id, []) if change.type.value in events]
+        if not targets:
+            continue
+        session = session_view(conn=conn, organization_id=change.organization_id, session_id=change.target_id)
+        occurred = session.created_at if change.type is AuditEventType.session_started else session.released_at
+        payload = _payload(change.type.value, occurred, session_document(session))
+        event_id = uuid.uuid4()
+        rows += [_delivery(endpoint_id, event_id, change.type.value, payload, now) for endpoint_id in targets]
+    if rows:
+        conn.execute(insert(WebhookDelivery), rows)
+
+
+def session_document(session: Row[Any]) -> dict[str, Any]:
+    """A session as getSession answers it (a row of the session view, its ids and instants text)."""
+    return {
+        "id": session.id,
+        "organization": session.organization_id,
+        "user": session.user_id,
+        "device": {
+            "id": session.device_id,
+            "platform": session.platform,
+            "type": session.type,
+            "name": session.name,
+            "osVersion": session.os_version,
+        },
+        "createdAt": session.created_at,
+        "releasedAt": session.released_at,
+        "expiresAt": session.expires_at,
+    }
+
+
+def _payload(event_type: str, occurred: str, data: Mapping[str, Any]) -> str:
+    """The body every attempt sends, byte for byte: Standard Webhooks' `{type, timestamp, data}`."""
+    return json.dumps({"type": event_type, "timestamp": occurred, "data": data}, separators=(",", ":"))
+
+
+def _delivery(
+    endpoint_id: uuid.UUID, event_id: uuid.UUID, event_type: str, payload: str, now: datetime, max_attempts: int = 0
+) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "endpoint_id": endpoint_id,
+        "event_id": event_id,
+        "event_type": event_type,
+        "payload": payload,
+        "status": DeliveryStatus.pending,
+        "attempts": 0,
+        "max_attempts": max_attempts or len(settings.current().webhook_retry_delays()) + 1,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery a dispatcher holds until `claimed_until`: what it sends, where, signed how."""
+
+    delivery_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    url: str
+    signing_secrets: tuple[str, ...]  # the current one first; during a rotation's overlap also the old one
+    event_id: uuid.UUID
+    event_type: str
+    payload: str
+    attempt: int  # the number of the attempt about to be made (1 for the first)
+    max_attempts: int
+
+
+def claim_due(limit: int, busy: Mapping[uuid.UUID, int], per_endpoint: int) -> list[Claim]:
+    """Claim up to `limit` due deliveries of enabled endpoints, at most `per_endpoint` in flight
+    per endpoint counting the `busy` ones this process already sends."""
+    now = utcnow()
+    timeout = timedelta(seconds=settings.current().webhook_timeout_seconds)
+    with db.writing() as conn:
+        query = (
+            select(col(WebhookDelivery.id), col(WebhookDelivery.endpoint_id))
+            .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
+            .where(
+                # A literal, so that SQLite uses the partial index of pending deliveries.
+                col(WebhookDelivery.status) == literal_column("'pending'"),
+                col(WebhookDelivery.next_attempt_at) <= now,
+                or_(col(WebhookDelivery.claimed_until).is_(None), col(WebhookDelivery.claimed_until) <= now),
+                col(WebhookEndpoint.enabled).is_(True),
+            )
+            .order_by(col(WebhookDelivery.next_attempt_at))
+            .limit(limit * 4)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(of=WebhookDelivery, skip_locked=True)
+        in_flight = dict(busy)
+        chosen: list[uuid.UUID] = []
+        for row in conn.execute(query):
+            if len(chosen) < limit and in_flight.get(row.endpoint_id, 0) < per_endpoint:
+                in_flight[row.endpoint_id] = in_flight.get(row.endpoint_id, 0) + 1
+                chosen.append(row.id)
+        if not chosen:
+            return []
+        claimed_until = now + 2 * timeout + _CLAIM_MARGIN
+        conn.execute(
+            update(WebhookDelivery).where(col(WebhookDelivery.id).in_(chosen)).values(claimed_until=claimed_until)
+        )
+        return _claims(conn=conn, where=col(WebhookDelivery.id).in_(chosen), now=now)
+
+
+def any_due() -> bool:
+    """Whether a delivery may be due now: a cheap indexed read before a claiming write."""
+    now = utcnow()
+    with db.reading() as conn:
+        due = conn.execute(
+            select(col(WebhookDelivery.id))
+            .where(
+                col(WebhookDelivery.status) == literal_column("'pending'"), col(WebhookDelivery.next_attempt_at) <= now
+            )
+            .limit(1)
+        ).first()
+        return due is not None
+
+
+def claim_test(caller: Principal, endpoint_id: uuid.UUID) -> Claim:
+    """A `webhook.test` event for the endpoint (enabled or not), claimed by the caller's process
+    to send at once, with no retry."""
+    organization_id = caller.organization_id
+    now = utcnow()
+    with db.writing() as conn:
+        endpoint = _endpoint_view(conn=conn, organization_id=organization_id, endpoint_id=endpoint_id)
+        payload = _payload(TEST_EVENT, format_utc(now), {"endpoint": endpoint.id})
+        delivery = _delivery(endpoint_id, uuid.uuid4(), TEST_EVENT, payload, now, max_attempts=1)
+        # Never due for a dispatcher: the caller's process sends it once, now.
+        conn.execute(insert(WebhookDelivery).values({**delivery, "next_attempt_at": _NEVER, "claimed_until": _NEVER}))
+        (claim,) = _claims(conn=conn, where=col(WebhookDelivery.id) == delivery["id"], now=now)
+        return claim
+
+
+def _claims(*, conn: Connection, where: ColumnElement[bool], now: datetime) -> list[Claim]:
+    rows = conn.execute(
+        select(
+            col(WebhookDelivery.id),
+            col(WebhookDelivery.endpoint_id),
+            col(WebhookDelivery.event_id),
+            col(WebhookDelivery.event_type),
+            col(WebhookDelivery.payload),
+            col(WebhookDelivery.attempts),
+            col(WebhookDelivery.max_attempts),
+            col(WebhookEndpoint.url),
+            col(WebhookEndpoint.secret),
+            col(WebhookEndpoint.previous_secret),
+            col(WebhookEndpoint.previous_secret_until),
+        )
+        .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
+        .where(where)
+    )
+    claims = []
+    for row in rows:
+        signing = [row.secret]
+        if (
+            row.previous_secret is not None
+            and row.previous_secret_until is not None
+            and row.previous_secret_until > now
+        ):
+            signing.append(row.previous_secret)
+        claims.append(
+            Claim(
+                row.id,
+                row.endpoint_id,
+                row.url,
+                tuple(signing),
+                row.event_id,
+                row.event_type,
+                row.payload,
+                row.attempts + 1,
+                row.max_attempts,
+            )
+        )
+    return claims
+
+
+def record_attempt(claim: Claim, result: AttemptResult) -> Row[Any] | None:
+    """Record an attempt, and schedule the next (after the retry schedule's wait, jittered by
+    ±20%) or end the delivery; a failure that ends five days of only failures disables the
+    endpoint. None when the delivery is gone (its endpoint deleted) or another process already
+    recorded this attempt (its claim ran out)."""
+    config = settings.current()
+    now = utcnow()
+    with db.writing() as conn:
+        endpoint = (
+            conn.execute(
+                select(
+                    col(WebhookEndpoint.organization_id),
+                    col(WebhookEndpoint.enabled),
+                    col(WebhookEndpoint.failing_since),
+                )
+                .where(col(WebhookEndpoint.id) == claim.endpoint_id)
+                .with_for_update()
+            )
+            .mappings()
+            .first()
+        )
+        if endpoint is None:
+            return None
+        recorded = conn.execute(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.id) == claim.delivery_id, col(WebhookDelivery.attempts) == claim.attempt - 1)
+            .values(**_after_attempt(claim, result, now, config.webhook_retry_delays()))
+        ).rowcount
+        if not recorded:
+            return None
+        if claim.event_type != TEST_EVENT:  # a test says nothing of the endpoint's health
+            _note_health(conn=conn, claim=claim, endpoint=endpoint, succeeded=result.succeeded, now=now)
+        take_turns(conn=conn, scopes=[f"webhook-attempts:{claim.endpoint_id}"])
+        allocator = InstantAllocator(
+            conn, col(WebhookAttempt.created_at), col(WebhookAttempt.endpoint_id) == claim.endpoint_id
+        )
+        attempt_id = uuid.uuid4()
+        conn.execute(
+            insert(WebhookAttempt).values(
+                id=attempt_id,
+                endpoint_id=claim.endpoint_id,
+                delivery_id=claim.delivery_id,
+                event_id=claim.event_id,
+                event_type=claim.event_type,
+                attempt=claim.attempt,
+                succeeded=result.succeeded,
+                response_status=result.response_status,
+                error=result.error,
+                duration_ms=result.duration_ms,
+                created_at=allocator.next(),
+            )
+        )
+        return conn.execute(_ATTEMPT_VIEW.where(col(WebhookAttempt.id) == attempt_id)).one()
+
+
+def attempt_outcome(claim: Claim, result: AttemptResult) -> str:
+    """`succeeded`, `retrying` (another attempt will follow) or `failed` (none will)."""
+    if result.succeeded:
+        return "succeeded"
+    return "retrying" if claim.attempt < claim.max_attempts else "failed"
+
+
+def _after_attempt(claim: Claim, result: AttemptResult, now: datetime, delays: list[float]) -> dict[str, Any]:
+    values: dict[str, Any] = {"attempts": claim.attempt, "claimed_until": None}
+    if result.succeeded:
+        values["status"] = DeliveryStatus.succeeded
+    elif claim.attempt >= claim.max_attempts or not delays:
+        values["status"] = DeliveryStatus.failed
+    else:
+        delay = delays[min(claim.attempt, len(delays)) - 1]  # the schedule may have changed since
+        values["next_attempt_at"] = now + timedelta(seconds=delay * random.uniform(0.8, 1.2))
+    return values
+
+
+def _note_health(*, conn: Connection, claim: Claim, endpoint: RowMapping, succeeded: bool, now: datetime) -> None:
+    """Keep when the endpoint's failures began; disable it once they have lasted long enough."""
+    if succeeded:
+        if endpoint["failing_since"] is not None:
+            conn.execute(
+                update(WebhookEndpoint).where(col(WebhookEndpoint.id) == claim.endpoint_id).values(failing_since=None)
+            )
+        return
+    failing_since = endpoint["failing_since"] or now
+    disable_after = timedelta(seconds=settings.current().webhook_disable_after_seconds)
+    disable = endpoint["enabled"] and now - failing_since >= disable_after
+    values: dict[str, Any] = {"failing_since": failing_since}
+    if disable:
+        values.update(enabled=False, updated_at=now)
+    conn.execute(update(WebhookEndpoint).where(col(WebhookEndpoint.id) == claim.endpoint_id).values(**values))
+    if disable:
+        event = AuditEventType.webhook_endpoint_disabled
+        before, after = {"enabled": True}, {"enabled": False, "failingSince": failing_since}
+        _record(conn, audit.SYSTEM, endpoint["organization_id"], event, claim.endpoint_id, before, after)
+
+
+# --- the attempts log ------------------------------------------------------------------------
+
+_ATTEMPT_COLUMNS: tuple[ColumnElement[Any] | Mapped[Any], ...] = (
+    uuid_text(col(WebhookAttempt.id)).label("id"),
+    uuid_text(col(WebhookAttempt.event_id)).label("event_id"),
+    col(WebhookAttempt.event_type),
+    col(WebhookAttempt.attempt),
+    col(WebhookAttempt.succeeded),
+    col(WebhookAttempt.response_status),
+    col(WebhookAttempt.error),
+    col(WebhookAttempt.duration_ms),
+    rfc3339_text(col(WebhookAttempt.created_at)).label("created_at"),
+)
+_ATTEMPT_VIEW = select(*_ATTEMPT_COLUMNS)
+
+
+def list_attempts(organization_id: uuid.UUID, endpoint_id: uuid.UUID, limit: int, before: datetime | None) -> Page:
+    """Up to `limit` attempts to deliver to the endpoint made strictly before `before`, newest
+    first; NotFound for an endpoint not of the organization."""
+    get_endpoint(organization_id, endpoint_id)
+    where = col(WebhookAttempt.endpoint_id) == endpoint_id
+    return read_page(_ATTEMPT_VIEW, col(WebhookAttempt.created_at), limit, before, where)
