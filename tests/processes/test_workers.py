@@ -75,8 +75,15 @@ def test_several_workers_serve_and_stop_gracefully(private_database_url, tmp_pat
 
     completed = [outcome for outcome in outcomes if outcome == 500]
     assert completed, f"no request in flight completed: {outcomes}"
-    # Whatever was accepted finished whole; anything else was refused, never cut off.
+    # Whatever was accepted finished whole; anything else was refused, never cut off. A
+    # connection still in the listen queue when a worker closes its socket is reset before a
+    # byte of answer (a worker serving a page on its loop accepts the next one after it); a
+    # cut-off answer would be an incomplete body instead.
     for outcome in outcomes:
-        assert outcome == 500 or isinstance(outcome, ConnectionRefusedError) or "refused" in str(outcome), outcomes
+        assert (
+            outcome == 500
+            or isinstance(outcome, ConnectionRefusedError | ConnectionResetError)
+            or ("refused" in str(outcome) or "reset" in str(outcome))
+        ), outcomes
     log = (tmp_path / "server.log").read_text()
     assert "Traceback" not in log, log
