@@ -184,6 +184,10 @@ async def _open_pool() -> psycopg_pool.AsyncConnectionPool:
         min_size=1,
         max_size=config.db_pool_size,
         timeout=config.db_pool_timeout,
+        # The pool reconnects in the background with a doubling backoff, by default for five
+        # minutes: after an outage of a minute its next try could be half a minute away. Giving
+        # up after a pool timeout lets the next request start a fresh attempt at once.
+        reconnect_timeout=config.db_pool_timeout,
         kwargs={"autocommit": True, **db.postgresql_connect_args(config)},
         open=False,
         name="compiled-reads",
