@@ -9,7 +9,10 @@ through the columns' own bind processors, and runs the SQL on a driver connectio
 - SQLite: a connection of the calling thread's own, kept open (the event loop's: see
   core.db_threads for why reads may run there), in autocommit, so the one SELECT is its own
   read transaction and sees one committed state;
-- PostgreSQL: psycopg's asyncio pool, in autocommit: one round trip, no thread.
+- PostgreSQL: psycopg's asyncio pool, in autocommit: one round trip, no thread. The pool
+  belongs to the event loop of a serving app: the app's lifespan opens and closes it. On a
+  loop without one (an app called without its lifespan) the statement goes through the
+  engine on the reads' threads, so that nothing is left open when that loop goes.
 
 Rows are named tuples with the columns' result processors applied: by position or by name
 (the columns' keys: label expressions), the values SQLAlchemy's Row would hold. Only single
@@ -33,7 +36,7 @@ from sqlalchemy import Dialect, Select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from sessions_api.core import db, settings
+from sessions_api.core import db, db_threads, settings
 
 
 class CompiledRead:
@@ -47,11 +50,18 @@ class CompiledRead:
         plan = self._plan()
         if settings.current().is_sqlite:
             return plan.rows(_run_sqlite(plan.sql, plan.parameters(values)))
-        return plan.rows(await _run_postgresql(plan.sql, plan.parameters(values)))
+        pool = await _postgresql_pool()
+        if pool is None:
+            return await db_threads.read(self._through_engine, values)
+        return plan.rows(await _run_postgresql(pool, plan.sql, plan.parameters(values)))
 
     async def first(self, values: Mapping[str, Any]) -> Any | None:
         rows = await self.all(values)
         return rows[0] if rows else None
+
+    def _through_engine(self, values: Mapping[str, Any]) -> list[Any]:
+        with db.reading() as conn:
+            return list(conn.execute(self._statement, values).all())
 
     def _plan(self) -> _Plan:
         dialect = db.engine().dialect
@@ -140,13 +150,19 @@ def _close_stale_sqlite(generation: int) -> None:
         connection.close()
 
 
-# PostgreSQL: a pool per event loop (connections belong to the loop that opened them),
-# opened on first use and closed by close() when the app stops, or when db.generation() moves on.
+# PostgreSQL: a pool per event loop of a serving app (connections belong to the loop that
+# opened them): opened by open_pool(), closed by close_pool(), renewed when db.generation() moves on.
 _pools: dict[asyncio.AbstractEventLoop, tuple[int, asyncio.Task[psycopg_pool.AsyncConnectionPool]]] = {}
 
 
-async def _run_postgresql(sql: str, parameters: Any) -> list[Any]:
-    pool = await _postgresql_pool()
+async def open_pool() -> None:
+    """Give this event loop a PostgreSQL pool for the hot reads (the app's lifespan starts)."""
+    loop = asyncio.get_running_loop()
+    if not settings.current().is_sqlite and loop not in _pools:
+        _pools[loop] = (db.generation(), loop.create_task(_open_pool()))
+
+
+async def _run_postgresql(pool: psycopg_pool.AsyncConnectionPool, sql: str, parameters: Any) -> list[Any]:
     for attempt in (1, 2):
         connection: psycopg.AsyncConnection[Any] | None = None
         try:
@@ -165,14 +181,16 @@ async def _run_postgresql(sql: str, parameters: Any) -> list[Any]:
     raise AssertionError("the loop above returns or raises")
 
 
-async def _postgresql_pool() -> psycopg_pool.AsyncConnectionPool:
+async def _postgresql_pool() -> psycopg_pool.AsyncConnectionPool | None:
+    """This loop's pool (None if open_pool() was not called on it)."""
     loop = asyncio.get_running_loop()
     known = _pools.get(loop)
-    if known is None or known[0] != db.generation():
-        if known is not None:
-            _pools.pop(loop)
-            await (await known[1]).close()
+    if known is None:
+        return None
+    if known[0] != db.generation():
+        stale = known[1]
         known = _pools[loop] = (db.generation(), loop.create_task(_open_pool()))
+        await (await stale).close()
     return await known[1]
 
 
@@ -196,7 +214,7 @@ async def _open_pool() -> psycopg_pool.AsyncConnectionPool:
     return pool
 
 
-async def close() -> None:
+async def close_pool() -> None:
     """Close this event loop's PostgreSQL pool, if it has one (the app's lifespan ends)."""
     known = _pools.pop(asyncio.get_running_loop(), None)
     if known is not None:

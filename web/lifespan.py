@@ -23,6 +23,7 @@ _DRAIN_SECONDS = 2.0
 async def lifespan(_app: Any) -> AsyncIterator[None]:
     """Releases expired sessions every few seconds, whether or not anyone calls the API, and
     delivers the webhooks' outbox."""
+    await compiled_reads.open_pool()
     sweeper = asyncio.create_task(_sweep_expired_sessions(settings_module.current().expiry_sweep_seconds))
     webhook_dispatcher = Dispatcher()
     dispatching = asyncio.create_task(webhook_dispatcher.run())
@@ -33,7 +34,7 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
         dispatching.cancel()
         webhook_dispatcher.stop()
         await db_threads.drain(timeout=_DRAIN_SECONDS)
-        await compiled_reads.close()
+        await compiled_reads.close_pool()
 
 
 async def _sweep_expired_sessions(interval: float) -> None:

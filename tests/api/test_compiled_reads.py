@@ -25,23 +25,29 @@ def _through_sqlalchemy(statement: Select[Any], values: dict[str, Any]) -> list[
         return [(tuple(row._fields), tuple(row)) for row in conn.execute(statement, values).all()]
 
 
-def _compiled(statement: Select[Any], values: dict[str, Any]) -> list[tuple[tuple[str, ...], tuple]]:
+def _compiled(statement: Select[Any], values: dict[str, Any], serving: bool) -> list[tuple[tuple[str, ...], tuple]]:
+    """The statement compiled, on a loop with the pool an app's lifespan opens (`serving`), or
+    on one without (through the engine, on PostgreSQL)."""
+
     async def read() -> list[Any]:
+        if serving:
+            await compiled_reads.open_pool()
         try:
             return await CompiledRead(statement).all(values)
         finally:
-            await compiled_reads.close()
+            await compiled_reads.close_pool()
 
     return [(tuple(row._fields), tuple(row)) for row in asyncio.run(read())]
 
 
 def _same_answers(statement: Select[Any], values: dict[str, Any]) -> list[tuple[tuple[str, ...], tuple]]:
     expected = _through_sqlalchemy(statement, values)
-    answered = _compiled(statement, values)
-    assert answered == expected
-    assert [[type(value) for value in row] for _, row in answered] == [
-        [type(value) for value in row] for _, row in expected
-    ]
+    for serving in (True, False):
+        answered = _compiled(statement, values, serving)
+        assert answered == expected
+        assert [[type(value) for value in row] for _, row in answered] == [
+            [type(value) for value in row] for _, row in expected
+        ]
     return answered
 
 
