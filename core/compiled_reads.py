@@ -36,7 +36,7 @@ from sqlalchemy import Dialect, Select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from sessions_api.core import db, db_threads, settings
+from sessions_api.core import db, settings
 
 
 class CompiledRead:
@@ -52,6 +52,10 @@ class CompiledRead:
             return plan.rows(_run_sqlite(plan.sql, plan.parameters(values)))
         pool = await _postgresql_pool()
         if pool is None:
+            # Imported here: db_threads imports the metrics, and `serve` must set up their
+            # multiprocess directory before prometheus-client is first imported.
+            from sessions_api.core import db_threads
+
             return await db_threads.read(self._through_engine, values)
         return plan.rows(await _run_postgresql(pool, plan.sql, plan.parameters(values)))
 
