@@ -36,7 +36,7 @@ from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import InvalidInput, NotFound
 from sessions_api.models.instants import InstantAllocator, take_turns
 from sessions_api.models.paging import Page, read_page
-from sessions_api.models.sessions import session_view
+from sessions_api.models.sessions import session_document, session_view
 from sessions_api.models.tables import (
     AuditEventType,
     DeliveryStatus,
@@ -254,25 +254,6 @@ def enqueue(*, conn: Connection, changes: Iterable[audit.Event]) -> None:
         rows += [_delivery(endpoint_id, event_id, change.type.value, payload, now) for endpoint_id in targets]
     if rows:
         conn.execute(insert(WebhookDelivery), rows)
-
-
-def session_document(session: Row[Any]) -> dict[str, Any]:
-    """A session as getSession answers it (a row of the session view, its ids and instants text)."""
-    return {
-        "id": session.id,
-        "organization": session.organization_id,
-        "user": session.user_id,
-        "device": {
-            "id": session.device_id,
-            "platform": session.platform,
-            "type": session.type,
-            "name": session.name,
-            "osVersion": session.os_version,
-        },
-        "createdAt": session.created_at,
-        "releasedAt": session.released_at,
-        "expiresAt": session.expires_at,
-    }
 
 
 def _payload(event_type: str, occurred: str, data: Mapping[str, Any]) -> str:

@@ -234,11 +234,8 @@ def budget_headers(extensions: dict[str, Any], response_start: Message) -> list[
     if spent is None or not spent.policies:
         return []
     present = {name.lower() for name, _ in response_start.get("headers", ())}
-    return [
-        (name.lower().encode(), value.encode())
-        for name, value in spent.headers().items()
-        if name.lower().encode() not in present
-    ]
+    encoded = ((name.lower().encode(), value.encode()) for name, value in spent.headers().items())
+    return [(name, value) for name, value in encoded if name not in present]
 
 
 def spent_of(scope: Scope) -> Spent:

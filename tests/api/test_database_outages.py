@@ -8,10 +8,8 @@ from starlette.testclient import TestClient
 
 from sessions_api.core import db
 from sessions_api.web.app import create_app
-from tests.support.api import API, SESSIONS, assert_error
+from tests.support.api import ME, SESSIONS, assert_error
 from tests.support.tcp_proxy import TcpProxy
-
-ME = f"{API}/me"
 
 
 def _assert_unavailable(response) -> None:
