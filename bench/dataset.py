@@ -125,13 +125,10 @@ def _utc_text(micros: int) -> str:
 
 def build(params: dict, out_dir: Path) -> dict:
     from sessions_api.core import db
-    from sessions_api.core import settings as settings_module
     from sessions_api.core.settings import Settings
     from sessions_api.models import Role, api_keys, devices, members, schema_version, tenancy
 
-    settings = Settings.from_env()
-    settings_module.configure(settings)
-    db.configure(settings)
+    db.configure(Settings.from_env())
     schema_version.ensure_current()  # an empty database gets the migrated schema
     rng = random.Random(params["seed"])
 

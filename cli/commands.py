@@ -13,7 +13,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sessions_api.cli.serve import serve as serve_command
 from sessions_api.core import db
-from sessions_api.core import settings as settings_module
 from sessions_api.core.settings import Settings
 from sessions_api.core.timestamps import format_utc, parse_rfc3339
 from sessions_api.models import (
@@ -60,9 +59,7 @@ def _positive(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
-        settings_module.configure(settings)
-        db.configure(settings)
+        db.configure(Settings.from_env())
         if args.run is not _db_upgrade:
             schema_version.ensure_current(migrate=getattr(args, "migrate", False))
         return args.run(args) or 0

@@ -79,9 +79,10 @@ def _serve_metrics_apart(host: str, port: int) -> None:
     workers write, and the database."""
     from prometheus_client import start_http_server
 
+    from sessions_api.core import db
     from sessions_api.web.metrics import scrape_registry
 
-    start_http_server(port, host, registry=scrape_registry())
+    start_http_server(port, host, registry=scrape_registry(db.current()))
     logger.info("metrics at http://%s:%d/metrics", host, port)
 
 

@@ -10,9 +10,12 @@ through the columns' own bind processors, and runs the SQL on a driver connectio
   core.db_threads for why reads may run there), in autocommit, so the one SELECT is its own
   read transaction and sees one committed state;
 - PostgreSQL: psycopg's asyncio pool, in autocommit: one round trip, no thread. The pool
-  belongs to the event loop of a serving app: the app's lifespan opens and closes it. On a
-  loop without one (an app called without its lifespan) the statement goes through the
-  engine on the reads' threads, so that nothing is left open when that loop goes.
+  belongs to the app's database and to the event loop it serves on: the app's lifespan
+  opens and closes it. On a loop without one (an app called without its lifespan) the
+  statement goes through the engine on the reads' threads, so that nothing is left open
+  when that loop goes.
+
+Both are kept per `db.Database` (in its `state`), never per process.
 
 Rows are named tuples with the columns' result processors applied: by position or by name
 (the columns' keys: label expressions), the values SQLAlchemy's Row would hold. Only single
@@ -28,6 +31,7 @@ import sqlite3
 import threading
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -36,7 +40,7 @@ from sqlalchemy import Dialect, Select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from sessions_api.core import db, settings
+from sessions_api.core import db
 
 
 class CompiledRead:
@@ -47,10 +51,11 @@ class CompiledRead:
         self._plans: dict[tuple[str, str], _Plan] = {}
 
     async def all(self, values: Mapping[str, Any]) -> list[Any]:
-        plan = self._plan()
-        if settings.current().is_sqlite:
-            return plan.rows(_run_sqlite(plan.sql, plan.parameters(values)))
-        pool = await _postgresql_pool()
+        database = db.current()
+        plan = self._plan(database)
+        if database.settings.is_sqlite:
+            return plan.rows(_run_sqlite(database, plan.sql, plan.parameters(values)))
+        pool = await _postgresql_pool(database)
         if pool is None:
             # Imported here: db_threads imports the metrics, and `serve` must set up their
             # multiprocess directory before prometheus-client is first imported.
@@ -67,8 +72,8 @@ class CompiledRead:
         with db.reading() as conn:
             return list(conn.execute(self._statement, values).all())
 
-    def _plan(self) -> _Plan:
-        dialect = db.engine().dialect
+    def _plan(self, database: db.Database) -> _Plan:
+        dialect = database.engine.dialect
         key = (dialect.name, dialect.driver)
         plan = self._plans.get(key)
         if plan is None:
@@ -118,52 +123,66 @@ class _Plan:
         return converted
 
 
-# SQLite: one connection per thread, opened through the engine (its pragmas, WAL) and taken
-# out of its pool; closed when the engine's connections are (db.generation() moves on).
-_thread = threading.local()
-_opened: list[tuple[int, sqlite3.Connection]] = []
-_opened_lock = threading.Lock()
+@dataclass
+class _Kept:
+    """What a database keeps for its hot reads (in `Database.state`)."""
+
+    # SQLite: one connection per thread, opened through the engine (its pragmas, WAL) and taken
+    # out of its pool; closed when the engine's connections are (its generation moves on).
+    thread: threading.local = field(default_factory=threading.local)
+    opened: list[tuple[int, sqlite3.Connection]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # PostgreSQL: a pool per event loop the app serves on (connections belong to the loop that
+    # opened them): opened by open_pool(), closed by close_pool(), renewed with the generation.
+    pools: dict[asyncio.AbstractEventLoop, tuple[int, asyncio.Task[psycopg_pool.AsyncConnectionPool]]] = field(
+        default_factory=dict
+    )
 
 
-def _run_sqlite(sql: str, parameters: Any) -> list[Any]:
+def _kept(database: db.Database) -> _Kept:
+    kept: _Kept | None = database.state.get(__name__)
+    if kept is None:
+        kept = database.state[__name__] = _Kept()
+        database.on_dispose(lambda: _close_stale_sqlite(kept, database.generation))
+    return kept
+
+
+def _run_sqlite(database: db.Database, sql: str, parameters: Any) -> list[Any]:
     try:
-        return _sqlite_connection().execute(sql, parameters).fetchall()
+        return _sqlite_connection(database).execute(sql, parameters).fetchall()
     except sqlite3.Error as exc:
-        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error, hide_parameters=True) from exc
 
 
-def _sqlite_connection() -> sqlite3.Connection:
-    generation = db.generation()
-    if getattr(_thread, "generation", None) != generation:
-        _close_stale_sqlite(generation)
-        pooled = db.engine().raw_connection()
+def _sqlite_connection(database: db.Database) -> sqlite3.Connection:
+    kept, generation = _kept(database), database.generation
+    if getattr(kept.thread, "generation", None) != generation:
+        _close_stale_sqlite(kept, generation)
+        pooled = database.engine.raw_connection()
         opened: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
         pooled.detach()
-        with _opened_lock:
-            _opened.append((generation, opened))
-        _thread.connection, _thread.generation = opened, generation
-    connection: sqlite3.Connection = _thread.connection
+        with kept.lock:
+            kept.opened.append((generation, opened))
+        kept.thread.connection, kept.thread.generation = opened, generation
+    connection: sqlite3.Connection = kept.thread.connection
     return connection
 
 
-def _close_stale_sqlite(generation: int) -> None:
-    with _opened_lock:
-        stale = [connection for opened, connection in _opened if opened != generation]
-        _opened[:] = [(opened, connection) for opened, connection in _opened if opened == generation]
+def _close_stale_sqlite(kept: _Kept, generation: int) -> None:
+    with kept.lock:
+        stale = [connection for opened, connection in kept.opened if opened != generation]
+        kept.opened[:] = [(opened, connection) for opened, connection in kept.opened if opened == generation]
     for connection in stale:
         connection.close()
 
 
-# PostgreSQL: a pool per event loop of a serving app (connections belong to the loop that
-# opened them): opened by open_pool(), closed by close_pool(), renewed when db.generation() moves on.
-_pools: dict[asyncio.AbstractEventLoop, tuple[int, asyncio.Task[psycopg_pool.AsyncConnectionPool]]] = {}
-
-
-async def open_pool() -> None:
-    """Give this event loop a PostgreSQL pool for the hot reads (the app's lifespan starts)."""
+async def open_pool(database: db.Database) -> None:
+    """Give this event loop a PostgreSQL pool for the hot reads of `database` (the app's
+    lifespan starts)."""
     loop = asyncio.get_running_loop()
-    if not settings.current().is_sqlite and loop not in _pools:
-        _pools[loop] = (db.generation(), loop.create_task(_open_pool()))
+    pools = _kept(database).pools
+    if not database.settings.is_sqlite and loop not in pools:
+        pools[loop] = (database.generation, loop.create_task(_open_pool(database)))
 
 
 async def _run_postgresql(pool: psycopg_pool.AsyncConnectionPool, sql: str, parameters: Any) -> list[Any]:
@@ -179,28 +198,29 @@ async def _run_postgresql(pool: psycopg_pool.AsyncConnectionPool, sql: str, para
             # A connection the server closed (a restart) is dropped by the pool: try another once.
             if attempt == 1 and connection is not None and connection.broken:
                 continue
-            raise DBAPIError.instance(sql, parameters, exc, psycopg.Error) from exc
+            raise DBAPIError.instance(sql, parameters, exc, psycopg.Error, hide_parameters=True) from exc
         except psycopg.Error as exc:
-            raise DBAPIError.instance(sql, parameters, exc, psycopg.Error) from exc
+            raise DBAPIError.instance(sql, parameters, exc, psycopg.Error, hide_parameters=True) from exc
     raise AssertionError("the loop above returns or raises")
 
 
-async def _postgresql_pool() -> psycopg_pool.AsyncConnectionPool | None:
+async def _postgresql_pool(database: db.Database) -> psycopg_pool.AsyncConnectionPool | None:
     """This loop's pool (None if open_pool() was not called on it)."""
     loop = asyncio.get_running_loop()
-    known = _pools.get(loop)
+    pools = _kept(database).pools
+    known = pools.get(loop)
     if known is None:
         return None
-    if known[0] != db.generation():
+    if known[0] != database.generation:
         stale = known[1]
-        known = _pools[loop] = (db.generation(), loop.create_task(_open_pool()))
+        known = pools[loop] = (database.generation, loop.create_task(_open_pool(database)))
         await (await stale).close()
     return await known[1]
 
 
-async def _open_pool() -> psycopg_pool.AsyncConnectionPool:
-    config = settings.current()
-    url = db.engine().url.set(drivername="postgresql")
+async def _open_pool(database: db.Database) -> psycopg_pool.AsyncConnectionPool:
+    config = database.settings
+    url = database.engine.url.set(drivername="postgresql")
     pool = psycopg_pool.AsyncConnectionPool(
         url.render_as_string(hide_password=False),
         min_size=1,
@@ -218,8 +238,8 @@ async def _open_pool() -> psycopg_pool.AsyncConnectionPool:
     return pool
 
 
-async def close_pool() -> None:
-    """Close this event loop's PostgreSQL pool, if it has one (the app's lifespan ends)."""
-    known = _pools.pop(asyncio.get_running_loop(), None)
+async def close_pool(database: db.Database) -> None:
+    """Close this event loop's PostgreSQL pool of `database`, if it has one (the lifespan ends)."""
+    known = _kept(database).pools.pop(asyncio.get_running_loop(), None)
     if known is not None:
         await (await known[1]).close()

@@ -1,85 +1,147 @@
-"""The database engine, created in one place, and the two transactions built on it.
+"""The database: its engine, created in one place, and the two transactions built on it.
 
-The data layer's public entry points open one of these; everything they call takes the
-connection as a required keyword (`def insert_sessions(*, conn, batch)`).
+An app (or a command) makes one `Database` for its settings and owns it. It binds it to the
+context of its work (`bound()`: each request, each background task), so that the data layer,
+which opens its transactions with `reading()` and `writing()`, uses that app's database: two
+apps in one process never share one. Everything the data layer's entry points call takes
+the connection as a required keyword (`def insert_sessions(*, conn, batch)`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
+from sessions_api.core import settings as settings_module
 from sessions_api.core.settings import Settings
 
-_engine: Engine | None = None
-_write_engine: Engine | None = None
-# Counts configure() and dispose() calls: connections opened outside the engine's pool
-# (core.compiled_reads) are closed when it moves on.
-_generation = 0
+
+class Database:
+    """One app's database: the engine, and what other modules keep per database in `state`
+    (the hot reads' connections, the database threads' limiters), closed with it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = _create_engine(settings)
+        # On SQLite a writing transaction takes the write lock up front (BEGIN IMMEDIATE), so it
+        # waits on the busy timeout instead of failing when another writer got in first.
+        self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        # Moves on at each dispose(): a connection kept outside the pool (core.compiled_reads)
+        # that was opened in an earlier generation must be closed too.
+        self.generation = 0
+        self.state: dict[str, Any] = {}
+        self._on_dispose: list[Callable[[], None]] = []
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads; its transaction is rolled back when it is returned."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def writing(self, *, lock_timeout_ms: int | None = None) -> Iterator[Connection]:
+        """A connection in one transaction, committed on success, rolled back on error.
+
+        It waits at most `lock_timeout_ms` for a lock (by default the configured busy or lock
+        timeout), then fails with an OperationalError, which the API answers with 503.
+        """
+        writer = self._write_engine
+        if lock_timeout_ms is not None:
+            writer = writer.execution_options(lock_timeout_ms=lock_timeout_ms)
+        with writer.begin() as conn:
+            yield conn
+
+    def on_dispose(self, close: Callable[[], None]) -> None:
+        """Call `close` whenever this database's connections are closed."""
+        self._on_dispose.append(close)
+
+    def dispose(self) -> None:
+        """Close every connection (the engine opens new ones when next asked)."""
+        self.generation += 1
+        self.engine.dispose()
+        for close in self._on_dispose:
+            close()
 
 
-def configure(settings: Settings) -> Engine:
-    """Create (or re-create) the process-wide engine for `settings.database_url`."""
-    global _engine, _write_engine, _generation
-    if _engine is not None:
-        _engine.dispose()
-    _generation += 1
-    _engine = _create_engine(settings)
-    # On SQLite a writing transaction takes the write lock up front (BEGIN IMMEDIATE), so it
-    # waits on the busy timeout instead of failing when another writer got in first.
-    _write_engine = _engine.execution_options(sqlite_begin="IMMEDIATE")
-    return _engine
+_bound: ContextVar[Database] = ContextVar("sessions_api_database")
 
 
-def dispose() -> None:
-    """Close every pooled connection (the engine opens new ones when next asked)."""
-    global _generation
-    _generation += 1
-    if _engine is not None:
-        _engine.dispose()
+def bind(database: Database) -> tuple[Token[Database], Token[Settings]]:
+    """Make `database` (and its settings) the ones this context uses; undo with `unbind`."""
+    return _bound.set(database), settings_module.bind(database.settings)
 
 
-def generation() -> int:
-    """Changes whenever the engine's connections are closed: a connection kept outside the
-    pool that was opened in another generation must be closed too."""
-    return _generation
+def unbind(tokens: tuple[Token[Database], Token[Settings]]) -> None:
+    _bound.reset(tokens[0])
+    settings_module.unbind(tokens[1])
+
+
+@contextmanager
+def bound(database: Database) -> Iterator[Database]:
+    tokens = bind(database)
+    try:
+        yield database
+    finally:
+        unbind(tokens)
+
+
+def configure(settings: Settings) -> Database:
+    """A database for a command or a script: made and bound for the rest of this context. One
+    that configure() made before in this context is closed (an app's is the app's to close)."""
+    previous = _bound.get(None)
+    if previous is not None and previous.state.get("configured"):
+        previous.dispose()
+    database = Database(settings)
+    database.state["configured"] = True
+    bind(database)
+    return database
+
+
+def current() -> Database:
+    try:
+        return _bound.get()
+    except LookupError:
+        raise RuntimeError("no database is bound here: this runs outside an app's or a command's work") from None
 
 
 def engine() -> Engine:
-    if _engine is None:
-        raise RuntimeError("the database is not configured: call core.db.configure() first")
-    return _engine
+    return current().engine
+
+
+def generation() -> int:
+    return current().generation
+
+
+def dispose() -> None:
+    """Close the bound database's connections, if one is bound."""
+    database = _bound.get(None)
+    if database is not None:
+        database.dispose()
 
 
 @contextmanager
 def reading() -> Iterator[Connection]:
-    """A connection for reads; its transaction is rolled back when it is returned."""
-    with engine().connect() as conn:
+    """A connection for reads from the bound database (see `Database.reading`)."""
+    with current().reading() as conn:
         yield conn
 
 
 @contextmanager
 def writing(*, lock_timeout_ms: int | None = None) -> Iterator[Connection]:
-    """A connection in one transaction, committed on success, rolled back on error.
-
-    It waits at most `lock_timeout_ms` for a lock (by default the configured busy or lock
-    timeout), then fails with an OperationalError, which the API answers with 503.
-    """
-    engine()
-    assert _write_engine is not None
-    writer = (
-        _write_engine if lock_timeout_ms is None else _write_engine.execution_options(lock_timeout_ms=lock_timeout_ms)
-    )
-    with writer.begin() as conn:
+    """One transaction on the bound database (see `Database.writing`)."""
+    with current().writing(lock_timeout_ms=lock_timeout_ms) as conn:
         yield conn
 
 
 def _create_engine(settings: Settings) -> Engine:
     url = settings.database_url
     pool: dict[str, Any] = {
+        # Errors name the statement, never the values bound to it (a webhook secret, a key hash).
+        "hide_parameters": True,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,

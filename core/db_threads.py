@@ -24,22 +24,35 @@ from typing import Any, ParamSpec, TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 
-from sessions_api.core import settings
+from sessions_api.core import db
 from sessions_api.core.metrics import DB_CALLS_IN_USE, DB_CALLS_WAITING
 
 P = ParamSpec("P")
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
-# (event loop, limiter) per pool: a limiter belongs to the loop that made it (tests run many).
-_limiters: dict[str, tuple[asyncio.AbstractEventLoop, CapacityLimiter]] = {}
-# Calls started with write_soon() and not yet finished, so that their tasks are kept alive.
-_background: set[asyncio.Task[Any]] = set()
+
+class _Threads:
+    """What the bound database keeps of its threads (in `Database.state`)."""
+
+    def __init__(self) -> None:
+        # (event loop, limiter) per pool: a limiter belongs to the loop that made it.
+        self.limiters: dict[str, tuple[asyncio.AbstractEventLoop, CapacityLimiter]] = {}
+        # Calls started with write_soon() and not yet finished, so that their tasks are kept alive.
+        self.background: set[asyncio.Task[Any]] = set()
+
+
+def _threads() -> _Threads:
+    state = db.current().state
+    threads: _Threads | None = state.get(__name__)
+    if threads is None:
+        threads = state[__name__] = _Threads()
+    return threads
 
 
 async def read(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a data-layer read: on the loop on SQLite (see above), else on the reads' threads."""
-    if settings.current().is_sqlite:
+    if db.current().settings.is_sqlite:
         in_use = DB_CALLS_IN_USE.labels("reads")
         in_use.inc()
         try:
@@ -70,15 +83,16 @@ def write_soon(function: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) ->
         except Exception:
             logger.debug("a background write failed", exc_info=True)
 
+    background = _threads().background
     task = asyncio.get_running_loop().create_task(attempt())
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    background.add(task)
+    task.add_done_callback(background.discard)
 
 
 async def drain(timeout: float) -> None:
     """Wait, at most `timeout` seconds, for the writes started with write_soon() (a process that
     stops finishes them first)."""
-    pending = [task for task in _background if task.get_loop() is asyncio.get_running_loop()]
+    pending = [task for task in _threads().background if task.get_loop() is asyncio.get_running_loop()]
     if pending:
         await asyncio.wait(pending, timeout=timeout)
 
@@ -107,9 +121,10 @@ async def _run(pool: str, function: Callable[..., T], *args: Any, **kwargs: Any)
 
 def _limiter(pool: str) -> CapacityLimiter:
     loop = asyncio.get_running_loop()
-    known = _limiters.get(pool)
+    limiters = _threads().limiters
+    known = limiters.get(pool)
     if known is None or known[0] is not loop:
-        config = settings.current()
+        config = db.current().settings
         size = config.read_threads() if pool == "reads" else config.write_threads()
-        known = _limiters[pool] = (loop, CapacityLimiter(size))
+        known = limiters[pool] = (loop, CapacityLimiter(size))
     return known[1]

@@ -2,13 +2,14 @@
 
 Every field is read from `SESSIONS_API_<FIELD NAME>` unless it names another variable
 (`DATABASE_URL`); an empty variable counts as unset. The app factory and the CLI read the
-environment once (`Settings.from_env()`) and `configure()` the result; code that needs a
-setting asks `current()`, which refuses to guess before that.
+environment once (`Settings.from_env()`); each app keeps its own and binds them to the
+context of its work (`bind()`), where code below the HTTP layer asks `current()`.
 """
 
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar, Token
 from typing import Annotated, Any, Literal
 
 from limits import parse_many
@@ -220,16 +221,24 @@ def _describe(error: Any) -> str:
     return f"{name} {error['msg'][:1].lower()}{error['msg'][1:]}, not {error['input']!r}"
 
 
-_current: Settings | None = None
+# The settings of the app (or command) whose work this context is doing: bound by the app for
+# each request and for its background tasks (`db.bound`), by the CLI for its command. Per
+# context, not per process, so that two apps in one process each read their own.
+_bound: ContextVar[Settings] = ContextVar("sessions_api_settings")
 
 
-def configure(settings: Settings) -> None:
-    """Make `settings` the ones `current()` returns (the app factory and the CLI call this)."""
-    global _current
-    _current = settings
+def bind(settings: Settings) -> Token[Settings]:
+    """Make `settings` the ones `current()` returns in this context (undo with `unbind`)."""
+    return _bound.set(settings)
+
+
+def unbind(token: Token[Settings]) -> None:
+    _bound.reset(token)
 
 
 def current() -> Settings:
-    if _current is None:
-        raise RuntimeError("the settings are not configured: call core.settings.configure() first")
-    return _current
+    """The settings bound to this context; RuntimeError outside an app's or a command's work."""
+    try:
+        return _bound.get()
+    except LookupError:
+        raise RuntimeError("no settings are bound here: this runs outside an app's or a command's work") from None

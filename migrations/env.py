@@ -32,7 +32,7 @@ def run_migrations_online() -> None:
     from sessions_api.core import db
     from sessions_api.core.settings import Settings
 
-    with db.configure(Settings.from_env()).connect() as connection:
+    with db.configure(Settings.from_env()).engine.connect() as connection:
         _configure(connection)
         with context.begin_transaction():
             context.run_migrations()

@@ -288,6 +288,11 @@ def describe_caller(caller: Principal) -> Row[Any]:
         return conn.execute(_CALLER.where(col(ApiKey.id) == caller.key_id)).one()
 
 
+def is_well_formed(token: str) -> bool:
+    """Whether `token` is shaped like a key at all (what can be refused without a lookup)."""
+    return _KEY_FORMAT.fullmatch(token) is not None
+
+
 async def authenticate(
     token: str, requested_organization: str | None, last_used_interval: timedelta
 ) -> Principal | None:

@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from connexion import AsyncApp
 from starlette.testclient import TestClient
 
 from sessions_api.core import db
 from sessions_api.core.settings import Settings
-from sessions_api.web.app import create_app, make_current
+from sessions_api.web.app import SessionsApi, create_app
 from tests.support.databases import PostgresDatabases, migrate, truncate_all
 from tests.support.world import World
 
@@ -77,11 +76,13 @@ def sqlite_shared(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(params=BACKENDS)
-def database_url(request) -> str:
+def database_url(request, apps) -> str:
     """An empty, migrated database for this test, always at the same URL per backend."""
     if request.param == "sqlite":
         path = request.getfixturevalue("sqlite_shared")
-        db.dispose()  # no connection of the last test may outlive the file it used
+        for known in apps.values():  # no connection of an earlier test may outlive the file it used
+            if known.state.settings.database_url == f"sqlite:///{path}":
+                known.state.database.dispose()
         for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             stale.unlink(missing_ok=True)
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
@@ -122,19 +123,22 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def apps() -> dict[Settings, AsyncApp]:
+def apps() -> Iterator[dict[Settings, SessionsApi]]:
     """The apps made for the test settings, by settings: making one costs 0.3 s (Connexion
     validates the spec), reusing one costs nothing."""
-    return {}
+    made: dict[Settings, SessionsApi] = {}
+    yield made
+    for app in made.values():
+        app.state.database.dispose()
 
 
 @pytest.fixture
-def app(settings: Settings, apps: dict[Settings, AsyncApp]) -> AsyncApp:
-    if settings in apps:
-        make_current(apps[settings])  # a test since may have made an app of its own
-    else:
+def app(settings: Settings, apps: dict[Settings, SessionsApi]) -> Iterator[SessionsApi]:
+    if settings not in apps:
         apps[settings] = create_app(settings)
-    return apps[settings]
+    # The test's own calls to the data layer (fixtures, checks) use the app's database.
+    with db.bound(apps[settings].state.database):
+        yield apps[settings]
 
 
 @pytest.fixture

@@ -1,80 +1,82 @@
-"""The app factory: `uvicorn --factory sessions_api.web.app:create_app`."""
+"""The app factory: `uvicorn --factory sessions_api.web.app:create_app`.
+
+A request's path through the app (outermost first):
+
+1. `ObserveMiddleware`: request id, access log, metrics; binds the app's state and database.
+2. Connexion's exception handling (`web.errors`: every failure in the envelope).
+3. `SpecDocumentsMiddleware`, `ProbesMiddleware`, `BodyLimitMiddleware`: answered before routing.
+4. Connexion's routing: the operation, as a handler path in the scope.
+5. `RequestParseMiddleware`: the query and headers read once; ambiguous requests refused.
+6. Connexion's security, with our handler (`web.security`): key, organization, role, budgets.
+7. `Dispatcher`: parameters and body validated by the operation's row of the table, then the handler.
+"""
 
 from __future__ import annotations
 
 import copy
-import weakref
-from collections.abc import Callable
 
 from connexion import ConnexionMiddleware
 from connexion.middleware import MiddlewarePosition
 from connexion.middleware.context import ContextMiddleware
+from connexion.middleware.request_validation import RequestValidationMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
+from connexion.resolver import Resolver
 
-from sessions_api.core import db, logs, resources
-from sessions_api.core import settings as settings_module
+from sessions_api.core import logs, resources
+from sessions_api.core.db import Database
 from sessions_api.core.settings import Settings
 from sessions_api.web import errors, security
 from sessions_api.web.body_limit import BodyLimitMiddleware
-from sessions_api.web.dispatch import Dispatcher
+from sessions_api.web.dispatch import Dispatcher, RequestParseMiddleware
 from sessions_api.web.documents import SpecDocuments, SpecDocumentsMiddleware, SwaggerUI
 from sessions_api.web.jsonifier import OrjsonJsonifier
 from sessions_api.web.lifespan import lifespan
-from sessions_api.web.observe import ObserveMiddleware, Route
+from sessions_api.web.observe import ObserveMiddleware
+from sessions_api.web.operations import Operations
 from sessions_api.web.probes import ProbesMiddleware
 from sessions_api.web.rate_limits import RateLimits
-from sessions_api.web.routing import METHODS, TagResolver
-from sessions_api.web.validation import VALIDATORS
+from sessions_api.web.state import AppState
+
+# Connexion's middlewares we do not use: its Swagger UI (SpecDocumentsMiddleware serves the
+# file as it is; Connexion's copy has every $ref inlined), its request validation (the table's
+# compiled rules validate what the handler gets: a second parser would read requests its own
+# way) and its context (handlers get their arguments from the Dispatcher).
+_REPLACED = (SwaggerUIMiddleware, RequestValidationMiddleware, ContextMiddleware)
 
 
-def create_app(settings: Settings | None = None) -> ConnexionMiddleware:
+class SessionsApi(ConnexionMiddleware):
+    """The app, with what it owns (`state`: settings, database, table of operations, limits)."""
+
+    state: AppState
+
+
+def create_app(settings: Settings | None = None) -> SessionsApi:
     settings = settings or Settings.from_env()
     logs.lean_records()  # here: a worker of `serve --workers N` runs the factory, not serve
     documents = SpecDocuments(resources.spec_path())
-    resolver = TagResolver(documents.document)
-    rules = security.Rules(
-        access=security.AccessRules(documents.document, resolver.handler_path),
-        rate_limits=RateLimits(settings),
-        session_starts=frozenset({resolver.handler_path("createSession")}),
+    import_handler = Resolver().resolve_function_from_operation_id
+    operations = Operations(documents.document, documents.base_path, import_handler, settings.max_json_depth)
+    state = AppState(
+        settings=settings, database=Database(settings), operations=operations, rate_limits=RateLimits(settings)
     )
-
-    def make_current() -> None:
-        settings_module.configure(settings)
-        db.configure(settings)
-        security.configure(rules)
-
-    make_current()
-    # Connexion routes, authenticates and validates (and, in tests, validates responses);
-    # `Dispatcher` calls the handlers. Its Swagger UI is not used: SpecDocumentsMiddleware
-    # serves the page with the file as it is (Connexion's copy has every $ref inlined).
-    unused = {SwaggerUIMiddleware, ContextMiddleware}
-    if not settings.validate_responses:
-        unused.add(ResponseValidationMiddleware)
-    app = ConnexionMiddleware(
-        Dispatcher(documents.document, resolver.handler_path, resolver.function),
+    unused = {*_REPLACED, *(() if settings.validate_responses else (ResponseValidationMiddleware,))}
+    app = SessionsApi(
+        Dispatcher(operations),
         middlewares=[middleware for middleware in ConnexionMiddleware.default_middlewares if middleware not in unused],
         jsonifier=OrjsonJsonifier(),
-        lifespan=lifespan,
+        lifespan=lifespan(state),
         security_map={security.BEARER: security.BearerKeys},
     )
+    # Connexion routes (and, in tests, validates responses) from its own copy of the spec.
     app.add_api(
         copy.deepcopy(documents.document),
-        resolver=resolver,
-        strict_validation=True,
+        resolver=_HandlerPaths(operations),
         validate_responses=settings.validate_responses,
         jsonifier=OrjsonJsonifier(),
-        validator_map=VALIDATORS,
     )
-    errors.register(app, errors.AllowedMethods(documents.document, base_path=documents.base_path))
-    # Outermost of ours (Connexion's exception handling is inside it): every answer, errors
-    # included, carries the request id and the RateLimit headers, and is logged and counted.
-    app.add_middleware(
-        ObserveMiddleware,
-        position=MiddlewarePosition.BEFORE_EXCEPTION,
-        routes=_routes(documents, resolver),
-        metrics=settings.metrics,
-    )
+    errors.register(app, operations.allowed_at)
+    app.add_middleware(ObserveMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, state=state)
     # Inside the exception handling (refusals are the envelope), before anything reads a body.
     app.add_middleware(
         BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_ROUTING, max_body_bytes=settings.max_body_bytes
@@ -85,26 +87,17 @@ def create_app(settings: Settings | None = None) -> ConnexionMiddleware:
     app.add_middleware(
         SpecDocumentsMiddleware, position=MiddlewarePosition.BEFORE_ROUTING, documents=documents, swagger_ui=swagger_ui
     )
-    _make_current[app] = make_current
+    app.add_middleware(RequestParseMiddleware, position=MiddlewarePosition.BEFORE_SECURITY, state=state)
+    app.state = state
     return app
 
 
-# What each app made sets up in its process (settings, engine, security rules), to do again.
-_make_current: weakref.WeakKeyDictionary[ConnexionMiddleware, Callable[[], None]] = weakref.WeakKeyDictionary()
+class _HandlerPaths(Resolver):
+    """Connexion's routing names each operation by its handler path, the table's key."""
 
+    def __init__(self, operations: Operations) -> None:
+        super().__init__()
+        self.operations = operations
 
-def make_current(app: ConnexionMiddleware) -> None:
-    """Make `app` the one this process serves again: its settings, a new engine (the old one's
-    connections closed) and its security rules. A server makes one app; a process that made
-    others since (a test suite) calls this to serve an earlier one."""
-    _make_current[app]()
-
-
-def _routes(documents: SpecDocuments, resolver: TagResolver) -> dict[str, Route]:
-    """Each handler path Connexion routes to -> its operationId and path template."""
-    return {
-        resolver.handler_path(operation["operationId"]): Route(operation["operationId"], documents.base_path + path)
-        for path, item in documents.document["paths"].items()
-        for method, operation in item.items()
-        if method in METHODS
-    }
+    def resolve_operation_id(self, operation) -> str:  # type: ignore[no-untyped-def]
+        return self.operations.handler_path_for(operation.operation_id)

@@ -1,10 +1,14 @@
-"""The app inside Connexion's middlewares: it calls the handler of the operation Connexion
-routed, authenticated and validated the request for, and sends what the handler returns.
+"""A request's way from Connexion's routing to its handler, in two steps:
 
-Connexion's own app would build the handler's decorators again for every request and route
-the request a second time; this one plans each operation once, at start-up: which handler,
-which arguments from where (path, query, headers, body, the caller), each converted to its
-schema's type (the request is already validated against it), and where the handler runs.
+- `RequestParseMiddleware`, right after routing and before security, reads the request once
+  (`web.requests`) and refuses what its operation's row of the table makes ambiguous;
+- `Dispatcher`, the app inside Connexion's middlewares, validates the routed, authenticated
+  request against that row (`web.operations`) and calls the handler with exactly the values
+  it validated.
+
+Parameters come from the request as `web.requests` parsed it, converted and validated by
+their compiled rules, with the spec's defaults; the body is read here, once, and parsed and
+validated by the operation's body rule. Nothing reads the request a second time.
 
 A handler returns the body (200), `(body, status)` or `(body, status, headers)`; a body of
 None is sent empty (204). Handlers that are `async def` run on the event loop; plain ones run
@@ -13,19 +17,16 @@ on the database threads (`core.db_threads`): reads for GET, writes for every oth
 
 from __future__ import annotations
 
-import inspect
-import re
-from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
-from connexion.middleware.abstract import ROUTING_CONTEXT
 from starlette.exceptions import HTTPException
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sessions_api.core import db_threads
-from sessions_api.web.routing import METHODS
+from sessions_api.web.operations import Operation, Operations
+from sessions_api.web.requests import ParsedRequest, parsed_of, routed_handler_path
+from sessions_api.web.state import AppState
 
 # Where Connexion's security middleware leaves what the security handler returned.
 _CONNEXION_CONTEXT = "connexion_context"
@@ -33,100 +34,35 @@ _JSON = (b"content-type", b"application/json")
 _NO_HEADERS: dict[str, str] = {}
 
 
-def _convert(schema: Mapping[str, Any]) -> Callable[[str], Any]:
-    """Text of a (validated) parameter to its schema's type."""
-    kind = schema.get("type")
-    if kind == "integer":
-        return int
-    if kind == "number":
-        return float
-    if kind == "boolean":
-        return lambda text: text.lower() == "true"
-    return str
+class RequestParseMiddleware:
+    """Reads the routed request once and refuses what its operation makes ambiguous (its row
+    of the table says which parameters are single-valued), before anything acts on it."""
 
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        self.app = app
+        self.operations = state.operations
 
-class _Parameter:
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        schema = spec.get("schema", {})
-        self.location: str = spec["in"]
-        self.name: str = spec["name"]
-        # Headers by their name in snake case (`Idempotency-Key` -> `idempotency_key`).
-        self.argument = re.sub(r"\W", "_", self.name).lower() if self.location == "header" else self.name
-        self.key = self.name.lower() if self.location == "header" else self.name
-        self.many = schema.get("type") == "array"
-        self.convert = _convert(schema.get("items", {}) if self.many else schema)
-        self.default = schema.get("default")
-
-
-class Operation:
-    """One operation, planned: its handler and where each of its arguments comes from."""
-
-    def __init__(self, handler: Callable[..., Any], spec: Mapping[str, Any], method: str) -> None:
-        accepts = inspect.signature(handler).parameters
-        self.handler = handler
-        self.is_async = inspect.iscoroutinefunction(handler)
-        self.writes = method not in ("get", "head")
-        self.parameters = [
-            parameter
-            for parameter in (_Parameter(p) for p in spec.get("parameters", []))
-            if parameter.argument in accepts
-        ]
-        self.wants_body = "body" in accepts
-        self.wants_token_info = "token_info" in accepts
-
-    async def arguments(self, scope: Scope, receive: Receive) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {}
-        if self.parameters:
-            sources = {
-                "path": scope.get("path_params", {}),
-                "query": _query(scope),
-                "header": _headers(scope),
-            }
-            for parameter in self.parameters:
-                raw = sources[parameter.location].get(parameter.key)
-                if raw is None:
-                    if parameter.default is not None:
-                        kwargs[parameter.argument] = parameter.default
-                elif parameter.many:
-                    kwargs[parameter.argument] = [parameter.convert(item) for item in raw]
-                else:
-                    kwargs[parameter.argument] = parameter.convert(raw[-1] if isinstance(raw, list) else raw)
-        if self.wants_token_info:
-            kwargs["token_info"] = scope["extensions"][_CONNEXION_CONTEXT]["token_info"]
-        if self.wants_body:
-            body = await _body(receive)
-            kwargs["body"] = orjson.loads(body) if body else None
-        return kwargs
-
-    async def call(self, kwargs: dict[str, Any]) -> Any:
-        if self.is_async:
-            return await self.handler(**kwargs)
-        return await db_threads.run(self.handler, writes=self.writes, **kwargs)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            operation = self.operations.get(routed_handler_path(scope))
+            if operation is not None:
+                operation.refuse_ambiguous(parsed_of(scope))
+        await self.app(scope, receive, send)
 
 
 class Dispatcher:
     """The innermost ASGI app: the handler of the routed operation, its answer as JSON."""
 
-    def __init__(self, spec: Mapping[str, Any], handler_path: Callable[[str], str], resolve: Callable[[str], Any]):
-        self.operations: dict[str, Operation] = {}
-        for item in spec["paths"].values():
-            for method in METHODS:
-                if method in item:
-                    path = handler_path(item[method]["operationId"])
-                    parameters = [
-                        _resolved(spec, parameter)
-                        for parameter in (*item.get("parameters", []), *item[method].get("parameters", []))
-                    ]
-                    self.operations[path] = Operation(resolve(path), {**item[method], "parameters": parameters}, method)
+    def __init__(self, operations: Operations) -> None:
+        self.operations = operations
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        routed = scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id")
-        operation = self.operations.get(routed) if routed else None
+        operation = self.operations.get(routed_handler_path(scope))
         if operation is None:
             raise HTTPException(404)
-        result = await operation.call(await operation.arguments(scope, receive))
+        result = await _call(operation, await arguments(operation, scope, receive))
         status, headers = 200, _NO_HEADERS
         if isinstance(result, tuple):
             result, status, *rest = result
@@ -140,30 +76,37 @@ class Dispatcher:
         await send({"type": "http.response.body", "body": body})
 
 
-def _resolved(spec: Mapping[str, Any], node: Mapping[str, Any]) -> dict[str, Any]:
-    """`node` with its local `$ref` (and its schema's) followed: what a parameter needs."""
-    while "$ref" in node:
-        target: Any = spec
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    resolved = dict(node)
-    if isinstance(resolved.get("schema"), Mapping):
-        resolved["schema"] = _resolved(spec, resolved["schema"])
-        if isinstance(resolved["schema"].get("items"), Mapping):
-            resolved["schema"]["items"] = _resolved(spec, resolved["schema"]["items"])
-    return resolved
+async def arguments(operation: Operation, scope: Scope, receive: Receive) -> dict[str, Any]:
+    """The handler's keyword arguments: every parameter validated (in the spec's order: path,
+    query, header as declared), those it takes passed, then the body."""
+    parsed = parsed_of(scope)
+    kwargs: dict[str, Any] = {}
+    for rule in operation.parameters:
+        value = rule.value(_sent(rule.location, rule.key, parsed, scope))
+        if value is not None and rule in operation.arguments:
+            kwargs[rule.argument] = value
+    if operation.wants_token_info:
+        kwargs["token_info"] = scope["extensions"][_CONNEXION_CONTEXT]["token_info"]
+    if operation.body is not None:
+        body = operation.body.value(parsed.header("content-type"), await _body(receive))
+        if operation.wants_body:
+            kwargs["body"] = body
+    return kwargs
 
 
-def _query(scope: Scope) -> dict[str, list[str]]:
-    values: dict[str, list[str]] = {}
-    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
-        values.setdefault(name, []).append(value)
-    return values
+def _sent(location: str, key: str, parsed: ParsedRequest, scope: Scope) -> list[str] | None:
+    if location == "query":
+        return parsed.query.get(key)
+    if location == "header":
+        return parsed.headers.get(key)
+    value = scope.get("path_params", {}).get(key)
+    return None if value is None else [value]
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+async def _call(operation: Operation, kwargs: dict[str, Any]) -> Any:
+    if operation.is_async:
+        return await operation.handler(**kwargs)
+    return await db_threads.run(operation.handler, writes=operation.writes, **kwargs)
 
 
 async def _body(receive: Receive) -> bytes:

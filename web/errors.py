@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 import orjson
 from connexion import AsyncApp
@@ -88,37 +89,17 @@ def asgi_error_response(status: int, code: str, message: str, headers: dict | No
     return Response(error_body(code, message), status_code=status, headers=headers, media_type="application/json")
 
 
-class AllowedMethods:
-    """The methods the spec allows at each path, for the `Allow` header of a 405: Connexion
-    routes each operation on its own, so its 405s name one operation's method only."""
+def register(app: AsyncApp, allowed_at: Callable[[str], str | None]) -> None:
+    """Map every failure to the envelope; `allowed_at(path)` gives a 405's `Allow` header."""
 
-    def __init__(self, spec: dict, base_path: str) -> None:
-        self._routes = []
-        for template, item in spec["paths"].items():
-            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(base_path + template))
-            methods = {method.upper() for method in item if method in {"get", "put", "post", "patch", "delete"}}
-            if "GET" in methods:
-                methods.add("HEAD")
-            self._routes.append((re.compile(pattern), ", ".join(sorted(methods))))
+    async def http_exception(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+        return _http_exception(request, exc, allowed_at)
 
-    def at(self, path: str) -> str | None:
-        for pattern, methods in self._routes:
-            if pattern.fullmatch(path):
-                return methods
-        return None
-
-
-_allowed: AllowedMethods | None = None
-
-
-def register(app: AsyncApp, allowed: AllowedMethods) -> None:
-    global _allowed
-    _allowed = allowed
     app.add_error_handler(ApiError, _api_error)
     app.add_error_handler(DataError, _data_error)
     # Connexion registers its own handler for ProblemException, the more specific class.
-    app.add_error_handler(ProblemException, _http_exception)
-    app.add_error_handler(HTTPException, _http_exception)
+    app.add_error_handler(ProblemException, http_exception)
+    app.add_error_handler(HTTPException, http_exception)
     app.add_error_handler(PoolTimeout, _unavailable)
     app.add_error_handler(OperationalError, _unavailable)
     app.add_error_handler(DBAPIError, _database_error)
@@ -143,7 +124,9 @@ async def _data_error(_request: ConnexionRequest, exc: DataError) -> ConnexionRe
     return await _unexpected(_request, exc)
 
 
-async def _http_exception(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+def _http_exception(
+    request: ConnexionRequest, exc: HTTPException, allowed_at: Callable[[str], str | None]
+) -> ConnexionResponse:
     status = exc.status_code
     headers = dict(exc.headers or {})
     if status >= 500:
@@ -161,7 +144,8 @@ async def _http_exception(request: ConnexionRequest, exc: HTTPException) -> Conn
         message = "Send the request body as application/json."
     elif status == 405:
         headers.pop("allow", None)
-        allowed = (_allowed.at(_path(request)) if _allowed else None) or headers.get("Allow", "")
+        # Connexion routes each operation on its own: its 405 names one method, the spec's path more.
+        allowed = allowed_at(_path(request)) or headers.get("Allow", "")
         headers["Allow"] = allowed
         message = f"{request.method} is not allowed here; allowed: {allowed}."
     else:

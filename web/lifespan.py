@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from sessions_api.core import compiled_reads, db_threads
-from sessions_api.core import settings as settings_module
+from sessions_api.core import compiled_reads, db, db_threads
 from sessions_api.core.metrics import EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
 from sessions_api.models import leases
+from sessions_api.web.state import AppState
 from sessions_api.web.webhooks import Dispatcher
 
 logger = logging.getLogger(__name__)
@@ -19,22 +19,29 @@ logger = logging.getLogger(__name__)
 _DRAIN_SECONDS = 2.0
 
 
-@asynccontextmanager
-async def lifespan(_app: Any) -> AsyncIterator[None]:
-    """Releases expired sessions every few seconds, whether or not anyone calls the API, and
-    delivers the webhooks' outbox."""
-    await compiled_reads.open_pool()
-    sweeper = asyncio.create_task(_sweep_expired_sessions(settings_module.current().expiry_sweep_seconds))
-    webhook_dispatcher = Dispatcher()
-    dispatching = asyncio.create_task(webhook_dispatcher.run())
-    try:
-        yield
-    finally:
-        sweeper.cancel()
-        dispatching.cancel()
-        webhook_dispatcher.stop()
-        await db_threads.drain(timeout=_DRAIN_SECONDS)
-        await compiled_reads.close_pool()
+def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """The lifespan of the app that owns `state`: its background work runs bound to its database."""
+
+    @asynccontextmanager
+    async def serving(_app: Any) -> AsyncIterator[None]:
+        """Releases expired sessions every few seconds, whether or not anyone calls the API, and
+        delivers the webhooks' outbox."""
+        with db.bound(state.database):
+            await compiled_reads.open_pool(state.database)
+            sweeper = asyncio.create_task(_sweep_expired_sessions(state.settings.expiry_sweep_seconds))
+            webhook_dispatcher = Dispatcher()
+            dispatching = asyncio.create_task(webhook_dispatcher.run())
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                dispatching.cancel()
+                webhook_dispatcher.stop()
+                await db_threads.drain(timeout=_DRAIN_SECONDS)
+                await compiled_reads.close_pool(state.database)
+                state.database.dispose()
+
+    return serving
 
 
 async def _sweep_expired_sessions(interval: float) -> None:

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
+from sessions_api.core import db
 from sessions_api.models import gauges
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -29,12 +30,16 @@ def multiprocess_dir() -> str | None:
 
 
 class DatabaseCollector(Collector):
-    """Live sessions and devices by state, read at scrape time; `sessions_api_database_up` 0
-    (and nothing else from the database) when it does not answer."""
+    """Live sessions and devices by state, read from `database` at scrape time;
+    `sessions_api_database_up` 0 (and nothing else from the database) when it does not answer."""
+
+    def __init__(self, database: db.Database) -> None:
+        self.database = database
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            counts = gauges.current_counts()
+            with db.bound(self.database):
+                counts = gauges.current_counts()
         except Exception:
             logger.warning("metrics: the database did not answer", exc_info=True)
             yield GaugeMetricFamily("sessions_api_database_up", "Whether the database answered this scrape.", 0)
@@ -57,7 +62,7 @@ class _ThisProcess(Collector):
         yield from REGISTRY.collect()
 
 
-def scrape_registry() -> CollectorRegistry:
+def scrape_registry(database: db.Database) -> CollectorRegistry:
     """What a scrape reads: every process's metrics (or this one's), and the database's."""
     registry = CollectorRegistry(auto_describe=False)
     directory = multiprocess_dir()
@@ -65,13 +70,14 @@ def scrape_registry() -> CollectorRegistry:
         multiprocess.MultiProcessCollector(registry, path=directory)
     else:
         registry.register(_ThisProcess())
-    registry.register(DatabaseCollector())
+    registry.register(DatabaseCollector(database))
     return registry
 
 
 def exposition() -> bytes:
-    """The text exposition of a scrape (it reads the database: call it off the event loop)."""
-    return generate_latest(scrape_registry())
+    """The text exposition of a scrape, with the bound database's counts (it reads the
+    database: call it off the event loop)."""
+    return generate_latest(scrape_registry(db.current()))
 
 
 _LIVE_FILE = re.compile(r"gauge_live\w*_(\d+)\.db")

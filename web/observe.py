@@ -14,16 +14,17 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
 from typing import Any
 
-from connexion.middleware.abstract import ROUTING_CONTEXT
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sessions_api.core import db
 from sessions_api.core.logs import bind_request, unbind_request
 from sessions_api.core.metrics import REQUEST_DURATION, REQUESTS
 from sessions_api.web.errors import internal_error_response
 from sessions_api.web.rate_limits import budget_headers
+from sessions_api.web.requests import routed_handler_path
+from sessions_api.web.state import AppState
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
@@ -54,13 +55,16 @@ _UNMATCHED = Route("unmatched", "-")
 
 class ObserveMiddleware:
     """Gives each request an id (the caller's, if well-formed), answers with it in a header,
-    writes one access log line, and counts the request and its duration."""
+    writes one access log line, and counts the request and its duration. As the outermost,
+    it also puts the app's state in the scope and binds its database to the request's work."""
 
-    def __init__(self, app: ASGIApp, routes: Mapping[str, Route], metrics: bool = True) -> None:
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
         self.app = app
-        # The handler path Connexion routes to -> the operation.
-        self.routes = routes
-        self.metrics = metrics
+        self.state = state
+        self.routes = {
+            operation.handler_path: Route(operation.operation_id, operation.route) for operation in state.operations
+        }
+        self.metrics = state.settings.metrics
         # The metrics' children by labels: labels() takes a lock and builds a key each call.
         self._counted: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -70,6 +74,8 @@ class ObserveMiddleware:
             return
         request_id = self._incoming(scope) or os.urandom(16).hex()
         token = bind_request(request_id)
+        bound = db.bind(self.state.database)
+        self.state.enter(scope)
         # Connexion copies the scope as it routes, but not this dict: what it notes here, we see.
         extensions = scope.setdefault("extensions", {})
         started = time.perf_counter()
@@ -97,6 +103,7 @@ class ObserveMiddleware:
             await internal_error_response(500)(scope, receive, send_with_id)
         finally:
             self._observe(scope, extensions, status, time.perf_counter() - started)
+            db.unbind(bound)
             unbind_request(token)
 
     def _observe(self, scope: Scope, extensions: dict[str, Any], status: int, seconds: float) -> None:
@@ -133,8 +140,8 @@ class ObserveMiddleware:
         label = extensions.get(_ANSWERED_BY)
         if label is not None:
             return Route(label, label)
-        handler = extensions.get(ROUTING_CONTEXT, {}).get("operation_id")
-        return self.routes.get(handler, _UNMATCHED) if handler else _UNMATCHED
+        handler_path = routed_handler_path({"extensions": extensions})
+        return self.routes.get(handler_path, _UNMATCHED) if handler_path else _UNMATCHED
 
     @staticmethod
     def _incoming(scope: Scope) -> str | None:

@@ -16,7 +16,7 @@ import logging
 import uuid
 from typing import Any
 
-from sessions_api.core import settings
+from sessions_api.core.settings import Settings
 from sessions_api.web.errors import error_body
 
 try:
@@ -26,6 +26,8 @@ except ImportError:  # uvicorn without httptools uses h11, bounded by h11_max_in
 
 logger = logging.getLogger("sessions_api.access")
 _END_OF_HEAD = b"\r\n\r\n"
+# `serve` gives uvicorn SESSIONS_API_MAX_HEADER_BYTES as h11's bound; this one where it did not.
+_DEFAULT_MAX_HEADER_BYTES: int = Settings.model_fields["max_header_bytes"].default
 _REASONS = {400: b"Bad Request", 431: b"Request Header Fields Too Large"}
 
 
@@ -59,7 +61,7 @@ class EnvelopeHttpProtocol(_UvicornProtocol):
             end = seen.find(_END_OF_HEAD)
             self._head_bytes += len(data) if end < 0 else max(0, end + len(_END_OF_HEAD) - len(self._tail))
             self._tail = seen[-3:]
-            limit = _max_header_bytes()
+            limit = self.config.h11_max_incomplete_event_size or _DEFAULT_MAX_HEADER_BYTES
             if self._head_bytes > limit:
                 self._refuse(431, "headers_too_large", f"The request line and headers exceed {limit} bytes.")
                 return
@@ -81,10 +83,3 @@ class EnvelopeHttpProtocol(_UvicornProtocol):
         logger.warning("refused a request before it reached the app: %s [%s]", message, request_id)
         self.transport.write(response)
         self.transport.close()
-
-
-def _max_header_bytes() -> int:
-    try:
-        return settings.current().max_header_bytes
-    except RuntimeError:  # no app made yet in this process
-        return settings.Settings.model_fields["max_header_bytes"].default

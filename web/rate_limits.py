@@ -4,12 +4,10 @@ Three budgets, each in `limits`' notation (`20/second;600/minute`):
 
 - every API key's requests (`SESSIONS_API_RATE_LIMIT`);
 - each organization's session starts, `createSession` (`SESSIONS_API_START_RATE_LIMIT`);
-- failed authentications per client address (`SESSIONS_API_AUTH_FAILURE_LIMIT`), checked
-  before the key is looked up, so that guessing keys costs the database nothing. The check
-  asks the storage only for addresses that failed in this process within the budget's
-  longest window: the callers who never fail (nearly all) cost it nothing, and an address
-  that fails on every worker is checked on every worker after its first failure there, so
-  across N workers it gets at most N - 1 tries past its budget.
+- failed authentications per client address (`SESSIONS_API_AUTH_FAILURE_LIMIT`), counted
+  only when one fails: past the budget a failure answers 429, while a valid key from the
+  same address is still served (web.security), and callers who never fail cost the
+  storage nothing.
 
 Counting is the sliding window counter: one counter per window and key, weighted with the
 previous window's, so memory is constant per key (a moving window keeps an entry per hit:
@@ -50,8 +48,6 @@ logger = logging.getLogger(__name__)
 STATE = "sessions_api.rate_limit"
 _QUIET_AFTER_FAILURE_SECONDS = 1.0
 _WARN_EVERY_SECONDS = 60.0
-# Addresses remembered as failing, per process; past this many, every address is checked.
-_MAX_FAILING_ADDRESSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -111,30 +107,10 @@ class RateLimits:
         self._limiters: dict[asyncio.AbstractEventLoop, SlidingWindowCounterRateLimiter] = {}
         self._quiet_until = 0.0
         self._warned_at = -math.inf
-        # Address -> when (monotonic) its last failure here leaves the failure budget's windows.
-        self._failing: dict[str, float] = {}
-
-    async def refuse_failing_address(self, address: str) -> None:
-        """429 when `address` has spent its failed-authentication budget (looked up only for
-        addresses that failed here lately: see the module's docstring)."""
-        if self.auth_failures is not None and self._failed_here(address):
-            await self.refuse_if_spent(self.auth_failures, address)
 
     async def count_failure(self, address: str, spent: Spent) -> None:
         """Count a failed authentication from `address` (429 once it is over the budget)."""
-        if self.auth_failures is None:
-            return
-        self._failing[address] = time.monotonic() + self.auth_failures.limits[-1].get_expiry()
-        if len(self._failing) > _MAX_FAILING_ADDRESSES:
-            now = time.monotonic()
-            self._failing = {known: until for known, until in self._failing.items() if until > now}
         await self.spend(self.auth_failures, address, spent)
-
-    def _failed_here(self, address: str) -> bool:
-        if len(self._failing) > _MAX_FAILING_ADDRESSES:
-            return True
-        until = self._failing.get(address)
-        return until is not None and until > time.monotonic()
 
     async def spend(self, budget: Budget | None, identity: str, spent: Spent) -> None:
         """Count one request against `budget` for `identity`, noting what is left in `spent`;
@@ -153,22 +129,6 @@ class RateLimits:
             for item in budget.limits:
                 stats = await limiter.get_window_stats(item, budget.name, identity)
                 spent.policies.append(_policy(budget, item, stats.remaining, stats.reset_time))
-        except ApiError:
-            raise
-        except Exception as exc:
-            self._storage_failed(exc)
-
-    async def refuse_if_spent(self, budget: Budget | None, identity: str) -> None:
-        """429 when `budget` has nothing left for `identity`, without counting anything."""
-        limiter = self._limiter() if budget is not None else None
-        if budget is None or limiter is None:
-            return
-        try:
-            for item in budget.limits:
-                if not await limiter.test(item, budget.name, identity):
-                    reset = await _seconds_to_reset(limiter, item, budget.name, identity)
-                    RATE_LIMITED.labels(budget.name).inc()
-                    raise _over_budget(budget, item, reset, Spent())
         except ApiError:
             raise
         except Exception as exc:

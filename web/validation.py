@@ -1,104 +1,175 @@
-"""Request validation: Connexion's rules, with messages that name what is wrong, and schema
-validators compiled once per parameter instead of once per request."""
+"""Request validation, compiled once per operation: each parameter's and each body's schema
+validator is built when the app is made, and what it checked is exactly what the handler gets.
+
+A parameter's text (from `web.requests`) is converted to its schema's type, validated, and
+that converted value, or the spec's default, is the handler's argument. A body is parsed
+once, by orjson, from bytes that must be UTF-8, and the object validated is the object the
+handler receives. Messages name what is wrong, in one sentence.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import orjson
-from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem
-from connexion.lifecycle import ConnexionRequest
-from connexion.utils import is_null, is_nullable
-from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator
-from connexion.validators.parameter import (
-    ParameterValidator as ConnexionParameterValidator,
-)
-from connexion.validators.parameter import draft4_format_checker
+from connexion.json_schema import Draft4RequestValidator
 from jsonschema import Draft4Validator
-from starlette.requests import Request as StarletteRequest
 
-from sessions_api.core import settings
+from sessions_api.web.errors import ApiError
 
 _FORMAT_HINTS = {
     "uuid": "must be a UUID, like 3b0e8c8e-1f4a-4c47-9a3e-8f6d2b7c5a10",
     "date-time": "must be an RFC 3339 timestamp with a 'Z' or a UTC offset, like 2026-11-28T09:14:03.120456Z",
 }
+_LOCATION_WORDS = {"query": "Query parameter", "header": "Header", "path": "Path parameter"}
+_INTEGER = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+# Values remembered as valid per parameter: validation is a pure function of the schema and
+# the value, and most requests repeat theirs (an organization id, a page size).
+_MAX_REMEMBERED_VALID = 1_000
+_BOM = b"\xef\xbb\xbf"
 
 
-# Values remembered as valid, per process (a set of that many small tuples: about 2 MB).
-_MAX_REMEMBERED_VALID = 10_000
+def _validator(schema: Mapping[str, Any]) -> Draft4Validator:
+    # Connexion's Draft 4 validator, which knows OpenAPI's `nullable` and `readOnly`.
+    validator: Draft4Validator = Draft4RequestValidator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
+    return validator
 
 
-class ParameterValidator(ConnexionParameterValidator):
-    # id(parameter) -> (parameter, validator); the parameter is kept so its id is not reused.
-    _compiled: dict[int, tuple[dict, Draft4Validator]] = {}
-    # (id(parameter), type, value) of values found valid: validation is a pure function of the
-    # schema and the value, and most requests repeat theirs (an organization id, a page size),
-    # so a value seen valid is not run through jsonschema again (a fifth of a small GET's CPU).
-    _valid: set[tuple[int, type, object]] = set()
+def _converter(schema: Mapping[str, Any]) -> Callable[[str], Any]:
+    """Text to the schema's type; text that is not of that type stays text (and fails validation)."""
+    kind = schema.get("type")
+    if kind == "integer":
+        return lambda text: int(text) if _INTEGER.fullmatch(text) else text
+    if kind == "number":
+        return lambda text: float(text) if _NUMBER.fullmatch(text) else text
+    if kind == "boolean":
+        return lambda text: {"true": True, "false": False}.get(text, text)
+    return str
 
-    def validate(self, scope):
-        # The request built around Starlette's: ConnexionRequest's own constructor first looks
-        # for an attribute it does not have yet, at the price of two exceptions per request.
-        request = ConnexionRequest.from_starlette_request(StarletteRequest(scope), uri_parser=self.uri_parser)
-        self.validate_request(request)
 
-    def validate_parameter(self, parameter_type, value, param, param_name=None):  # noqa: ARG002
-        if is_nullable(param) and is_null(value):
+class ParameterRule:
+    """One parameter of one operation: where it is, its compiled schema, its argument."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        schema = spec.get("schema", {})
+        self.location: str = spec["in"]
+        self.name: str = spec["name"]
+        # Where web.requests keeps it: headers by their name in lower case.
+        self.key = self.name.lower() if self.location == "header" else self.name
+        # The handler's argument: headers in snake case (`Idempotency-Key` -> `idempotency_key`).
+        self.argument = re.sub(r"\W", "_", self.name).lower() if self.location == "header" else self.name
+        self.required: bool = bool(spec.get("required"))
+        self.many = schema.get("type") == "array"
+        self.default = schema.get("default")
+        self._convert = _converter(schema.get("items", {}) if self.many else schema)
+        self._format = (schema.get("items", {}) if self.many else schema).get("format", "")
+        self._validator = _validator(schema)
+        self._valid: set[tuple[type, object]] = set()
+        self._where = f"{_LOCATION_WORDS[self.location]} '{self.name}'"
+
+    def value(self, sent: list[str] | None) -> Any:
+        """The validated value of what was sent (every value for an array, else the only one),
+        or the default; None when absent without a default. ApiError 400 when invalid."""
+        if not sent:
+            if self.required:
+                raise ApiError(400, f"{self._where} is required.")
+            return self.default
+        if any("\x00" in text for text in sent):
+            raise ApiError(400, f"{self._where} must not contain the NUL character.")
+        value = [self._convert(text) for text in sent] if self.many else self._convert(sent[0])
+        remembered = None if self.many else (type(value), value)
+        if remembered is not None and remembered in self._valid:
+            return value
+        error = next(iter(self._validator.iter_errors(value)), None)
+        if error is not None:
+            hint = _FORMAT_HINTS.get(self._format)
+            if hint and error.validator in {"format", "pattern"}:
+                raise ApiError(400, f"{self._where} {hint}.")
+            raise ApiError(400, f"{self._where} is invalid: {error.message}.")
+        if remembered is not None:
+            if len(self._valid) >= _MAX_REMEMBERED_VALID:
+                self._valid.clear()
+            self._valid.add(remembered)
+        return value
+
+
+class BodyRule:
+    """The JSON request body of one operation: the media types it takes and its compiled schema."""
+
+    def __init__(self, spec: Mapping[str, Any], max_json_depth: int) -> None:
+        content = spec.get("content", {})
+        self.media_types = frozenset(media_type.lower() for media_type in content)
+        self.required: bool = bool(spec.get("required"))
+        schema = next(iter(content.values()), {}).get("schema", {})
+        self._nullable = bool(schema.get("nullable"))
+        self._validator = _validator(schema)
+        self._max_depth = max_json_depth
+
+    def value(self, content_type: str | None, raw: bytes) -> Any:
+        """The validated body; ApiError 415 for a media type or charset it does not take, 400
+        for anything else that is not a valid body."""
+        if not raw and content_type is None:
+            if self.required:
+                raise ApiError(400, "The request body is required: send it as application/json.")
             return None
-        where = f"{parameter_type.capitalize()} parameter '{param['name']}'"
-        if value is None:
-            return f"{where} is required." if param.get("required") else None
-        if _has_nul(value):
-            return f"{where} must not contain the NUL character."
-        seen = (id(param), type(value), value) if isinstance(value, str | int | float) else None
-        if seen is not None and seen in self._valid:
+        self._check_media_type(content_type)
+        if raw.startswith(_BOM):
+            raise ApiError(400, "The request body starts with a byte-order mark; send UTF-8 JSON without one.")
+        if not raw:
+            if self.required:
+                raise ApiError(400, "The request body is required: send it as application/json.")
             return None
-        schema = param.get("schema", param)
-        error = next(iter(self._validator(param, schema).iter_errors(value)), None)
-        if error is None:
-            if seen is not None:
-                if len(self._valid) >= _MAX_REMEMBERED_VALID:
-                    self._valid.clear()
-                self._valid.add(seen)
-            return None
-        hint = _FORMAT_HINTS.get(schema.get("format", ""))
-        if hint and error.validator in {"format", "pattern"}:
-            return f"{where} {hint}."
-        return f"{where} is invalid: {error.message}."
-
-    @classmethod
-    def _validator(cls, param: dict, schema: dict) -> Draft4Validator:
-        cached = cls._compiled.get(id(param))
-        if cached is None or cached[0] is not param:
-            cached = (param, Draft4Validator(schema, format_checker=draft4_format_checker))
-            cls._compiled[id(param)] = cached
-        return cached[1]
-
-
-class JSONBodyValidator(JSONRequestBodyValidator):
-    """Connexion's JSON body validator, with a 400 (never a 500) for anything that is not JSON
-    within bounds: not in its charset, malformed, out of range, or nested deeper than
-    `SESSIONS_API_MAX_JSON_DEPTH`. orjson parses (it refuses what it cannot represent, and
-    stops at 1024 levels, where json.loads would raise RecursionError)."""
-
-    async def _parse(self, stream, scope):
-        raw = b"".join([message async for message in stream])
         try:
-            text = raw.decode(self._encoding)
-        except (UnicodeDecodeError, LookupError):
-            raise BadRequestProblem(detail="The request body is not valid UTF-8 JSON.") from None
-        if not text:
-            return None
-        try:
-            body = orjson.loads(text)
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise BadRequestProblem(detail=f"The request body is not valid JSON ({exc}).") from None
-        problem = _out_of_bounds(body, settings.current().max_json_depth)
+            if not _is_utf8(raw):
+                raise ApiError(400, "The request body is not valid UTF-8.") from None
+            raise ApiError(400, f"The request body is not valid JSON ({exc}).") from None
+        problem = _out_of_bounds(body, self._max_depth)
         if problem:
-            raise BadRequestProblem(detail=f"The request body is {problem}.")
+            raise ApiError(400, f"The request body is {problem}.")
+        if body is None and not self._nullable:
+            raise ApiError(400, "The request body must not be null.")
+        error = next(iter(self._validator.iter_errors(body)), None)
+        if error is not None:
+            where = "".join(f"[{part!r}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
+            at = f" (at body{where})" if where else ""
+            raise ApiError(400, f"The request body is invalid: {error.message}{at}.")
         return body
+
+    def _check_media_type(self, content_type: str | None) -> None:
+        media_type, parameters = parse_content_type(content_type or "")
+        accepted = " or ".join(sorted(self.media_types))
+        if media_type not in self.media_types:
+            raise ApiError(415, f"Send the request body as {accepted}.")
+        charset = parameters.get("charset")
+        if charset is not None and charset.lower() != "utf-8":
+            shown = re.sub(r"[^\x21-\x7e]", "?", charset[:40])
+            raise ApiError(415, f"JSON is UTF-8: send charset=utf-8 or no charset, not '{shown}'.")
+
+
+def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
+    """`application/json; charset="UTF-8"` -> ("application/json", {"charset": "UTF-8"})."""
+    media_type, *parts = value.split(";")
+    parameters = {}
+    for part in parts:
+        name, _, text = part.partition("=")
+        text = text.strip()
+        if len(text) >= 2 and text[0] == text[-1] == '"':
+            text = text[1:-1]
+        parameters[name.strip().lower()] = text
+    return media_type.strip().lower(), parameters
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _out_of_bounds(value: object, depth_limit: int) -> str | None:
@@ -120,16 +191,3 @@ def _out_of_bounds(value: object, depth_limit: int) -> str | None:
                 children = item.values()
             pending.extend((child, depth + 1) for child in children if isinstance(child, str | dict | list))
     return None
-
-
-def _has_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    return isinstance(value, list) and any(isinstance(item, str) and "\x00" in item for item in value)
-
-
-VALIDATORS = {
-    **VALIDATOR_MAP,
-    "parameter": ParameterValidator,
-    "body": MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": JSONBodyValidator}),
-}

@@ -31,11 +31,11 @@ def _compiled(statement: Select[Any], values: dict[str, Any], serving: bool) -> 
 
     async def read() -> list[Any]:
         if serving:
-            await compiled_reads.open_pool()
+            await compiled_reads.open_pool(db.current())
         try:
             return await CompiledRead(statement).all(values)
         finally:
-            await compiled_reads.close_pool()
+            await compiled_reads.close_pool(db.current())
 
     return [(tuple(row._fields), tuple(row)) for row in asyncio.run(read())]
 

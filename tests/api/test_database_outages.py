@@ -6,7 +6,6 @@ import pytest
 from sqlalchemy import make_url
 from starlette.testclient import TestClient
 
-from sessions_api.core import db
 from sessions_api.web.app import create_app
 from tests.support.api import ME, SESSIONS, assert_error
 from tests.support.tcp_proxy import TcpProxy
@@ -23,7 +22,7 @@ def test_an_exhausted_pool_answers_503_and_recovers(settings, world):
     with TestClient(app, raise_server_exceptions=False) as client:
         # GET /me reads through the engine's pool (the hot reads have connections of their own).
         assert client.get(ME, headers=alice.headers).status_code == 200
-        held = db.engine().connect()  # the only connection of the pool
+        held = app.state.database.engine.connect()  # the only connection of the pool
         try:
             _assert_unavailable(client.get(ME, headers=alice.headers))
         finally:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from sessions_api.core import db_threads
+from sessions_api.core import db, db_threads
 from sessions_api.core.settings import Settings
 from sessions_api.web.app import create_app
 
 
 def _running_pool_sizes(settings: Settings) -> tuple[int, int]:
-    async def sizes() -> tuple[int, int]:
-        return int(db_threads._limiter("reads").total_tokens), int(db_threads._limiter("writes").total_tokens)
+    app = create_app(settings)
 
-    with TestClient(create_app(settings)) as client:
+    async def sizes() -> tuple[int, int]:
+        with db.bound(app.state.database):  # as each request of the app is
+            return int(db_threads._limiter("reads").total_tokens), int(db_threads._limiter("writes").total_tokens)
+
+    with TestClient(app) as client:
         return client.portal.call(sizes)
 
 

@@ -29,8 +29,9 @@ def test_readyz_answers_200_on_a_current_schema(client):
 
 def test_readyz_answers_503_with_the_reason_while_the_schema_is_behind(private_database_url):
     # A database of its own: the schema version is not among what tests empty between them.
-    with TestClient(create_app(Settings(database_url=private_database_url))) as client:
-        with db.engine().begin() as conn:
+    app = create_app(Settings(database_url=private_database_url))
+    with TestClient(app) as client:
+        with app.state.database.engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = 'an-older-one'"))
         response = client.get("/readyz")
     body = assert_error(response, 503, "unavailable")

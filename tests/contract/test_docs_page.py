@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from sessions_api.core import resources
-from sessions_api.web.routing import METHODS
+from sessions_api.web.operations import METHODS
 from tests.support.live_server import running_server, server_env
 from tests.support.node_tools import run
 

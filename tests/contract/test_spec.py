@@ -81,7 +81,10 @@ STATUSES = {
 # Who may call what, as the security handler enforces it; every other operation is open to
 # every member (removeMember, listApiKeys and revokeApiKey then check the target, see their
 # descriptions and tests/api/test_roles.py).
+# Default-deny: every operation names its roles; these are the ones not open to every member.
+EVERY_MEMBER = ["admin", "readwrite", "readonly"]
 REQUIRED_ROLES = {
+    **{operation_id: EVERY_MEMBER for operation_id in STATUSES},
     "createSession": ["admin", "readwrite"],
     "releaseSession": ["admin", "readwrite"],
     "renameOrganization": ["admin"],
@@ -115,11 +118,7 @@ def test_every_operation_is_fully_documented(spec):
 
 
 def test_operations_name_the_roles_that_may_call_them(spec):
-    declared = {
-        operation["operationId"]: operation["x-required-roles"]
-        for _, _, operation in _operations(spec)
-        if "x-required-roles" in operation
-    }
+    declared = {operation["operationId"]: operation.get("x-required-roles") for _, _, operation in _operations(spec)}
     assert declared == REQUIRED_ROLES
 
 

@@ -27,14 +27,13 @@ pytestmark = pytest.mark.live_server
 # ("now"); all writers wait for one start time, so that they really run at once.
 _WRITER = """
 import sys, time, uuid
-from sessions_api.core import db, settings
+from sessions_api.core import db
 from sessions_api.core.settings import Settings
 from sessions_api.models.session_import import import_sessions
 from sessions_api.models.sessions import NewSession
 from tests.support.world import create_session
 url, start_at, mode = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-settings.configure(Settings(database_url=url))
-db.configure(settings.current())
+db.configure(Settings(database_url=url))
 while time.time() < start_at:
     time.sleep(0.002)
 if mode == "import":

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from sessions_api.core import db, settings
+from sessions_api.core import db
 from sessions_api.core.settings import Settings
 from sessions_api.core.timestamps import format_utc, utcnow
 from sessions_api.models import Role, session_import
@@ -178,8 +178,7 @@ SESSIONS_EACH = 100
 def test_two_workers_on_postgresql_deliver_each_event_exactly_once(postgres, tmp_path):
     database_url = postgres.create()
     # The data layer of this process on that database, for the fixtures below (as the app factory does).
-    settings.configure(Settings(database_url=database_url))
-    db.configure(settings.current())
+    db.configure(Settings(database_url=database_url))
     world = World()
     team = world.organization("Team")
     admin = world.member(of=[(team, Role.admin)])

@@ -1,0 +1,186 @@
+"""The table of operations: everything the request path needs of each operation, read from the
+spec once, when the app is made.
+
+For each operation: its handler and where it runs, its parameters and body with their
+validators compiled (`web.validation`), the roles that may call it (`x-required-roles`,
+default-deny: an operation without it stops the app at start), whether its path names the
+organization it acts on, its route label for logs and metrics, the rate-limit budgets it
+spends, and the methods allowed at its path. Keyed by handler path, which is what Connexion's
+routing names in the scope.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from connexion.json_schema import resolve_refs
+
+from sessions_api.models import Role
+from sessions_api.web.errors import ApiError
+from sessions_api.web.requests import ParsedRequest, refuse_repeated
+from sessions_api.web.validation import BodyRule, ParameterRule
+
+METHODS = ("get", "put", "post", "patch", "delete")
+HANDLERS_PACKAGE = "sessions_api.handlers"
+# The path parameter that names the organization a request acts on, where there is one.
+ORGANIZATION_PARAMETER = "organizationId"
+# Headers every operation reads as one value, besides its own header parameters.
+_SINGLE_HEADERS = ("Authorization", "Content-Type")
+# Operations that also spend their organization's session-start budget (web.rate_limits).
+_SESSION_STARTS = frozenset({"createSession"})
+
+
+class SpecError(ValueError):
+    """The spec cannot be served as it is (the app refuses to start)."""
+
+
+def handler_module(tag: str) -> str:
+    """The handler module of a tag: `Sessions` -> `sessions`, `API keys` -> `api_keys`."""
+    return re.sub(r"[^a-z0-9]+", "_", tag.lower()).strip("_")
+
+
+def handler_path_of(operation: Mapping[str, Any]) -> str:
+    """Operation `listSessions` tagged `Sessions` is `sessions_api.handlers.sessions.listSessions`:
+    one handler module per tag, one function per operationId."""
+    return f"{HANDLERS_PACKAGE}.{handler_module(operation['tags'][0])}.{operation['operationId']}"
+
+
+def spec_operations(spec: Mapping[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(path template, method, operation object) of every operation of the spec."""
+    for path, item in spec["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+@dataclass(frozen=True)
+class Operation:
+    operation_id: str
+    handler_path: str
+    method: str
+    # The full path template (`/api/v1/sessions/{sessionId}`): what logs and metrics call it.
+    route: str
+    handler: Callable[..., Any]
+    is_async: bool
+    # Plain handlers run on the database threads: writes for every method but GET.
+    writes: bool
+    parameters: tuple[ParameterRule, ...]
+    # The parameters the handler takes (validated all the same when it does not).
+    arguments: frozenset[ParameterRule]
+    body: BodyRule | None
+    wants_body: bool
+    wants_token_info: bool
+    roles: frozenset[Role]
+    organization_in_path: bool
+    spends_start_budget: bool
+    allowed_methods: str
+    # For refuse_ambiguous(): the query parameters it takes, and what may be sent only once.
+    query_names: frozenset[str]
+    single_query: tuple[tuple[str, str], ...]
+    single_headers: tuple[tuple[str, str], ...]
+
+    def refuse_ambiguous(self, parsed: ParsedRequest) -> None:
+        """400 for what could be read two ways, or not at all: a query parameter the operation
+        does not take, a single-valued query parameter or header sent twice."""
+        for name in parsed.query:
+            if name not in self.query_names:
+                shown = name if len(name) <= 64 else name[:61] + "..."
+                takes = ", ".join(sorted(self.query_names)) or "none"
+                raise ApiError(400, f"Query parameter '{shown}' is not one this operation takes (it takes: {takes}).")
+        refuse_repeated("Query parameter", parsed.query, self.single_query)
+        refuse_repeated("Header", parsed.headers, self.single_headers)
+
+
+class Operations:
+    """Every operation of the spec, planned; see the module's docstring."""
+
+    def __init__(
+        self, spec: Mapping[str, Any], base_path: str, resolve: Callable[[str], Any], max_json_depth: int
+    ) -> None:
+        resolved = resolve_refs(copy.deepcopy(dict(spec)))
+        allowed = {path: _allowed_methods(item) for path, item in spec["paths"].items()}
+        self._by_handler_path: dict[str, Operation] = {}
+        self._allowed_at = [
+            (re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(base_path + path))), methods)
+            for path, methods in allowed.items()
+        ]
+        for path, method, operation in spec_operations(resolved):
+            planned = _plan(resolved["paths"][path], path, method, operation, base_path, resolve, max_json_depth)
+            self._by_handler_path[planned.handler_path] = dataclasses.replace(planned, allowed_methods=allowed[path])
+        self._handler_paths = {operation.operation_id: operation.handler_path for operation in self}
+
+    def handler_path_for(self, operation_id: str) -> str:
+        return self._handler_paths[operation_id]
+
+    def get(self, handler_path: str | None) -> Operation | None:
+        return self._by_handler_path.get(handler_path) if handler_path else None
+
+    def __iter__(self) -> Iterator[Operation]:
+        return iter(self._by_handler_path.values())
+
+    def allowed_at(self, path: str) -> str | None:
+        """The methods the spec allows at a request path, for the `Allow` header of a 405
+        (Connexion routes each operation on its own: its 405s name one method only)."""
+        for pattern, methods in self._allowed_at:
+            if pattern.fullmatch(path):
+                return methods
+        return None
+
+
+def _allowed_methods(item: Mapping[str, Any]) -> str:
+    methods = {method.upper() for method in item if method in METHODS}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+def _plan(
+    item: Mapping[str, Any],
+    path: str,
+    method: str,
+    operation: Mapping[str, Any],
+    base_path: str,
+    resolve: Callable[[str], Any],
+    max_json_depth: int,
+) -> Operation:
+    operation_id = operation["operationId"]
+    if "x-required-roles" not in operation:
+        raise SpecError(
+            f"Operation {operation_id} declares no x-required-roles: every operation names the roles "
+            "that may call it (all three where every member may)."
+        )
+    handler_path = handler_path_of(operation)
+    handler = resolve(handler_path)
+    accepts = inspect.signature(handler).parameters
+    parameters = tuple(ParameterRule(spec) for spec in (*item.get("parameters", []), *operation.get("parameters", [])))
+    body = operation.get("requestBody")
+    return Operation(
+        operation_id=operation_id,
+        handler_path=handler_path,
+        method=method.upper(),
+        route=base_path + path,
+        handler=handler,
+        is_async=inspect.iscoroutinefunction(handler),
+        writes=method not in ("get", "head"),
+        parameters=parameters,
+        arguments=frozenset(rule for rule in parameters if rule.argument in accepts),
+        body=BodyRule(body, max_json_depth) if body else None,
+        wants_body="body" in accepts,
+        wants_token_info="token_info" in accepts,
+        roles=frozenset(Role(role) for role in operation["x-required-roles"]),
+        organization_in_path=f"{{{ORGANIZATION_PARAMETER}}}" in path,
+        spends_start_budget=operation_id in _SESSION_STARTS,
+        allowed_methods="",
+        query_names=frozenset(rule.name for rule in parameters if rule.location == "query"),
+        single_query=tuple((rule.key, rule.name) for rule in parameters if rule.location == "query" and not rule.many),
+        single_headers=(
+            *((rule.key, rule.name) for rule in parameters if rule.location == "header"),
+            *((name.lower(), name) for name in _SINGLE_HEADERS),
+        ),
+    )
