@@ -99,5 +99,5 @@ class _HandlerPaths(Resolver):
         super().__init__()
         self.operations = operations
 
-    def resolve_operation_id(self, operation) -> str:  # type: ignore[no-untyped-def]
+    def resolve_operation_id(self, operation) -> str:
         return self.operations.handler_path_for(operation.operation_id)

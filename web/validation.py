@@ -103,7 +103,8 @@ class BodyRule:
         content = spec.get("content", {})
         self.media_types = frozenset(media_type.lower() for media_type in content)
         self.required: bool = bool(spec.get("required"))
-        schema = next(iter(content.values()), {}).get("schema", {})
+        media: Mapping[str, Any] = next(iter(content.values()), {})
+        schema = media.get("schema", {})
         self._nullable = bool(schema.get("nullable"))
         self._validator = _validator(schema)
         self._max_depth = max_json_depth
