@@ -1,5 +1,9 @@
 """The reads every request makes, compiled once and run on the database driver itself.
 
+Which: the API key lookup behind every request (`models.api_keys`), getSession and the pages
+of listSessions (`models.sessions`). Nothing else: every other read and every write goes
+through the data layer's transactions (`db.reading()`, `db.writing()`).
+
 SQLAlchemy Core writes them, as it writes all our SQL. But running a short indexed read
 through a SQLAlchemy Connection costs more than the query: a pool checkout, a transaction
 begun and rolled back, an execution context and a Result (half the CPU of a getSession,

@@ -1,8 +1,12 @@
 """The HTTP layer (floor 3): the app factory and everything Connexion runs around handlers.
 
-`app` builds the app; `routing` maps operations to `sessions_api.handlers`; `security` is
-the bearer handler (key, organization, roles); `errors` maps every failure to the one error
-envelope; `request_id` and the other middlewares; `documents` serves the contract and docs;
-`validation` words request errors; `lifespan` runs each process's background work. It
-imports the data layer and the infrastructure below it, never the CLI.
+`app` builds the app and says a request's path through it; `state` is what one app owns;
+`operations` is the table of operations read from the spec once; `requests` reads a request
+once; `validation` holds the compiled rules for parameters and bodies; `dispatch` refuses
+ambiguous requests and calls handlers; `security` is the bearer handler (key, organization,
+roles); `rate_limits` the budgets; `errors` maps every failure to the one error envelope;
+`observe`, `body_limit`, `probes`, `metrics` and `documents` are the other middlewares and
+what they serve; `protocols` is uvicorn's protocol with bounded heads; `lifespan` and
+`webhooks` run each app's background work. It imports the data layer and the
+infrastructure below it, never the CLI.
 """
