@@ -256,7 +256,7 @@ class WebhookDelivery(SQLModel, table=True):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        # What the dispatchers read: pending deliveries by when they are due.
+        # What the webhook senders read: pending deliveries by when they are due.
         Index(
             "ix_webhook_deliveries_pending_next_attempt_at",
             "next_attempt_at",

@@ -1,7 +1,7 @@
 """Sending a claimed delivery: signed as Standard Webhooks says, POSTed outside any transaction
 (`core.outbound`), and its attempt recorded (`webhooks.record_attempt`) on the writes' threads.
 
-Used by each process's dispatcher (`web.webhooks`) and by testWebhookEndpoint, which sends a
+Used by each process's webhook sender (`web.webhooks`) and by testWebhookEndpoint, which sends a
 `webhook.test` event at once and answers with the attempt.
 """
 

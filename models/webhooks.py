@@ -280,7 +280,7 @@ def _delivery(
 
 @dataclass(frozen=True)
 class Claim:
-    """A delivery a dispatcher holds until `claimed_until`: what it sends, where, signed how."""
+    """A delivery a webhook sender holds until `claimed_until`: what it sends, where, signed how."""
 
     delivery_id: uuid.UUID
     endpoint_id: uuid.UUID
@@ -352,7 +352,7 @@ def claim_test(caller: Principal, endpoint_id: uuid.UUID) -> Claim:
         endpoint = _endpoint_view(conn=conn, organization_id=organization_id, endpoint_id=endpoint_id)
         payload = _payload(TEST_EVENT, format_utc(now), {"endpoint": endpoint.id})
         delivery = _delivery(endpoint_id, uuid.uuid4(), TEST_EVENT, payload, now, max_attempts=1)
-        # Never due for a dispatcher: the caller's process sends it once, now.
+        # Never due for a webhook sender: the caller's process sends it once, now.
         conn.execute(insert(WebhookDelivery).values({**delivery, "next_attempt_at": _NEVER, "claimed_until": _NEVER}))
         (claim,) = _claims(conn=conn, where=col(WebhookDelivery.id) == delivery["id"], now=now)
         return claim

@@ -1,4 +1,4 @@
-"""What each server process runs besides requests: the expiry sweep and the webhook dispatcher."""
+"""What each server process runs besides requests: the expiry sweep and the webhook sender."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sessions_api.core import compiled_reads, db, db_threads
 from sessions_api.core.metrics import EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
 from sessions_api.models import leases
 from sessions_api.web.state import AppState
-from sessions_api.web.webhooks import Dispatcher
+from sessions_api.web.webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)
 # How long a stopping process waits for the best-effort writes it started (keys' last use).
@@ -29,14 +29,14 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
         with db.bound(state.database):
             await compiled_reads.open_pool(state.database)
             sweeper = asyncio.create_task(_sweep_expired_sessions(state.settings.expiry_sweep_seconds))
-            webhook_dispatcher = Dispatcher()
-            dispatching = asyncio.create_task(webhook_dispatcher.run())
+            webhook_sender = WebhookSender()
+            dispatching = asyncio.create_task(webhook_sender.run())
             try:
                 yield
             finally:
                 sweeper.cancel()
                 dispatching.cancel()
-                webhook_dispatcher.stop()
+                webhook_sender.stop()
                 await db_threads.drain(timeout=_DRAIN_SECONDS)
                 await compiled_reads.close_pool(state.database)
                 state.database.dispose()

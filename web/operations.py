@@ -12,7 +12,6 @@ routing names in the scope.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -111,8 +110,10 @@ class Operations:
             for path, methods in allowed.items()
         ]
         for path, method, operation in spec_operations(resolved):
-            planned = _plan(resolved["paths"][path], path, method, operation, base_path, resolve, max_json_depth)
-            self._by_handler_path[planned.handler_path] = dataclasses.replace(planned, allowed_methods=allowed[path])
+            planned = _plan(
+                resolved["paths"][path], path, method, operation, base_path, allowed[path], resolve, max_json_depth
+            )
+            self._by_handler_path[planned.handler_path] = planned
         self._handler_paths = {operation.operation_id: operation.handler_path for operation in self}
 
     def handler_path_for(self, operation_id: str) -> str:
@@ -146,6 +147,7 @@ def _plan(
     method: str,
     operation: Mapping[str, Any],
     base_path: str,
+    allowed_methods: str,
     resolve: Callable[[str], Any],
     max_json_depth: int,
 ) -> Operation:
@@ -176,7 +178,7 @@ def _plan(
         roles=frozenset(Role(role) for role in operation["x-required-roles"]),
         organization_in_path=f"{{{ORGANIZATION_PARAMETER}}}" in path,
         spends_start_budget=operation_id in _SESSION_STARTS,
-        allowed_methods="",
+        allowed_methods=allowed_methods,
         query_names=frozenset(rule.name for rule in parameters if rule.location == "query"),
         single_query=tuple((rule.key, rule.name) for rule in parameters if rule.location == "query" and not rule.many),
         single_headers=(

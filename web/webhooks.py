@@ -1,4 +1,4 @@
-"""Each server process's webhook dispatcher: it claims due deliveries in short write
+"""Each server process's webhook sender: it claims due deliveries in short write
 transactions and sends them in tasks of its own, never holding a database connection while
 a receiver answers (see models.webhooks for the outbox and its claims).
 
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 64
 
 
-class Dispatcher:
+class WebhookSender:
     def __init__(self) -> None:
         self._in_flight: dict[uuid.UUID, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()

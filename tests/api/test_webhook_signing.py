@@ -1,5 +1,5 @@
 """Signatures across a secret's rotation, and an endpoint disabled after failing for long
-enough: through the app (its dispatcher included) to a receiver on 127.0.0.1, which this
+enough: through the app (its webhook sender included) to a receiver on 127.0.0.1, which this
 module's settings allow, with a rotation overlap and a failure window of about a second."""
 
 from __future__ import annotations

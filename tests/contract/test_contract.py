@@ -32,7 +32,7 @@ def live_api(tmp_path_factory, database_url_for_module):
     workdir = tmp_path_factory.mktemp("contract")
     # The default budgets, but for failed authentications: the no-credentials check below sends
     # far more of those a minute than one address may (tests/api/test_rate_limits.py).
-    # Webhooks: the dispatcher looks for due deliveries at start only, so that the endpoints
+    # Webhooks: the webhook sender looks for due deliveries at start only, so that the endpoints
     # Schemathesis makes (with whatever hosts it generates) are never sent the events of the
     # sessions it starts; testWebhookEndpoint sends to the fixture's unresolvable host only.
     env = server_env(
