@@ -1,7 +1,9 @@
 """Text that callers give: names and email addresses, checked once for every caller.
 
 No database keeps the NUL character or half a surrogate pair as text, and no name needs a
-control character: such text is refused before it reaches a query.
+control character: such text is refused before it reaches a query. Nor does a name need the
+bidirectional controls, which let `Acme \u202egnp.exe` show itself to members as
+`Acme exe.png`: they are refused too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ MAX_EMAIL = 320
 
 # Python counts these control characters as spaces; Unicode (and the spec's pattern) does not.
 _CONTROLS_PYTHON_STRIPS = frozenset("\x1c\x1d\x1e\x1f")
+# The embeddings, overrides and isolates of Unicode's bidirectional algorithm (U+202A to U+202E,
+# U+2066 to U+2069): the marks U+200E and U+200F stay, as names in right-to-left scripts use them.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def clean_name(name: str, what: str) -> str:
@@ -24,6 +29,8 @@ def clean_name(name: str, what: str) -> str:
     body = name.lstrip()
     if not is_storable(body) or _CONTROLS_PYTHON_STRIPS.intersection(name[: len(name) - len(body)]):
         raise InvalidInput(f"the {what} must not contain control characters")
+    if _BIDI_CONTROLS.intersection(body):
+        raise InvalidInput(f"the {what} must not contain bidirectional controls (U+202A to U+202E, U+2066 to U+2069)")
     name = body.rstrip()
     if not 1 <= len(name) <= MAX_NAME:
         raise InvalidInput(f"the {what} must have 1 to {MAX_NAME} characters")

@@ -109,12 +109,30 @@ def test_members_page_newest_first_and_exactly(client, world, team, admin):
     assert len(body["data"]) == 3 and body["nextCursor"] == body["data"][-1]["createdAt"]
 
 
-@pytest.mark.parametrize("name", ["Team\x00", "Tab\tbed", "Bell\x07", "\x85", "   "])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Team\x00",
+        "Tab\tbed",
+        "Bell\x07",
+        "\x85",
+        "   ",
+        # Bidirectional controls: shown to members as `Acme exe.png`.
+        "Acme \u202egnp.exe",
+        "\u2066Acme\u2069",
+        "Acme\u202a",
+    ],
+)
 def test_names_with_control_characters_or_only_spaces_are_refused(client, world, name):
     alice = world.member()
     for path in (ORGANIZATIONS, API_KEYS):
         assert_error(client.post(path, json={"name": name}, headers=alice.headers), 400, "invalid_request")
-    # The data layer says so too, for the command line.
+    # The data layer says so too, for the command line, and renaming is no way around it.
+    team = world.organization("Team")
+    admin = world.member(of=[(team, Role.admin)])
+    assert_error(
+        client.patch(organization_path(team.id), json={"name": name}, headers=admin.headers), 400, "invalid_request"
+    )
     with pytest.raises(InvalidInput):
         tenancy.create_organization(name)
     with pytest.raises(InvalidInput):
