@@ -106,8 +106,13 @@ class SwaggerUI:
         self.config = orjson.dumps(config)
         self._assets: dict[str, bytes] = {}
 
-    def page(self, spec_url: str) -> bytes:
-        return _SWAGGER_PAGE.replace("{spec_url}", json.dumps(spec_url)).encode()
+    def page(self) -> bytes:
+        return _SWAGGER_PAGE.encode()
+
+    def initializer(self, spec_url: str) -> bytes:
+        """The script that starts Swagger UI on the contract: a file, not inline, so that the
+        page's Content-Security-Policy allows scripts from this server only."""
+        return _SWAGGER_INITIALIZER.replace("{spec_url}", json.dumps(spec_url)).encode()
 
     def asset(self, name: str) -> bytes:
         if name not in self._assets:  # read on first use, kept: they do not change
@@ -129,22 +134,33 @@ _SWAGGER_PAGE = """<!DOCTYPE html>
     <div id="swagger-ui"></div>
     <script src="./swagger-ui-bundle.js" charset="UTF-8"></script>
     <script src="./swagger-ui-standalone-preset.js" charset="UTF-8"></script>
-    <script>
-      window.onload = function () {
-        window.ui = SwaggerUIBundle({
-          url: {spec_url},
-          configUrl: "./swagger-ui-config.json",
-          dom_id: "#swagger-ui",
-          deepLinking: true,
-          presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-          plugins: [SwaggerUIBundle.plugins.DownloadUrl],
-          layout: "StandaloneLayout",
-        });
-      };
-    </script>
+    <script src="./swagger-initializer.js" charset="UTF-8"></script>
   </body>
 </html>
 """
+_SWAGGER_INITIALIZER = """window.onload = function () {
+  window.ui = SwaggerUIBundle({
+    url: {spec_url},
+    configUrl: "./swagger-ui-config.json",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+    plugins: [SwaggerUIBundle.plugins.DownloadUrl],
+    layout: "StandaloneLayout",
+  });
+};
+"""
+# Every document and page: nothing but this server's own scripts, styles (Swagger UI sets
+# inline style attributes), images and requests; never inside another site's frame; never
+# sniffed as another type.
+_SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        b"frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+]
 
 
 class SpecDocumentsMiddleware:
@@ -184,6 +200,7 @@ class SpecDocumentsMiddleware:
             (b"content-type", media_type.encode()),
             (b"content-length", str(len(body)).encode()),
             (b"cache-control", b"no-cache"),
+            *_SECURITY_HEADERS,
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
@@ -198,8 +215,10 @@ class SpecDocumentsMiddleware:
     def _ui(self, name: str, scope: Scope) -> tuple[bytes, str]:
         self._only_get_or_head(scope)
         if name in ("", "index.html"):
+            return self.swagger_ui.page(), "text/html; charset=utf-8"
+        if name == "swagger-initializer.js":
             spec_url = scope.get("root_path", "") + self.documents.base_path + JSON_PATH
-            return self.swagger_ui.page(spec_url), "text/html; charset=utf-8"
+            return self.swagger_ui.initializer(spec_url), "text/javascript; charset=utf-8"
         if name == "swagger-ui-config.json":
             return self.swagger_ui.config, "application/json"
         if name in SwaggerUI.ASSETS:

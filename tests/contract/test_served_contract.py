@@ -68,9 +68,21 @@ def test_swagger_ui_renders_the_served_file_without_a_key(client):
     assert redirect.status_code in (307, 308) and redirect.headers["location"].endswith("/api/v1/ui/")
     page = client.get("/api/v1/ui/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert '"/api/v1/openapi.json"' in page.text
+    assert '"/api/v1/openapi.json"' in client.get("/api/v1/ui/swagger-initializer.js").text
     assert client.get("/api/v1/ui/swagger-ui-config.json").json()["displayOperationId"] is True
     assert client.get("/api/v1/ui/swagger-ui-bundle.js").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/ui/", "/api/v1/ui/swagger-initializer.js", "/api/v1/openapi.json"])
+def test_the_docs_allow_only_their_own_scripts_and_no_framing(client, path):
+    response = client.get(path)
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "script-src" not in policy or "unsafe-inline" not in policy.split("script-src", 1)[1].split(";")[0]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    # The page runs no inline script (the policy would block it): everything it runs is a file.
+    if path.endswith("/ui/"):
+        assert "<script>" not in response.text
 
 
 def test_the_api_itself_still_requires_a_key(client):
