@@ -6,7 +6,7 @@ A request's path through the app (outermost first):
 2. Connexion's exception handling (`web.errors`: every failure in the envelope).
 3. `SpecDocumentsMiddleware`, `ProbesMiddleware`, `BodyLimitMiddleware`: answered before routing.
 4. Connexion's routing: the operation, as a handler path in the scope.
-5. `RequestParseMiddleware`: the query and headers read once; ambiguous requests refused.
+5. `RequestParseMiddleware`: the query and headers read once; a header sent twice refused.
 6. Connexion's security, with our handler (`web.security`): key, organization, role, budgets.
 7. `Dispatcher`: parameters and body validated by the operation's row of the table, then the handler.
 """

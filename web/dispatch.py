@@ -1,10 +1,10 @@
 """A request's way from Connexion's routing to its handler, in two steps:
 
 - `RequestParseMiddleware`, right after routing and before security, reads the request once
-  (`web.requests`) and refuses what its operation's row of the table makes ambiguous;
-- `Dispatcher`, the app inside Connexion's middlewares, validates the routed, authenticated
-  request against that row (`web.operations`) and calls the handler with exactly the values
-  it validated.
+  (`web.requests`) and refuses a single-valued header sent twice (security reads some);
+- `Dispatcher`, the app inside Connexion's middlewares, refuses unknown or repeated query
+  parameters, validates the routed, authenticated request against its operation's row of the
+  table (`web.operations`) and calls the handler with exactly the values it validated.
 
 Parameters come from the request as `web.requests` parsed it, converted and validated by
 their compiled rules, with the spec's defaults; the body is read here, once, and parsed and
@@ -35,8 +35,8 @@ _NO_HEADERS: dict[str, str] = {}
 
 
 class RequestParseMiddleware:
-    """Reads the routed request once and refuses what its operation makes ambiguous (its row
-    of the table says which parameters are single-valued), before anything acts on it."""
+    """Reads the routed request once and refuses a single-valued header sent twice (its
+    operation's row of the table says which), before security reads them."""
 
     def __init__(self, app: ASGIApp, state: AppState) -> None:
         self.app = app
@@ -46,7 +46,7 @@ class RequestParseMiddleware:
         if scope["type"] == "http":
             operation = self.operations.get(routed_handler_path(scope))
             if operation is not None:
-                operation.refuse_ambiguous(parsed_of(scope))
+                operation.refuse_repeated_headers(parsed_of(scope))
         await self.app(scope, receive, send)
 
 
@@ -80,6 +80,7 @@ async def arguments(operation: Operation, scope: Scope, receive: Receive) -> dic
     """The handler's keyword arguments: every parameter validated (in the spec's order: path,
     query, header as declared), those it takes passed, then the body."""
     parsed = parsed_of(scope)
+    operation.refuse_unknown_or_repeated_query(parsed)
     kwargs: dict[str, Any] = {}
     for rule in operation.parameters:
         value = rule.value(_sent(rule.location, rule.key, parsed, scope))

@@ -79,21 +79,24 @@ class Operation:
     organization_in_path: bool
     spends_start_budget: bool
     allowed_methods: str
-    # For refuse_ambiguous(): the query parameters it takes, and what may be sent only once.
+    # The query parameters it takes, and what may be sent only once.
     query_names: frozenset[str]
     single_query: tuple[tuple[str, str], ...]
     single_headers: tuple[tuple[str, str], ...]
 
-    def refuse_ambiguous(self, parsed: ParsedRequest) -> None:
-        """400 for what could be read two ways, or not at all: a query parameter the operation
-        does not take, a single-valued query parameter or header sent twice."""
+    def refuse_repeated_headers(self, parsed: ParsedRequest) -> None:
+        """400 for a single-valued header sent twice: before security, which reads some of them."""
+        refuse_repeated("Header", parsed.headers, self.single_headers)
+
+    def refuse_unknown_or_repeated_query(self, parsed: ParsedRequest) -> None:
+        """400 for a query parameter the operation does not take, or a single-valued one sent
+        twice (after security: a caller without a key learns nothing of the parameters)."""
         for name in parsed.query:
             if name not in self.query_names:
                 shown = name if len(name) <= 64 else name[:61] + "..."
                 takes = ", ".join(sorted(self.query_names)) or "none"
                 raise ApiError(400, f"Query parameter '{shown}' is not one this operation takes (it takes: {takes}).")
         refuse_repeated("Query parameter", parsed.query, self.single_query)
-        refuse_repeated("Header", parsed.headers, self.single_headers)
 
 
 class Operations:
