@@ -87,12 +87,14 @@ async def authenticate(token: str, request: ConnexionRequest) -> dict[str, Any]:
     await limits.spend(limits.key, str(principal.key_id), spent)
     if operation is not None and operation.spends_start_budget:
         await limits.spend(limits.start, str(principal.organization_id), spent)
-    if operation is not None:
-        _check_role(operation, principal.role)
+    _check_role(operation, principal.role)
     return {"sub": str(principal.user_id), "principal": principal}
 
 
-def _check_role(operation: Operation, role: Role) -> None:
+def _check_role(operation: Operation | None, role: Role) -> None:
+    """Default-deny: only the roles the operation names (none for one the table lacks)."""
+    if operation is None:
+        raise ApiError(403, "No role may do this.")
     if role not in operation.roles:
         names = " or ".join(sorted(allowed.value for allowed in operation.roles))
         raise ApiError(403, f"Your role in this organization ({role.value}) may not do this; it takes {names}.")
