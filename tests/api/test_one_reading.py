@@ -171,7 +171,7 @@ def test_two_apps_in_one_process_each_serve_their_own_database_and_limits(tmp_pa
     for name in ("first", "second"):
         urls.append(f"sqlite:///{tmp_path / name}.db")
         migrate(urls[-1])
-    first = create_app(Settings(database_url=urls[0], rate_limit="2/minute"))
+    first = create_app(Settings(database_url=urls[0], rate_limit="2/hour"))
     second = create_app(Settings(database_url=urls[1], rate_limit="100/minute"))
     with db.bound(first.state.database), TestClient(first) as one, TestClient(second) as two:
         alice = World().member()
@@ -181,7 +181,7 @@ def test_two_apps_in_one_process_each_serve_their_own_database_and_limits(tmp_pa
         assert_error(two.get(SESSIONS, headers=alice.headers), 401, "unauthenticated")
         assert two.get(SESSIONS, headers=bob.headers).status_code == 200
         assert_error(one.get(SESSIONS, headers=bob.headers), 401, "unauthenticated")
-        # The first app's budget is its own: 2 a minute, while the second's is 100.
+        # The first app's budget is its own: 2 an hour, while the second's is 100 a minute.
         assert one.get(SESSIONS, headers=alice.headers).status_code == 200
         assert_error(one.get(SESSIONS, headers=alice.headers), 429, "rate_limited")
         assert all(two.get(SESSIONS, headers=bob.headers).status_code == 200 for _ in range(5))
