@@ -85,6 +85,13 @@ class CompiledRead:
         return plan
 
 
+def driver_statement(statement: Select[Any], values: Mapping[str, Any], dialect: Dialect) -> tuple[str, Any]:
+    """The SQL and the parameters a compiled read of `statement` gives the driver (for
+    `EXPLAIN`: tests read the plans of exactly what runs)."""
+    plan = _Plan(statement, dialect)
+    return plan.sql, plan.parameters(values)
+
+
 class _Plan:
     """A statement compiled for one dialect: its SQL, how values are bound, how rows are made."""
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped
+from sqlalchemy.sql.util import ClauseAdapter
 from sqlmodel import col
 
 from sessions_api.core import settings
@@ -138,7 +139,7 @@ def page_statement(
 
 _OPTIONAL_BOUNDS: dict[str, Callable[[Any], ColumnElement[bool]]] = {
     "before": lambda value: col(SessionRecord.created_at) < value,
-    "platform": lambda value: col(Device.platform) == value,
+    "platform": lambda value: col(SessionRecord.platform) == value,
     "user_id": lambda value: col(SessionRecord.user_id) == value,
     "device_id": lambda value: col(SessionRecord.device_id) == value,
 }
@@ -147,17 +148,40 @@ _OPTIONAL_BOUNDS: dict[str, Callable[[Any], ColumnElement[bool]]] = {
 @functools.cache
 def _page_query(bounds: tuple[str, ...], status: str | None) -> Select[Any]:
     """The page query for one combination of filters (at most 16 × 3 of them), built once:
-    building a statement costs more than running it. The values are bound on each call."""
+    building a statement costs more than running it. The values are bound on each call.
+
+    Each combination reads `limit + 1` entries of one keyset index (SessionRecord's indexes):
+    the organization's, its user's, device's, platform's, user-and-platform's or
+    user-and-device's sessions by `created_at`, or its live ones. A device has one platform, so
+    with a device the platform is the device's to check (one row), not each session's."""
+    if "device_id" in bounds and "platform" in bounds:
+        bounds = tuple(name for name in bounds if name != "platform")
+        platform: tuple[ColumnElement[bool], ...] = (col(Device.platform) == bindparam("platform"),)
+    else:
+        platform = ()
     query = (
         _SESSION_VIEW.where(col(SessionRecord.organization_id) == bindparam("organization_id"))
-        .where(*(_OPTIONAL_BOUNDS[name](bindparam(name)) for name in bounds))
+        .where(*(_OPTIONAL_BOUNDS[name](bindparam(name)) for name in bounds), *platform)
         .order_by(col(SessionRecord.created_at).desc())
         .limit(bindparam("limit", type_=Integer))
     )
-    if status is not None:
-        live = col(SessionRecord.released_at).is_(None)
-        query = query.where(live if status == "live" else ~live)
+    if status == "released":
+        query = query.where(col(SessionRecord.released_at).is_not(None))
+    elif status == "live":
+        # An organization never has more live sessions than the fleet has devices: read them
+        # all first (the partial index of live sessions), then filter and order them. Both
+        # planners would otherwise walk a user's or a device's whole history, in order.
+        live = (
+            select(SessionRecord)
+            .where(col(SessionRecord.organization_id) == bindparam("organization_id"), _LIVE)
+            .cte("live_sessions")
+            .prefix_with("MATERIALIZED")
+        )
+        query = ClauseAdapter(live).traverse(query)
     return query
+
+
+_LIVE = col(SessionRecord.released_at).is_(None)
 
 
 async def get_session(organization_id: uuid.UUID, session_id: uuid.UUID) -> Row[Any]:
@@ -213,6 +237,7 @@ def insert_sessions(*, conn: Connection, batch: list[NewSession]) -> list[uuid.U
         instants.update(zip(indexes, allocated, strict=True))
     rows: list[dict[str, Any]] = []
     default_duration = timedelta(minutes=settings.current().default_session_minutes)
+    platforms = _platforms(conn=conn, device_ids={new.device_id for new in batch})
     for index, new in enumerate(batch):
         created_at = instants[index]
         # Moving to a free instant may pass these: keep them in order.
@@ -224,6 +249,7 @@ def insert_sessions(*, conn: Connection, batch: list[NewSession]) -> list[uuid.U
                 "organization_id": new.organization_id,
                 "user_id": new.user_id,
                 "device_id": new.device_id,
+                "platform": platforms[new.device_id],
                 "created_at": created_at,
                 "released_at": released_at,
                 "expires_at": expires_at,
@@ -232,6 +258,14 @@ def insert_sessions(*, conn: Connection, batch: list[NewSession]) -> list[uuid.U
     if rows:
         conn.execute(insert(SessionRecord), rows)
     return [row["id"] for row in rows]
+
+
+def _platforms(*, conn: Connection, device_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Each device's platform, copied onto its sessions (see SessionRecord.platform)."""
+    if not device_ids:
+        return {}
+    found = conn.execute(select(col(Device.id), col(Device.platform)).where(col(Device.id).in_(device_ids))).all()
+    return {device_id: platform for device_id, platform in found}
 
 
 def lock_organizations(*, conn: Connection, organization_ids: Iterable[uuid.UUID]) -> None:

@@ -125,6 +125,25 @@ class SessionRecord(SQLModel, table=True):
         CheckConstraint("expires_at >= created_at", name="expires_after_created"),
         Index("ix_sessions_device_id", "device_id"),
         Index("ix_sessions_user_id", "user_id"),
+        # One keyset index per filter of listSessions, and per pair a page may combine, each
+        # ending in created_at: a page reads `limit + 1` entries of it, whatever the history.
+        # (Live sessions have their own, partial: there are never more than the fleet's devices.)
+        Index("ix_sessions_organization_user_created_at", "organization_id", "user_id", "created_at"),
+        Index("ix_sessions_organization_device_created_at", "organization_id", "device_id", "created_at"),
+        Index("ix_sessions_organization_platform_created_at", "organization_id", "platform", "created_at"),
+        Index(
+            "ix_sessions_organization_user_platform_created_at", "organization_id", "user_id", "platform", "created_at"
+        ),
+        Index(
+            "ix_sessions_organization_user_device_created_at", "organization_id", "user_id", "device_id", "created_at"
+        ),
+        Index(
+            "ix_sessions_live_organization_created_at",
+            "organization_id",
+            "created_at",
+            sqlite_where=text("released_at IS NULL"),
+            postgresql_where=text("released_at IS NULL"),
+        ),
         # A device has at most one live session: the database says so, whatever the writers.
         Index(
             "uq_sessions_live_device_id",
@@ -146,6 +165,9 @@ class SessionRecord(SQLModel, table=True):
     organization_id: uuid.UUID = Field(foreign_key="organizations.id")
     user_id: uuid.UUID = Field(foreign_key="users.id")
     device_id: uuid.UUID = Field(foreign_key="devices.id")
+    # The device's platform, copied when the session starts (a device never changes platform),
+    # so that a page of one platform's sessions is read from an index of sessions alone.
+    platform: str = Field(max_length=32)
     created_at: datetime = Field(sa_type=UTCDateTime)
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # The latest a session lasts: a live session is released at this instant.
@@ -201,7 +223,19 @@ class AuditEvent(SQLModel, table=True):
     organization: it is the paging cursor of the audit log."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (UniqueConstraint("organization_id", "created_at"),)
+    __table_args__ = (
+        UniqueConstraint("organization_id", "created_at"),
+        # listAuditEvents' filters, alone and together, each a keyset ending in created_at.
+        Index("ix_audit_events_organization_type_created_at", "organization_id", "type", "created_at"),
+        Index("ix_audit_events_organization_actor_created_at", "organization_id", "actor_user_id", "created_at"),
+        Index(
+            "ix_audit_events_organization_actor_type_created_at",
+            "organization_id",
+            "actor_user_id",
+            "type",
+            "created_at",
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     organization_id: uuid.UUID = Field(foreign_key="organizations.id")

@@ -1,0 +1,75 @@
+"""bounded reads: a keyset index per list filter, and the device's platform on each session
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-02 20:00:00.000000
+
+listSessions filtered by user, device, platform or status, and listAuditEvents by type or
+actor, read every session (event) of the organization's history to fill a page. Each filter
+and each pair a page may combine now has an index that ends in `created_at`. The platform a
+session ran on is copied from its device (backfilled here), so that a page of one platform
+is read from an index of sessions alone.
+"""
+
+from alembic import op
+import sqlalchemy as sa
+import sqlmodel
+
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+LIVE = sa.text("released_at IS NULL")
+SESSION_INDEXES = {
+    "ix_sessions_organization_user_created_at": ["organization_id", "user_id", "created_at"],
+    "ix_sessions_organization_device_created_at": ["organization_id", "device_id", "created_at"],
+    "ix_sessions_organization_platform_created_at": ["organization_id", "platform", "created_at"],
+    "ix_sessions_organization_user_platform_created_at": ["organization_id", "user_id", "platform", "created_at"],
+    "ix_sessions_organization_user_device_created_at": ["organization_id", "user_id", "device_id", "created_at"],
+}
+AUDIT_INDEXES = {
+    "ix_audit_events_organization_type_created_at": ["organization_id", "type", "created_at"],
+    "ix_audit_events_organization_actor_created_at": ["organization_id", "actor_user_id", "created_at"],
+    "ix_audit_events_organization_actor_type_created_at": ["organization_id", "actor_user_id", "type", "created_at"],
+}
+
+
+def upgrade() -> None:
+    # A plain ADD COLUMN, never a batch copy of the table: SQLite's copy would have to rebuild
+    # the partial unique index that keeps one live session per device. NOT NULL needs a default
+    # to add; every session gets its device's platform right after, and every new one is given it.
+    platform = sqlmodel.sql.sqltypes.AutoString(length=32)
+    op.add_column("sessions", sa.Column("platform", platform, nullable=False, server_default=""))
+    op.execute(
+        "UPDATE sessions SET platform = (SELECT devices.platform FROM devices WHERE devices.id = sessions.device_id)"
+    )
+    if op.get_bind().dialect.name != "sqlite":  # SQLite cannot drop a default without a copy
+        op.alter_column("sessions", "platform", existing_type=platform, server_default=None)
+    for name, columns in SESSION_INDEXES.items():
+        op.create_index(name, "sessions", columns, unique=False)
+    op.create_index(
+        "ix_sessions_live_organization_created_at",
+        "sessions",
+        ["organization_id", "created_at"],
+        unique=False,
+        sqlite_where=LIVE,
+        postgresql_where=LIVE,
+    )
+    for name, columns in AUDIT_INDEXES.items():
+        op.create_index(name, "audit_events", columns, unique=False)
+
+
+def downgrade() -> None:
+    for name in AUDIT_INDEXES:
+        op.drop_index(name, table_name="audit_events")
+    op.drop_index(
+        "ix_sessions_live_organization_created_at",
+        table_name="sessions",
+        sqlite_where=LIVE,
+        postgresql_where=LIVE,
+    )
+    for name in SESSION_INDEXES:
+        op.drop_index(name, table_name="sessions")
+    op.drop_column("sessions", "platform")  # SQLite 3.35 drops a column in place, no copy
