@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> SessionsApi:
     )
     unused = {*_REPLACED, *(() if settings.validate_responses else (ResponseValidationMiddleware,))}
     app = SessionsApi(
-        Dispatcher(operations),
+        Dispatcher(state),
         middlewares=[middleware for middleware in ConnexionMiddleware.default_middlewares if middleware not in unused],
         jsonifier=OrjsonJsonifier(),
         lifespan=lifespan(state),

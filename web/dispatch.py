@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sessions_api.core import db_threads
-from sessions_api.web.operations import Operation, Operations
+from sessions_api.web.operations import Operation
 from sessions_api.web.requests import ParsedRequest, parsed_of, routed_handler_path
 from sessions_api.web.state import AppState
 
@@ -53,8 +53,9 @@ class RequestParseMiddleware:
 class Dispatcher:
     """The innermost ASGI app: the handler of the routed operation, its answer as JSON."""
 
-    def __init__(self, operations: Operations) -> None:
-        self.operations = operations
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.operations = state.operations
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,6 +64,8 @@ class Dispatcher:
         if operation is None:
             raise HTTPException(404)
         result = await _call(operation, await arguments(operation, scope, receive))
+        if operation.writes and self.state.webhook_sender is not None:
+            self.state.webhook_sender.nudge()  # the write may have added to the outbox
         status, headers = 200, _NO_HEADERS
         if isinstance(result, tuple):
             result, status, *rest = result

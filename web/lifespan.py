@@ -29,7 +29,7 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
         with db.bound(state.database):
             await compiled_reads.open_pool(state.database)
             sweeper = asyncio.create_task(_sweep_expired_sessions(state.settings.expiry_sweep_seconds))
-            webhook_sender = WebhookSender()
+            webhook_sender = state.webhook_sender = WebhookSender()
             dispatching = asyncio.create_task(webhook_sender.run())
             try:
                 yield
@@ -37,6 +37,7 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
                 sweeper.cancel()
                 dispatching.cancel()
                 webhook_sender.stop()
+                state.webhook_sender = None
                 await db_threads.drain(timeout=_DRAIN_SECONDS)
                 await compiled_reads.close_pool(state.database)
                 state.database.dispose()

@@ -18,6 +18,7 @@ from sessions_api.core.db import Database
 from sessions_api.core.settings import Settings
 from sessions_api.web.operations import Operations
 from sessions_api.web.rate_limits import RateLimits
+from sessions_api.web.webhooks import WebhookSender
 
 _STATE = "sessions_api.app_state"
 
@@ -30,6 +31,8 @@ class AppState:
     rate_limits: RateLimits
     # Keys whose last use is being written: one write per key at a time, however many requests.
     recording_key_use: set[Any] = field(default_factory=set)
+    # The webhook sender of the app's lifespan, while it serves: a write nudges it.
+    webhook_sender: WebhookSender | None = None
 
     def enter(self, scope: Scope) -> None:
         """Leave this state in the request's scope (the outermost middleware does)."""

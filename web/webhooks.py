@@ -1,6 +1,8 @@
 """Each server process's webhook sender: it claims due deliveries in short write
 transactions and sends them in tasks of its own, never holding a database connection while
-a receiver answers (see models.webhooks for the outbox and its claims).
+a receiver answers (see models.webhooks for the outbox and its claims). It claims again as
+soon as an attempt ends, so an endpoint's backlog drains at the speed its concurrency and its
+receiver allow, not one claim per poll interval.
 
 Concurrency is bounded twice: at most `webhook_endpoint_concurrency` attempts to one endpoint
 at once per process, and at most `MAX_IN_FLIGHT` in all, so that a slow receiver holds up
@@ -25,16 +27,29 @@ class WebhookSender:
     def __init__(self) -> None:
         self._in_flight: dict[uuid.UUID, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Set when an attempt ends (its slot is free) or a request may have written deliveries:
+        # more may be due at once.
+        self._slot_freed = asyncio.Event()
 
     async def run(self) -> None:
-        """Look for due deliveries every poll interval, for as long as the process serves."""
+        """Claim due deliveries for as long as the process serves: again at once while claims
+        fill the free slots, again as soon as an attempt frees a slot, and otherwise every poll
+        interval. A busy endpoint's deliveries go out as fast as its concurrency allows, not
+        one batch per poll."""
         config = settings.current()
         while True:
+            self._slot_freed.clear()
             try:
-                await self.dispatch_due(config.webhook_endpoint_concurrency)
+                claimed = await self.dispatch_due(config.webhook_endpoint_concurrency)
             except Exception:  # the database may be away: try again next time
                 logger.warning("could not claim webhook deliveries", exc_info=True)
-            await asyncio.sleep(config.webhook_poll_seconds)
+                claimed = 0
+            if claimed:
+                continue
+            try:
+                await asyncio.wait_for(self._slot_freed.wait(), config.webhook_poll_seconds)
+            except TimeoutError:
+                pass
 
     async def dispatch_due(self, per_endpoint: int) -> int:
         """Claim what is due (within the bounds) and start sending it; how many were claimed."""
@@ -60,6 +75,11 @@ class WebhookSender:
                 self._in_flight[claim.endpoint_id] = left
             else:
                 del self._in_flight[claim.endpoint_id]
+            self._slot_freed.set()
+
+    def nudge(self) -> None:
+        """Look for due deliveries now (a request of this process may have written some)."""
+        self._slot_freed.set()
 
     def stop(self) -> None:
         """Cancel the attempts in flight (their claims run out; other processes retry them)."""
