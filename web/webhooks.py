@@ -21,6 +21,8 @@ from sessions_api.models import webhook_delivery, webhooks
 
 logger = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 64
+# How long a woken sender waits before it claims, so that one claim takes what came together.
+_COALESCE_SECONDS = 0.05
 
 
 class WebhookSender:
@@ -49,7 +51,10 @@ class WebhookSender:
             try:
                 await asyncio.wait_for(self._slot_freed.wait(), config.webhook_poll_seconds)
             except TimeoutError:
-                pass
+                continue
+            # Woken: let what else ends or is written in the next moment join one claim, rather
+            # than a write transaction per delivery competing with the API's own writes.
+            await asyncio.sleep(_COALESCE_SECONDS)
 
     async def dispatch_due(self, per_endpoint: int) -> int:
         """Claim what is due (within the bounds) and start sending it; how many were claimed."""
