@@ -69,6 +69,7 @@ class Principal:
     role: Role
     bound_organization_id: uuid.UUID | None  # the only organization a bound key may act on
     last_use_due: bool = False  # the key's lastUsedAt is older than the interval: record_use()
+    key_expires_at: datetime | None = None  # when the key in use stops working, if it does
 
     @property
     def actor(self) -> audit.Actor:
@@ -101,12 +102,20 @@ def create_key(
 def create_own_key(
     caller: Principal, name: str, organization_id: uuid.UUID | None, expires_at: datetime | None
 ) -> tuple[Row[Any], str]:
-    """A key of the caller's own, as the API shows it, and its secret (shown this once). A
-    caller with a bound key makes keys bound to the same organization only (by default too)."""
+    """A key of the caller's own, as the API shows it, and its secret (shown this once).
+
+    A key cannot outlive or outreach the key that made it: with an expiring key, the new key
+    expires no later (an earlier `expires_at` stays; a later one, or none, becomes the maker's),
+    and with a bound key, the new key is bound to the same organization (by default too).
+    Revoking a key does not revoke the keys it made: each is a key of its own, which its user
+    lists and revokes, and the audit log names the key that made it (`key.created`'s actor)."""
     bound = caller.bound_organization_id
     organization_id = organization_id if organization_id is not None else bound
     if bound is not None and organization_id != bound:
         raise Forbidden("A key bound to an organization can only create keys bound to that organization.")
+    maker_expires = caller.key_expires_at
+    if maker_expires is not None and (expires_at is None or expires_at > maker_expires):
+        expires_at = maker_expires
     with db.writing() as conn:
         key, secret = _insert_key(
             conn=conn,
@@ -324,6 +333,7 @@ async def authenticate(
         organization_id=_as_uuid(row.selected_organization_id),
         role=Role(row.role),
         bound_organization_id=row.organization_id,
+        key_expires_at=row.expires_at,
         # Written at most once per interval, so that most requests stay free of writes.
         last_use_due=row.last_used_at is None or utcnow() - row.last_used_at >= last_used_interval,
     )

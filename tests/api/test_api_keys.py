@@ -9,7 +9,7 @@ import pytest
 
 from sessions_api.core.timestamps import format_utc, parse_rfc3339, utcnow
 from sessions_api.models import Role
-from tests.support.api import API_KEYS, ME, SESSIONS, assert_error, list_all, members_path, revoke_path
+from tests.support.api import API_KEYS, AUDIT_EVENTS, ME, SESSIONS, assert_error, list_all, members_path, revoke_path
 
 
 @pytest.fixture
@@ -62,6 +62,40 @@ def test_a_key_fails_from_its_expiry_on(client, world, monkeypatch):
     monkeypatch.setattr("sessions_api.models.api_keys.utcnow", lambda: expires_at)
     assert_error(client.get(ME, headers=_bearer(key["secret"])), 401, "unauthenticated")
     assert client.get(ME, headers=alice.headers).status_code == 200  # a key without expiry goes on
+
+
+def test_a_key_cannot_outlive_the_key_that_made_it(client, world, monkeypatch):
+    alice = world.member()
+    maker_expires = utcnow() + timedelta(seconds=30)
+    maker = _create(client, alice, expiresAt=format_utc(maker_expires))
+    made_with_maker = {"name": "child"}
+    # No expiry asked, or a later one: the child expires with its maker.
+    forever = client.post(API_KEYS, json=made_with_maker, headers=_bearer(maker["secret"])).json()
+    later = {**made_with_maker, "expiresAt": format_utc(maker_expires + timedelta(days=365))}
+    longer = client.post(API_KEYS, json=later, headers=_bearer(maker["secret"])).json()
+    assert parse_rfc3339(forever["expiresAt"]) == maker_expires == parse_rfc3339(longer["expiresAt"])
+    # An earlier expiry stays the child's own.
+    sooner_at = maker_expires - timedelta(seconds=10)
+    sooner = client.post(
+        API_KEYS, json={**made_with_maker, "expiresAt": format_utc(sooner_at)}, headers=_bearer(maker["secret"])
+    )
+    assert parse_rfc3339(sooner.json()["expiresAt"]) == sooner_at
+    # Once the maker has expired, so has every key it made; the user's own key goes on.
+    monkeypatch.setattr("sessions_api.models.api_keys.utcnow", lambda: maker_expires)
+    for key in (maker, forever, longer):
+        assert_error(client.get(ME, headers=_bearer(key["secret"])), 401, "unauthenticated")
+    assert client.get(ME, headers=alice.headers).status_code == 200
+
+
+def test_revoking_a_key_leaves_the_keys_it_made_which_the_audit_log_traces(client, world):
+    alice = world.member()
+    maker = _create(client, alice)
+    child = client.post(API_KEYS, json={"name": "child"}, headers=_bearer(maker["secret"])).json()
+    assert client.post(revoke_path(maker["id"]), headers=alice.headers).status_code == 200
+    assert client.get(ME, headers=_bearer(child["secret"])).status_code == 200
+    created = client.get(AUDIT_EVENTS, params={"type": "key.created"}, headers=alice.headers).json()["data"]
+    (event,) = [event for event in created if event["target"]["id"] == child["id"]]
+    assert event["actor"]["key"] == maker["id"]
 
 
 def test_an_expiry_in_the_past_is_refused(client, world):
