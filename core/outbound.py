@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import functools
 import hashlib
 import hmac
@@ -22,7 +23,7 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -37,7 +38,11 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class UnsafeTarget(ValueError):
-    """The URL may not be a webhook target; the message says why, for people."""
+    """The URL may not be a webhook target; the message says why, for people, naming no
+    address (what a name resolves to is the server's network's business)."""
+
+
+NOT_PUBLIC = "The URL's host is not (or does not resolve only to) public addresses; webhooks only go to public ones."
 
 
 @dataclass(frozen=True)
@@ -72,12 +77,32 @@ def _key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 
+# IPv6 ranges whose last 32 bits are an IPv4 address that the packet reaches: the NAT64
+# well-known prefix (RFC 6052) and IPv4-compatible addresses (RFC 4291, deprecated).
+_LAST_32_BITS_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+# IPv6 ranges never public for a webhook: local-use NAT64 (RFC 8215), Teredo tunnels (RFC 4380,
+# whose IPv4 ends are obfuscated), and site-local addresses (RFC 3879, still routed on some
+# networks).
+_NEVER_PUBLIC_IPV6 = (
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("2001::/32"),
+    ipaddress.ip_network("fec0::/10"),
+)
+
+
 def is_public(address: IPAddress) -> bool:
     """Reachable on the public internet: not loopback, private, shared, link-local, reserved or
-    unspecified (`is_global` says that), and not multicast (which `is_global` lets through)."""
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
+    unspecified (`is_global` says that), and not multicast (which `is_global` lets through).
+    An IPv6 address that carries an IPv4 one (mapped, 6to4, NAT64, IPv4-compatible) is judged
+    by the IPv4 address it reaches."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and any(address in network for network in _LAST_32_BITS_IPV4):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return is_public(embedded)
+        if any(address in network for network in _NEVER_PUBLIC_IPV6):
+            return False
     return address.is_global and not address.is_multicast
 
 
@@ -90,9 +115,10 @@ class Target:
     port: int
 
 
-def parse_target(url: str, *, allow_private: bool) -> Target:
+def parse_target(url: str, *, allow_private: bool, allowed_ports: frozenset[int] = frozenset()) -> Target:
     """The URL as a target, refused (UnsafeTarget) for a scheme other than https (http too
-    when private targets are allowed), a missing host, or an address literal that is not public."""
+    when private targets are allowed), a missing host, an address literal that is not public,
+    or a port outside `allowed_ports` (when there are any)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -106,12 +132,16 @@ def parse_target(url: str, *, allow_private: bool) -> Target:
         raise UnsafeTarget("A webhook URL must name a host.")
     literal = _address(host)
     if literal is not None and not allow_private and not is_public(literal):
-        raise UnsafeTarget(f"The address {literal} is not a public one; webhooks only go to public addresses.")
+        raise UnsafeTarget(NOT_PUBLIC)
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
         raise UnsafeTarget(f"The URL is not valid ({exc}).") from None
-    return Target(parsed, host, port or (443 if parts.scheme.lower() == "https" else 80))
+    port = port or (443 if parts.scheme.lower() == "https" else 80)
+    if allowed_ports and port not in allowed_ports:
+        shown = ", ".join(str(allowed) for allowed in sorted(allowed_ports))
+        raise UnsafeTarget(f"Webhooks only go to the ports this server allows ({shown}).")
+    return Target(parsed, host, port)
 
 
 def _address(host: str) -> IPAddress | None:
@@ -131,11 +161,24 @@ async def resolve(target: Target, *, allow_private: bool) -> list[IPAddress]:
         async with asyncio.timeout(_RESOLVE_TIMEOUT_SECONDS):
             infos = await asyncio.get_running_loop().getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
-    if not allow_private:
-        for address in addresses:
-            if not is_public(address):
-                raise UnsafeTarget(f"{target.host} resolves to {address}, which is not a public address.")
+    if not allow_private and not all(is_public(address) for address in addresses):
+        raise UnsafeTarget(NOT_PUBLIC)
     return addresses
+
+
+class Reason:
+    """Why an attempt did not succeed, as the attempts log records it: a code, never an address
+    or the operating system's words (they would map the server's network for whoever reads it)."""
+
+    TIMEOUT = "timeout"
+    DNS_FAILURE = "dns_failure"
+    CONNECTION_REFUSED = "connection_refused"
+    CONNECTION_FAILED = "connection_failed"
+    TLS_ERROR = "tls_error"
+    UNSAFE_TARGET = "unsafe_target"
+    INVALID_RESPONSE = "invalid_response"
+    HTTP_STATUS = "http_status"
+    TOO_LARGE = "too_large"
 
 
 async def post(
@@ -146,25 +189,60 @@ async def post(
     timeout: float,
     max_response_bytes: int,
     allow_private: bool,
+    allowed_ports: frozenset[int] = frozenset(),
 ) -> AttemptResult:
     """POST `body` to `url` once, within `timeout` seconds in all (resolving included), to an
-    address checked as above; never raises for what the receiver or the network does."""
+    address checked as above; never raises for what the receiver or the network does. A failed
+    attempt's error is a `Reason`."""
     started = time.monotonic()
     status: int | None = None
     error: str | None = None
     try:
         async with asyncio.timeout(timeout):
-            target = parse_target(url, allow_private=allow_private)
+            target = parse_target(url, allow_private=allow_private, allowed_ports=allowed_ports)
             addresses = await resolve(target, allow_private=allow_private)
-            status = await _post_to(target, addresses[0], headers, body, timeout, max_response_bytes)
-    except TimeoutError:
-        error = f"No answer within {timeout:g} s."
-    except UnsafeTarget as exc:
-        error = str(exc)
-    except (OSError, ValueError, httpx.HTTPError, httpx.InvalidURL) as exc:  # the network, the name, the answer
-        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            status, oversized = await _post_to(target, addresses[0], headers, body, timeout, max_response_bytes)
+        if not 200 <= status < 300:
+            error = Reason.TOO_LARGE if oversized else Reason.HTTP_STATUS
+    except Exception as exc:  # what the receiver or the network did, as a reason code
+        error = _reason(exc)
+        if error is None:
+            raise
     duration_ms = round((time.monotonic() - started) * 1000)
-    return AttemptResult(status, error[:300] if error else None, duration_ms)
+    return AttemptResult(status, error, duration_ms)
+
+
+def _reason(exc: BaseException) -> str | None:
+    """The reason code of an attempt's failure; None for an error of ours (raised on)."""
+    chain = list(_chain(exc))
+    if any(isinstance(link, TimeoutError | httpx.TimeoutException) for link in chain):
+        return Reason.TIMEOUT
+    if isinstance(exc, UnsafeTarget):
+        return Reason.UNSAFE_TARGET
+    if any(isinstance(link, socket.gaierror | UnicodeError) for link in chain):
+        return Reason.DNS_FAILURE
+    if any(isinstance(link, ssl.SSLError) for link in chain):
+        return Reason.TLS_ERROR
+    if any(
+        isinstance(link, ConnectionRefusedError) or getattr(link, "errno", None) == errno.ECONNREFUSED
+        for link in chain
+    ):
+        return Reason.CONNECTION_REFUSED
+    if isinstance(exc, httpx.ConnectError | httpx.NetworkError | OSError):
+        return Reason.CONNECTION_FAILED
+    if isinstance(exc, httpx.HTTPError | httpx.InvalidURL | ValueError):
+        return Reason.INVALID_RESPONSE
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it was raised from, as deep as it goes (bounded)."""
+    link: BaseException | None = exc
+    for _ in range(10):
+        if link is None:
+            return
+        yield link
+        link = link.__cause__ or link.__context__
 
 
 async def _post_to(
@@ -174,9 +252,9 @@ async def _post_to(
     body: bytes,
     timeout: float,
     max_response_bytes: int,
-) -> int:
+) -> tuple[int, bool]:
     """POST to `address`, naming the target's host in Host and TLS; reads at most
-    `max_response_bytes` of the answer, and returns its status."""
+    `max_response_bytes` of the answer, and returns its status and whether it had more."""
     netloc_host = f"[{target.host}]" if ":" in target.host else target.host
     default_port = 443 if target.url.scheme == "https" else 80
     host_header = netloc_host if target.port == default_port else f"{netloc_host}:{target.port}"
@@ -193,15 +271,16 @@ async def _post_to(
             extensions={"sni_hostname": target.host},
         )
         response = await client.send(request, stream=True)
+        received, oversized = 0, False
         try:
-            received = 0
             async for chunk in response.aiter_raw():
                 received += len(chunk)
-                if received >= max_response_bytes:
+                if received > max_response_bytes:
+                    oversized = True
                     break
         finally:
             await response.aclose()
-        return response.status_code
+        return response.status_code, oversized
 
 
 @functools.cache

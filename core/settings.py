@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"
     webhook_allow_private: bool = False
+    # Comma-separated ports webhook URLs may name (`443,8443`); empty: any port.
+    webhook_allowed_ports: str = ""
     webhook_poll_seconds: Annotated[float, Field(gt=0)] = 1.0
     webhook_endpoint_concurrency: Annotated[int, Field(ge=1, le=100)] = 4
     webhook_max_response_bytes: Annotated[int, Field(ge=0, le=1024 * 1024)] = 4096
@@ -159,6 +161,18 @@ class Settings(BaseSettings):
     def _retry_schedule(cls, value: str) -> str:
         parse_durations(value)
         return value
+
+    @field_validator("webhook_allowed_ports")
+    @classmethod
+    def _ports(cls, value: str) -> str:
+        ports = [item.strip() for item in value.split(",") if item.strip()]
+        if not all(port.isdigit() and 0 < int(port) < 65536 for port in ports):
+            raise ValueError("must be ports from 1 to 65535, comma-separated (443,8443), or empty for any")
+        return value
+
+    def webhook_ports(self) -> frozenset[int]:
+        """The ports webhook URLs may name; empty: any."""
+        return frozenset(int(item) for item in self.webhook_allowed_ports.split(",") if item.strip())
 
     def webhook_retry_delays(self) -> list[float]:
         """The waits (s) before each retry of a webhook delivery, in order."""

@@ -41,6 +41,7 @@ async def deliver(claim: webhooks.Claim) -> Row[Any] | None:
         timeout=config.webhook_timeout_seconds,
         max_response_bytes=config.webhook_max_response_bytes,
         allow_private=config.webhook_allow_private,
+        allowed_ports=config.webhook_ports(),
     )
     WEBHOOK_ATTEMPTS.labels(webhooks.attempt_outcome(claim, result)).inc()
     return await db_threads.write(webhooks.record_attempt, claim, result)
@@ -59,9 +60,10 @@ async def vet_url(url: str) -> None:
     """Unprocessable (`unsafe_webhook_url`) for a URL webhooks may not go to: not https, or a
     host that is or resolves to an address that is not public (unless private targets are
     allowed). A name that does not resolve now is accepted: every delivery checks again."""
-    allow_private = settings.current().webhook_allow_private
+    config = settings.current()
+    allow_private = config.webhook_allow_private
     try:
-        target = outbound.parse_target(url, allow_private=allow_private)
+        target = outbound.parse_target(url, allow_private=allow_private, allowed_ports=config.webhook_ports())
         await outbound.resolve(target, allow_private=allow_private)
     except outbound.UnsafeTarget as exc:
         raise Unprocessable("unsafe_webhook_url", str(exc)) from None

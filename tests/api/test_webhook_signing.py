@@ -50,6 +50,27 @@ def test_deliveries_verify_with_either_secret_during_the_overlap_and_only_the_ne
     assert len({first.webhook_id, second.webhook_id, third.webhook_id}) == 3
 
 
+@pytest.mark.parametrize(
+    ("answer", "status", "error"),
+    [((204, 0.0), 204, None), ((500, 0.0), 500, "http_status"), ((404, 0.0), 404, "http_status")],
+)
+def test_an_attempt_records_the_answer_or_a_reason_code(client, team, admin, answer, status, error):
+    headers = admin.acting_on(team.id)
+    with receiving(lambda _path, _n: answer) as receiver:
+        body = {"url": receiver.url("/hook"), "events": ["session.started"]}
+        endpoint = client.post(WEBHOOK_ENDPOINTS, json=body, headers=headers).json()
+        attempt = client.post(webhook_path(endpoint["id"], "test"), headers=headers).json()
+    assert (attempt["responseStatus"], attempt["error"], attempt["succeeded"]) == (status, error, error is None)
+
+
+def test_a_name_that_does_not_resolve_is_a_dns_failure(client, team, admin):
+    headers = admin.acting_on(team.id)
+    body = {"url": "http://hooks.example.invalid/hook", "events": ["session.started"]}
+    endpoint = client.post(WEBHOOK_ENDPOINTS, json=body, headers=headers).json()
+    attempt = client.post(webhook_path(endpoint["id"], "test"), headers=headers).json()
+    assert attempt["responseStatus"] is None and attempt["error"] == "dns_failure"
+
+
 def test_an_endpoint_that_only_fails_for_long_enough_is_disabled_and_the_audit_log_says_so(client, world, team, admin):
     headers = admin.acting_on(team.id)
     world.device(platform="ios", type="simulator", name="iPhone 16", os_version="18.2")
@@ -65,6 +86,8 @@ def test_an_endpoint_that_only_fails_for_long_enough_is_disabled_and_the_audit_l
 
     assert client.get(webhook_path(endpoint["id"]), headers=headers).json()["enabled"] is False
     assert attempts and not any(attempt["succeeded"] for attempt in attempts)
+    # Each failure says why as a reason code, never the operating system's words or an address.
+    assert {attempt["error"] for attempt in attempts} == {"connection_refused"}
     (disabled,) = events
     assert disabled["origin"] == "system" and disabled["actor"] is None
     assert disabled["target"] == {"kind": "webhook_endpoint", "id": endpoint["id"]}

@@ -98,6 +98,14 @@ def test_malformed_endpoints_are_refused(client, team, admin, body):
         "https://224.0.0.1/hook",
         "https://localhost/hook",  # a name that resolves to 127.0.0.1
         "http://hooks.example.invalid/plain-http",
+        # IPv6 forms that reach private IPv4 addresses, and site-local IPv6.
+        "https://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254
+        "https://[64:ff9b:1::a00:1]/hook",  # local-use NAT64
+        "https://[2002:7f00:1::]/hook",  # 6to4 of 127.0.0.1
+        "https://[::7f00:1]/hook",  # IPv4-compatible 127.0.0.1
+        "https://[::a00:1]/hook",  # IPv4-compatible 10.0.0.1
+        "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",  # Teredo
+        "https://[fec0::1]/hook",  # site-local
     ],
 )
 def test_targets_that_are_not_public_https_are_refused(client, team, admin, url):
@@ -105,10 +113,47 @@ def test_targets_that_are_not_public_https_are_refused(client, team, admin, url)
     refused = assert_error(
         client.post(WEBHOOK_ENDPOINTS, json=body, headers=admin.acting_on(team.id)), 422, "unsafe_webhook_url"
     )
-    assert "public" in refused["error"]["message"] or "https" in refused["error"]["message"]
+    message = refused["error"]["message"]
+    assert "public" in message or "https" in message
+    # The refusal names no address: what a name resolves to is not the caller's to learn.
+    assert not re.search(r"\d+\.\d+\.\d+\.\d+|::", message), message
     endpoint = _create(client, admin, team).json()
     changed = client.patch(webhook_path(endpoint["id"]), json={"url": url}, headers=admin.acting_on(team.id))
     assert_error(changed, 422, "unsafe_webhook_url")
+
+
+def test_the_port_allow_list_refuses_other_ports(settings, world):
+    from starlette.testclient import TestClient
+
+    from sessions_api.web.app import create_app
+
+    team = world.organization("Team")
+    admin = world.member(of=[(team, Role.admin)])
+    headers = admin.acting_on(team.id)
+    with TestClient(create_app(settings.replace(webhook_allowed_ports="443,8443"))) as client:
+        allowed = client.post(
+            WEBHOOK_ENDPOINTS,
+            json={"url": "https://hooks.example.invalid:8443/h", "events": ["session.started"]},
+            headers=headers,
+        )
+        assert allowed.status_code == 201, allowed.text
+        refused = client.post(
+            WEBHOOK_ENDPOINTS,
+            json={"url": "https://hooks.example.invalid:22/h", "events": ["session.started"]},
+            headers=headers,
+        )
+        assert "443, 8443" in assert_error(refused, 422, "unsafe_webhook_url")["error"]["message"]
+
+
+def test_public_forms_of_ipv6_are_still_webhook_targets():
+    from ipaddress import ip_address
+
+    from sessions_api.core.outbound import is_public
+
+    assert is_public(ip_address("2606:4700::1111"))  # a public IPv6 address
+    assert is_public(ip_address("64:ff9b::808:808"))  # NAT64 of 8.8.8.8: an IPv6-only network's way out
+    assert is_public(ip_address("2002:808:808::1"))  # 6to4 of 8.8.8.8
+    assert not is_public(ip_address("64:ff9b::a00:1"))  # NAT64 of 10.0.0.1
 
 
 def test_a_name_that_resolves_to_a_private_address_at_delivery_is_not_contacted(client, team, admin, monkeypatch):
@@ -123,7 +168,7 @@ def test_a_name_that_resolves_to_a_private_address_at_delivery_is_not_contacted(
     monkeypatch.setattr(socket, "getaddrinfo", rebound)
     attempt = client.post(webhook_path(endpoint["id"], "test"), headers=admin.acting_on(team.id)).json()
     assert attempt["succeeded"] is False and attempt["responseStatus"] is None
-    assert "resolves to 127.0.0.1, which is not a public address" in attempt["error"]
+    assert attempt["error"] == "unsafe_target"  # a reason code, never the address it found
     assert attempt["event"]["type"] == "webhook.test" and attempt["attempt"] == 1
     listed = client.get(webhook_path(endpoint["id"], "deliveries"), headers=admin.acting_on(team.id)).json()
     assert listed["data"] == [attempt]
