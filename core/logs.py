@@ -60,6 +60,20 @@ def lean_records() -> None:
 
 
 _PLAIN = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
+# Control characters and Unicode's line separators, as escapes: a `%0a` in a path must not
+# start a line of its own that a reader (or a log shipper) takes for another record.
+_ESCAPES = {
+    code: {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}.get(code, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    for code in (*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+
+
+class OneLineFormatter(logging.Formatter):
+    """The plain format: each record exactly one line, its control characters escaped (a
+    traceback too, its line breaks as `\\n`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(_ESCAPES)
 _JSON_FIELDS = "%(levelname)s %(name)s %(message)s %(request_id)s %(organization_id)s %(key_id)s"
 
 
@@ -73,7 +87,7 @@ def logging_config(level: str, log_format: str = "plain") -> dict[str, Any]:
             "timestamp": "time",  # ISO 8601 in UTC
         }
     else:
-        formatter = {"format": _PLAIN}
+        formatter = {"()": OneLineFormatter, "format": _PLAIN}
     return {
         "version": 1,
         "disable_existing_loggers": False,

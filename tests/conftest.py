@@ -3,6 +3,7 @@ product's own data layer (the same functions the CLI calls)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from sessions_api.core import db
 from sessions_api.core.settings import Settings
 from sessions_api.web.app import SessionsApi, create_app
 from tests.support.databases import PostgresDatabases, migrate, truncate_all
+from tests.support.secrets_in_logs import RecordText, assert_no_secrets
 from tests.support.world import World
 
 # What `pytest --quick` leaves out: tests that start processes, need Node or a browser, or run
@@ -150,6 +152,19 @@ def client(app) -> Iterator[TestClient]:
 @pytest.fixture
 def world(app) -> World:
     return World()
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs() -> Iterator[None]:
+    """No test's logs carry a secret (the server processes' are checked as they stop)."""
+    records = RecordText()
+    root = logging.getLogger()
+    root.addHandler(records)
+    try:
+        yield
+    finally:
+        root.removeHandler(records)
+    assert_no_secrets(records.texts, "this test's log records")
 
 
 @pytest.fixture(scope="session")

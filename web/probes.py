@@ -2,7 +2,9 @@
 
 - `GET /healthz`: 200 while the process serves requests; it touches nothing else.
 - `GET /readyz`: 200 when the database answers and its schema is the one this code needs;
-  else 503 `unavailable` with the reason and `Retry-After`.
+  else 503 `unavailable` with `Retry-After` and a reason code (`database_timeout`,
+  `database_unreachable`, `schema_behind`) and nothing else: no host, port or driver text for
+  whoever can reach the port. The server's log has the details.
 - `GET /metrics`: the Prometheus exposition (unless metrics are off or have a listener of
   their own).
 """
@@ -10,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -24,6 +27,7 @@ from sessions_api.web.errors import RETRY_AFTER_SECONDS, ApiError
 from sessions_api.web.observe import answered_by
 
 HEALTHZ, READYZ, METRICS = "/healthz", "/readyz", "/metrics"
+logger = logging.getLogger(__name__)
 # A readiness check that takes longer than this answers 503: the process cannot serve now.
 READY_TIMEOUT_SECONDS = 2.0
 _OK = orjson.dumps({"status": "ok"})
@@ -59,12 +63,14 @@ async def _check_ready() -> None:
     try:
         behind = await asyncio.wait_for(db_threads.read(schema_version.behind_by), READY_TIMEOUT_SECONDS)
     except TimeoutError:
-        raise _not_ready(f"the database did not answer within {READY_TIMEOUT_SECONDS:g} seconds") from None
-    except Exception as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise _not_ready(f"the database does not answer ({reason})") from None
+        logger.warning("not ready: the database did not answer within %g seconds", READY_TIMEOUT_SECONDS)
+        raise _not_ready("database_timeout") from None
+    except Exception:
+        logger.warning("not ready: the database does not answer", exc_info=True)
+        raise _not_ready("database_unreachable") from None
     if behind is not None:
-        raise _not_ready(behind)
+        logger.warning("not ready: %s", behind)
+        raise _not_ready("schema_behind")
 
 
 def _not_ready(reason: str) -> ApiError:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
 
-from sessions_api.core.logs import RequestContextFilter
+from sessions_api.core.logs import RequestContextFilter, logging_config
 from tests.support.api import DEVICES, SESSIONS, assert_error
 
 A_SESSION = f"{SESSIONS}/3b0e8c8e-1f4a-4c47-9a3e-8f6d2b7c5a10"
@@ -118,3 +119,24 @@ def test_the_access_log_line_carries_the_request_id(client, alice, caplog):
     lines = [record for record in caplog.records if record.name == "sessions_api.access"]
     assert lines and "GET /api/v1/sessions 200" in lines[-1].getMessage()
     assert lines[-1].request_id == "log-me-7"
+
+
+def test_a_line_break_in_a_path_cannot_forge_a_log_line(client, alice):
+    """The plain format writes each record on one line, control characters escaped."""
+    line = logging_config("INFO", "plain")["formatters"]["line"]
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(line["()"](line["format"]))
+    handler.addFilter(RequestContextFilter())
+    access = logging.getLogger("sessions_api.access")
+    access.addHandler(handler)
+    level, access.level = access.level, logging.INFO
+    try:
+        client.get(
+            "/api/v1/sessions%0a2026-12-02 INFO [-] sessions_api.access: 10.0.0.1 GET /admin 200", headers=alice.headers
+        )
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    written = out.getvalue()
+    assert written.count("\n") == 1 and "%0a" not in written and "sessions\\n2026-12-02" in written

@@ -18,6 +18,7 @@ from pathlib import Path
 from unittest import mock
 
 from sessions_api.cli.commands import main
+from tests.support.secrets_in_logs import LOG_LINE, assert_no_secrets
 
 COMMAND = shutil.which("sessions-api", path=str(Path(sys.executable).parent)) or "sessions-api"
 
@@ -61,6 +62,8 @@ def running_server(env: dict, *extra_args: str, log_path: Path) -> Iterator[tupl
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        logged = [line for line in log_path.read_text(errors="replace").splitlines() if LOG_LINE.match(line)]
+        assert_no_secrets(logged, f"the log of {log_path.name}")
 
 
 def _wait_until_up(base: str, process: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
