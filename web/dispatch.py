@@ -31,6 +31,8 @@ from sessions_api.web.state import AppState
 # Where Connexion's security middleware leaves what the security handler returned.
 _CONNEXION_CONTEXT = "connexion_context"
 _JSON = (b"content-type", b"application/json")
+# Every answer is the caller's own (some carry a secret shown once): no cache keeps any.
+_NO_STORE = (b"cache-control", b"no-store")
 _NO_HEADERS: dict[str, str] = {}
 
 
@@ -74,6 +76,7 @@ class Dispatcher:
         raw_headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
         if result is not None:
             raw_headers.append(_JSON)
+        raw_headers.append(_NO_STORE)
         raw_headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": body})

@@ -205,3 +205,11 @@ def test_keys_page_exactly(client, world):
     for limit in (1, 3, 8):
         seen = [item["id"] for item in list_all(client, alice.headers, limit=limit, path=API_KEYS)]
         assert len(seen) == len(set(seen)) == 8 and set(seen) == made
+
+
+def test_answers_that_carry_a_secret_are_never_stored_by_a_cache(client, world):
+    alice = world.member()
+    created = client.post(API_KEYS, json={"name": "ci"}, headers=alice.headers)
+    assert created.status_code == 201 and "secret" in created.json()
+    assert created.headers["Cache-Control"] == "no-store"
+    assert client.get(ME, headers=alice.headers).headers["Cache-Control"] == "no-store"

@@ -24,6 +24,7 @@ def test_an_endpoint_is_created_shown_changed_and_deleted_and_each_change_is_aud
     assert created.status_code == 201, created.text
     endpoint = created.json()
     assert re.fullmatch(r"whsec_[A-Za-z0-9+/]{43}=", endpoint["secret"])
+    assert created.headers["Cache-Control"] == "no-store"  # the secret, shown once, is never cached
     assert endpoint["events"] == ["session.released"] and endpoint["enabled"] and endpoint["description"] == "CI"
     shown = client.get(webhook_path(endpoint["id"]), headers=headers).json()
     assert "secret" not in shown and shown == {k: v for k, v in endpoint.items() if k != "secret"}
@@ -32,7 +33,9 @@ def test_an_endpoint_is_created_shown_changed_and_deleted_and_each_change_is_aud
     changes = {"events": ["session.started", "session.expired"], "description": None, "enabled": False}
     changed = client.patch(webhook_path(endpoint["id"]), json=changes, headers=headers).json()
     assert {name: changed[name] for name in changes} == changes
-    rotated = client.post(webhook_path(endpoint["id"], "rotate-secret"), headers=headers).json()
+    rotating = client.post(webhook_path(endpoint["id"], "rotate-secret"), headers=headers)
+    assert rotating.headers["Cache-Control"] == "no-store"
+    rotated = rotating.json()
     assert rotated["secret"] != endpoint["secret"] and rotated["id"] == endpoint["id"]
     assert client.delete(webhook_path(endpoint["id"]), headers=headers).status_code == 204
     assert_error(client.get(webhook_path(endpoint["id"]), headers=headers), 404, "not_found")
