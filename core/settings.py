@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     default_session_minutes: PositiveInt = 60
     max_session_minutes: PositiveInt = 240
     max_live_sessions: PositiveInt = 50
+    # Caps on what one caller can create without end (tenants stay apart): organizations one
+    # user creates through the API, live API keys one user holds (made through the API), and
+    # webhook endpoints per organization. Past a cap: 409 `limit_reached`.
+    max_organizations_per_user: PositiveInt = 10
+    max_api_keys_per_user: PositiveInt = 100
+    max_webhook_endpoints: PositiveInt = 20
     expiry_sweep_seconds: Annotated[float, Field(gt=0)] = 10.0
     # Webhooks (models.webhooks, web.webhooks): one attempt's time limit (s), the waits before
     # each retry (`5s,5m,30m,2h`: seconds, minutes, hours or days; jittered), whether targets on

@@ -43,13 +43,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, aliased
 from sqlmodel import col
 
-from sessions_api.core import db
+from sessions_api.core import db, settings
 from sessions_api.core.compiled_reads import CompiledRead
 from sessions_api.core.ids import parse_uuid
 from sessions_api.core.timestamps import utcnow
 from sessions_api.models import audit
 from sessions_api.models.as_text import rfc3339_text, uuid_text
-from sessions_api.models.errors import AccessDenied, Forbidden, NotFound, Unprocessable
+from sessions_api.models.errors import AccessDenied, Forbidden, NotFound, Unprocessable, limit_reached
 from sessions_api.models.instants import InstantAllocator, take_turns
 from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import ApiKey, AuditEventType, Membership, Organization, Origin, Role, User
@@ -117,6 +117,10 @@ def create_own_key(
     if maker_expires is not None and (expires_at is None or expires_at > maker_expires):
         expires_at = maker_expires
     with db.writing() as conn:
+        take_turns(conn=conn, scopes=["api_keys"])  # as _insert_key does: the count cannot move meanwhile
+        cap = settings.current().max_api_keys_per_user
+        if _live_keys_of(conn=conn, user_id=caller.user_id) >= cap:
+            raise limit_reached("live API keys per user", cap, "SESSIONS_API_MAX_API_KEYS_PER_USER")
         key, secret = _insert_key(
             conn=conn,
             actor=caller.actor,
@@ -166,6 +170,17 @@ def _insert_key(
         events=[_key_event(conn=conn, key=key, type=AuditEventType.key_created, actor=actor, after=created)],
     )
     return key, f"{KEY_PREFIX}{key.lookup_id}_{secret}"
+
+
+def _live_keys_of(*, conn: Connection, user_id: uuid.UUID) -> int:
+    """The user's keys that still work or may (not revoked, not expired)."""
+    now = utcnow()
+    live = and_(
+        col(ApiKey.user_id) == user_id,
+        col(ApiKey.revoked_at).is_(None),
+        or_(col(ApiKey.expires_at).is_(None), col(ApiKey.expires_at) > now),
+    )
+    return int(conn.execute(select(func.count()).where(live)).scalar_one())
 
 
 def _exists(*, conn: Connection, where: ColumnElement[bool]) -> bool:

@@ -40,5 +40,10 @@ class Conflict(Refused):
     """Cannot be done now; may succeed later (no free device, too many live sessions)."""
 
 
+def limit_reached(what: str, cap: int, setting: str) -> Conflict:
+    """409 `limit_reached`: a cap that keeps one tenant from creating without end."""
+    return Conflict("limit_reached", f"The limit of {cap} {what} is reached ({setting}); remove one first.")
+
+
 class Unprocessable(Refused):
     """Cannot be done as asked; retrying unchanged will not help."""

@@ -44,6 +44,10 @@ class Organization(SQLModel, table=True):
     # A user's Personal organization, made with the user; it is their default.
     personal: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Who created it through the API (None: the operator, or a Personal organization): what
+    # SESSIONS_API_MAX_ORGANIZATIONS_PER_USER counts. A user id, kept without a foreign key
+    # (added to a table others reference, which SQLite could only do by copying it).
+    created_by_user_id: uuid.UUID | None = Field(default=None, index=True)
 
 
 class User(SQLModel, table=True):

@@ -10,13 +10,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Row, Select, insert, select, update
+from sqlalchemy import Connection, Row, Select, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from sessions_api.core import db
+from sessions_api.core import db, settings
 from sessions_api.models import api_keys, audit, members
-from sessions_api.models.errors import NO_SUCH_ORGANIZATION, Forbidden, InvalidInput, NotFound, Unprocessable
+from sessions_api.models.errors import (
+    NO_SUCH_ORGANIZATION,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unprocessable,
+    limit_reached,
+)
+from sessions_api.models.instants import take_turns
 from sessions_api.models.tables import AuditEventType, Membership, Organization, Role, User
 from sessions_api.models.text import clean_name, is_email_address
 
@@ -34,8 +42,16 @@ def create_organization_for(caller: api_keys.Principal, name: str) -> Row[uuid.U
     bound to an organization acts on that one only, so it creates none."""
     if caller.bound_organization_id is not None:
         raise Forbidden("A key bound to an organization acts on that organization only: it cannot create others.")
-    organization = Organization(name=clean_name(name, "organization name"))
+    organization = Organization(name=clean_name(name, "organization name"), created_by_user_id=caller.user_id)
+    cap = settings.current().max_organizations_per_user
     with db.writing() as conn:
+        # One user's creations take turns, so that two at once cannot both pass the cap.
+        take_turns(conn=conn, scopes=[f"organizations-created-by:{caller.user_id}"])
+        created = conn.execute(
+            select(func.count()).where(col(Organization.created_by_user_id) == caller.user_id)
+        ).scalar_one()
+        if created >= cap:
+            raise limit_reached("organizations created by one user", cap, "SESSIONS_API_MAX_ORGANIZATIONS_PER_USER")
         _insert_organization(conn=conn, actor=caller.actor, organization=organization)
         members.insert_membership(
             conn=conn, actor=caller.actor, organization_id=organization.id, user_id=caller.user_id, role=Role.admin

@@ -23,7 +23,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, RowMapping, delete, insert, literal_column, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    RowMapping,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
@@ -33,7 +45,7 @@ from sessions_api.core.timestamps import format_utc, utcnow
 from sessions_api.models import audit
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.as_text import rfc3339_text, uuid_text
-from sessions_api.models.errors import InvalidInput, NotFound
+from sessions_api.models.errors import InvalidInput, NotFound, limit_reached
 from sessions_api.models.instants import InstantAllocator, take_turns
 from sessions_api.models.paging import Page, read_page
 from sessions_api.models.sessions import session_document, session_view
@@ -81,8 +93,14 @@ def create_endpoint(
     organization_id = caller.organization_id
     secret = new_secret()
     endpoint_id = uuid.uuid4()
+    cap = settings.current().max_webhook_endpoints
     with db.writing() as conn:
         take_turns(conn=conn, scopes=[f"webhooks:{organization_id}"])
+        endpoints = conn.execute(
+            select(func.count()).where(col(WebhookEndpoint.organization_id) == organization_id)
+        ).scalar_one()
+        if endpoints >= cap:
+            raise limit_reached("webhook endpoints per organization", cap, "SESSIONS_API_MAX_WEBHOOK_ENDPOINTS")
         allocator = InstantAllocator(
             conn, col(WebhookEndpoint.created_at), col(WebhookEndpoint.organization_id) == organization_id
         )

@@ -1,4 +1,5 @@
-"""bounded reads: a keyset index per list filter, and the device's platform on each session
+"""bounded reads and caps: a keyset index per list filter, the device's platform on each
+session, and who created an organization
 
 Revision ID: 0005
 Revises: 0004
@@ -59,9 +60,15 @@ def upgrade() -> None:
     )
     for name, columns in AUDIT_INDEXES.items():
         op.create_index(name, "audit_events", columns, unique=False)
+    # Who created an organization through the API: what the per-user cap counts.
+    # A plain ADD COLUMN (no copy of the table, which other tables reference), no foreign key.
+    op.add_column("organizations", sa.Column("created_by_user_id", sa.Uuid(), nullable=True))
+    op.create_index("ix_organizations_created_by_user_id", "organizations", ["created_by_user_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_organizations_created_by_user_id", table_name="organizations")
+    op.drop_column("organizations", "created_by_user_id")
     for name in AUDIT_INDEXES:
         op.drop_index(name, table_name="audit_events")
     op.drop_index(
