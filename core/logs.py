@@ -74,6 +74,8 @@ class OneLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return super().format(record).translate(_ESCAPES)
+
+
 _JSON_FIELDS = "%(levelname)s %(name)s %(message)s %(request_id)s %(organization_id)s %(key_id)s"
 
 

@@ -224,8 +224,7 @@ def _reason(exc: BaseException) -> str | None:
     if any(isinstance(link, ssl.SSLError) for link in chain):
         return Reason.TLS_ERROR
     if any(
-        isinstance(link, ConnectionRefusedError) or getattr(link, "errno", None) == errno.ECONNREFUSED
-        for link in chain
+        isinstance(link, ConnectionRefusedError) or getattr(link, "errno", None) == errno.ECONNREFUSED for link in chain
     ):
         return Reason.CONNECTION_REFUSED
     if isinstance(exc, httpx.ConnectError | httpx.NetworkError | OSError):

@@ -17,6 +17,8 @@ from pydantic import AliasChoices, Field, PositiveInt, ValidationError, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SESSIONS_API_"
+# SESSIONS_API_METRICS_LISTEN's value for /metrics on the API's own port.
+METRICS_ON_API_PORT = "api"
 
 
 class Settings(BaseSettings):
@@ -58,10 +60,12 @@ class Settings(BaseSettings):
     # Addresses (or CIDR networks), comma-separated, of proxies whose X-Forwarded-For names the
     # client (under `serve`); from anyone else the header is ignored.
     trusted_proxies: str = ""
-    # Prometheus metrics: served at /metrics on the API's port, or, with `metrics_listen`
-    # (`HOST:PORT`), on a listener of their own; off when `metrics` is false.
+    # Prometheus metrics, fleet-wide counts across tenants: on a listener of their own at
+    # `metrics_listen` (`HOST:PORT`, by default the loopback's 9464, the scraper's side of a
+    # pod), never on the API's port where tenants reach it, unless it is `api` (for a setup that
+    # guards /metrics otherwise); off when `metrics` is false.
     metrics: bool = True
-    metrics_listen: str | None = None
+    metrics_listen: str = "127.0.0.1:9464"
     # Seconds between writes of an API key's `lastUsedAt`, to keep reads write-free.
     key_last_used_interval: Annotated[int, Field(ge=0)] = 60
     sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
@@ -146,8 +150,8 @@ class Settings(BaseSettings):
         return 1 if self.is_sqlite else max(1, self.db_max_overflow)
 
     def metrics_address(self) -> tuple[str, int] | None:
-        """The (host, port) of the metrics' own listener, if they have one."""
-        if not self.metrics_listen:
+        """The (host, port) of the metrics' own listener; None when they are on the API's port."""
+        if self.metrics_listen == METRICS_ON_API_PORT:
             return None
         host, _, port = self.metrics_listen.rpartition(":")
         return host or "0.0.0.0", int(port)
@@ -200,11 +204,11 @@ class Settings(BaseSettings):
 
     @field_validator("metrics_listen")
     @classmethod
-    def _host_and_port(cls, value: str | None) -> str | None:
-        if value:
+    def _host_and_port(cls, value: str) -> str:
+        if value != METRICS_ON_API_PORT:
             _, colon, port = value.rpartition(":")
             if not colon or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError("must be HOST:PORT, for example 0.0.0.0:9100")
+                raise ValueError(f"must be HOST:PORT, for example 127.0.0.1:9464, or {METRICS_ON_API_PORT}")
         return value
 
 

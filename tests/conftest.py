@@ -119,8 +119,13 @@ def settings(database_url: str) -> Settings:
     # Responses are validated against the spec in every test: a drifting response fails loudly.
     # Tests walk pages and start sessions faster than a client should: the budgets that count
     # them stay on, ample (tests/api/test_rate_limits.py sets small ones).
+    # /metrics on the app's own port, where the in-process tests scrape it.
     return Settings(
-        database_url=database_url, validate_responses=True, rate_limit="100000/second", start_rate_limit="100000/second"
+        database_url=database_url,
+        validate_responses=True,
+        rate_limit="100000/second",
+        start_rate_limit="100000/second",
+        metrics_listen="api",
     )
 
 

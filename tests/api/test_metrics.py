@@ -10,6 +10,7 @@ from datetime import timedelta
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from sessions_api.core.settings import Settings
 from sessions_api.core.timestamps import format_utc, utcnow
 from sessions_api.models import Role, members, session_import
 from sessions_api.web.app import create_app
@@ -101,6 +102,16 @@ def test_metrics_can_be_turned_off(settings):
 
 def test_metrics_with_a_listener_of_their_own_are_not_on_the_api_port(settings):
     with TestClient(create_app(settings.replace(metrics_listen="127.0.0.1:9464"))) as client:
+        assert client.get("/metrics").status_code == 404
+
+
+def test_by_default_tenants_cannot_read_fleet_wide_metrics_on_the_api_port(settings, monkeypatch):
+    """The default is a listener of their own, on the loopback (the scraper's side of a pod);
+    the API's port, which tenants reach, serves no /metrics."""
+    monkeypatch.delenv("SESSIONS_API_METRICS_LISTEN", raising=False)
+    default = Settings(database_url=settings.database_url)
+    assert default.metrics_address() == ("127.0.0.1", 9464)
+    with TestClient(create_app(default)) as client:
         assert client.get("/metrics").status_code == 404
 
 

@@ -83,7 +83,8 @@ def _wait_until_up(base: str, process: subprocess.Popen, log_path: Path, timeout
 def server_env(database_url: str, **extra: str) -> dict:
     """This environment for a server on `database_url`: production settings unless `extra` says otherwise."""
     inherited = {k: v for k, v in os.environ.items() if k != "SESSIONS_API_VALIDATE_RESPONSES"}
-    return {**inherited, "DATABASE_URL": database_url, **extra}
+    # /metrics on the server's own port (tests start several servers; a listener each would collide).
+    return {**inherited, "DATABASE_URL": database_url, "SESSIONS_API_METRICS_LISTEN": "api", **extra}
 
 
 def api_call(base: str, headers: dict, method: str, path: str, body: dict | None = None) -> dict | None:
