@@ -23,6 +23,7 @@ from sessions_api.models import (
     schema_version,
     session_import,
     tenancy,
+    webhooks,
 )
 from sessions_api.models.errors import DataError
 
@@ -139,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         toggle = _command(device, action, help_text, _device_toggle)
         toggle.add_argument("device_id", type=_uuid)
 
+    secrets = _group(commands, "secrets", "secrets kept at rest (SESSIONS_API_SECRET_KEYS)")
+    _command(
+        secrets,
+        "rotate",
+        "re-seal every webhook signing secret under the first key of SESSIONS_API_SECRET_KEYS",
+        _secrets_rotate,
+    )
+
     session = _group(commands, "session", "sessions")
     imp = _command(session, "import", "import sessions from a JSON lines file ('-' for stdin)", _session_import)
     imp.add_argument("file")
@@ -222,6 +231,11 @@ def _session_import(args) -> None:
         with open(args.file, encoding="utf-8") as lines:
             count = session_import.import_sessions(lines)
     _report(args, {"imported": count}, f"imported {count} sessions")
+
+
+def _secrets_rotate(args) -> None:
+    resealed = webhooks.reseal_secrets()
+    _report(args, {"resealed": resealed}, f"{resealed} webhook endpoint(s) resealed under the first key")
 
 
 def _db_upgrade(args) -> None:

@@ -36,6 +36,11 @@ def serve(args: argparse.Namespace) -> None:
             args.workers,
             args.workers,
         )
+    if not settings.secret_keys:
+        logger.warning(
+            "SESSIONS_API_SECRET_KEYS is not set: webhook signing secrets are stored as they are; "
+            "set it to Fernet keys to seal them at rest (README, Deploying)"
+        )
     if settings.metrics and settings.metrics_address():
         _serve_metrics_apart(*settings.metrics_address())  # type: ignore[misc]
     base = f"http://{args.host}:{args.port}/api/v1"

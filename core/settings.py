@@ -16,6 +16,8 @@ from limits import parse_many
 from pydantic import AliasChoices, Field, PositiveInt, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sessions_api.core.sealing import valid_keys
+
 ENV_PREFIX = "SESSIONS_API_"
 # SESSIONS_API_METRICS_LISTEN's value for /metrics on the API's own port.
 METRICS_ON_API_PORT = "api"
@@ -103,6 +105,9 @@ class Settings(BaseSettings):
     # still signs, and after how long (s) of only failures an endpoint is disabled.
     webhook_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"
+    # Fernet keys, comma-separated, that seal the webhook signing secrets at rest (the first
+    # seals, each opens: core.sealing); empty: stored as they are, and `serve` warns.
+    secret_keys: str = Field(default="", repr=False)
     webhook_allow_private: bool = False
     # Comma-separated ports webhook URLs may name (`443,8443`); empty: any port.
     webhook_allowed_ports: str = ""
@@ -171,6 +176,14 @@ class Settings(BaseSettings):
     def _retry_schedule(cls, value: str) -> str:
         parse_durations(value)
         return value
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _fernet_keys(cls, value: str) -> str:
+        try:
+            return valid_keys(value)
+        except (ValueError, TypeError):
+            raise ValueError("must be Fernet keys (Fernet.generate_key()), comma-separated") from None
 
     @field_validator("webhook_allowed_ports")
     @classmethod
@@ -242,7 +255,12 @@ def env_name(field: str) -> str:
 def _describe(error: Any) -> str:
     field = str(error["loc"][0]) if error["loc"] else ""
     name = env_name(field) if field in Settings.model_fields else field
-    return f"{name} {error['msg'][:1].lower()}{error['msg'][1:]}, not {error['input']!r}"
+    shown = "" if field in _SECRET_FIELDS else f", not {error['input']!r}"
+    return f"{name} {error['msg'][:1].lower()}{error['msg'][1:]}{shown}"
+
+
+# Fields whose values an error message must not repeat.
+_SECRET_FIELDS = frozenset({"secret_keys"})
 
 
 # The settings of the app (or command) whose work this context is doing: bound by the app for

@@ -53,9 +53,22 @@ def upgrade() -> tuple[str | None, str]:
     """Apply every pending migration; returns (revision before, revision after)."""
     before = current_revision()
     config = alembic_config()
-    with db.engine().begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    with db.engine().connect() as conn:
+        # SQLite alters a table by copying it; with foreign keys on, dropping the old copy of a
+        # table others reference fails (or deletes). They are off while migrations run (only
+        # outside a transaction does SQLite take the pragma), and checked before the commit.
+        driver = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        if driver is not None:
+            driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+                if driver is not None and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError("the migration left rows whose foreign keys point nowhere")
+        finally:
+            if driver is not None:
+                driver.execute("PRAGMA foreign_keys=ON")
     return before, head_revision()
 
 

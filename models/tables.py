@@ -271,8 +271,9 @@ class WebhookEndpoint(SQLModel, table=True):
     # The event types it receives (a list of session.* names).
     events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     enabled: bool = Field(default=True)
-    secret: str = Field(max_length=128)
-    previous_secret: str | None = Field(default=None, max_length=128)
+    # Sealed at rest when SESSIONS_API_SECRET_KEYS is set (`fernet:<token>`, core.sealing).
+    secret: str = Field(max_length=512)
+    previous_secret: str | None = Field(default=None, max_length=512)
     previous_secret_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     failing_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(sa_type=UTCDateTime)

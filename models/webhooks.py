@@ -41,6 +41,7 @@ from sqlmodel import col
 
 from sessions_api.core import db, settings
 from sessions_api.core.outbound import AttemptResult, new_secret
+from sessions_api.core.sealing import SecretBox
 from sessions_api.core.timestamps import format_utc, utcnow
 from sessions_api.models import audit
 from sessions_api.models.api_keys import Principal
@@ -113,7 +114,7 @@ def create_endpoint(
                 description=_stored("description", description),
                 events=_stored("events", events),
                 enabled=True,
-                secret=secret,
+                secret=_box().seal(secret),
                 created_at=now,
                 updated_at=now,
             )
@@ -194,7 +195,10 @@ def rotate_secret(caller: Principal, endpoint_id: uuid.UUID) -> tuple[Row[Any], 
             update(WebhookEndpoint)
             .where(col(WebhookEndpoint.id) == endpoint_id)
             .values(
-                secret=secret, previous_secret=current["secret"], previous_secret_until=now + overlap, updated_at=now
+                secret=_box().seal(secret),
+                previous_secret=current["secret"],  # as stored: sealed if it was
+                previous_secret_until=now + overlap,
+                updated_at=now,
             )
         )
         event = AuditEventType.webhook_endpoint_secret_rotated
@@ -376,6 +380,33 @@ def claim_test(caller: Principal, endpoint_id: uuid.UUID) -> Claim:
         return claim
 
 
+def _box() -> SecretBox:
+    """The signing secrets' seal (core.sealing), with this app's keys."""
+    return SecretBox(settings.current().secret_keys)
+
+
+def reseal_secrets() -> int:
+    """Seal every endpoint's signing secrets under the first configured key (`sessions-api
+    secrets rotate`); how many endpoints were resealed."""
+    box = _box()
+    if not box.seals:
+        raise InvalidInput("SESSIONS_API_SECRET_KEYS is not set: there is no key to seal with")
+    resealed = 0
+    with db.writing() as conn:
+        rows = conn.execute(
+            select(col(WebhookEndpoint.id), col(WebhookEndpoint.secret), col(WebhookEndpoint.previous_secret))
+        ).all()
+        for row in rows:
+            previous = box.reseal(row.previous_secret) if row.previous_secret is not None else None
+            conn.execute(
+                update(WebhookEndpoint)
+                .where(col(WebhookEndpoint.id) == row.id)
+                .values(secret=box.reseal(row.secret), previous_secret=previous)
+            )
+            resealed += 1
+    return resealed
+
+
 def _claims(*, conn: Connection, where: ColumnElement[bool], now: datetime) -> list[Claim]:
     rows = conn.execute(
         select(
@@ -396,13 +427,14 @@ def _claims(*, conn: Connection, where: ColumnElement[bool], now: datetime) -> l
     )
     claims = []
     for row in rows:
-        signing = [row.secret]
+        box = _box()
+        signing = [box.open(row.secret)]
         if (
             row.previous_secret is not None
             and row.previous_secret_until is not None
             and row.previous_secret_until > now
         ):
-            signing.append(row.previous_secret)
+            signing.append(box.open(row.previous_secret))
         claims.append(
             Claim(
                 row.id,

@@ -1,5 +1,5 @@
 """bounded reads and caps: a keyset index per list filter, the device's platform on each
-session, and who created an organization
+session, who created an organization, and room for sealed webhook secrets
 
 Revision ID: 0005
 Revises: 0004
@@ -61,12 +61,30 @@ def upgrade() -> None:
     for name, columns in AUDIT_INDEXES.items():
         op.create_index(name, "audit_events", columns, unique=False)
     # Who created an organization through the API: what the per-user cap counts.
+    # Room for webhook signing secrets sealed at rest (`fernet:<token>`, core.sealing). SQLite
+    # copies the table (schema_version.upgrade turns its foreign keys off meanwhile).
+    with op.batch_alter_table("webhook_endpoints", schema=None) as batch_op:
+        for column in ("secret", "previous_secret"):
+            batch_op.alter_column(
+                column,
+                existing_type=sqlmodel.sql.sqltypes.AutoString(length=128),
+                type_=sqlmodel.sql.sqltypes.AutoString(length=512),
+                existing_nullable=column == "previous_secret",
+            )
     # A plain ADD COLUMN (no copy of the table, which other tables reference), no foreign key.
     op.add_column("organizations", sa.Column("created_by_user_id", sa.Uuid(), nullable=True))
     op.create_index("ix_organizations_created_by_user_id", "organizations", ["created_by_user_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("webhook_endpoints", schema=None) as batch_op:
+        for column in ("secret", "previous_secret"):
+            batch_op.alter_column(
+                column,
+                existing_type=sqlmodel.sql.sqltypes.AutoString(length=512),
+                type_=sqlmodel.sql.sqltypes.AutoString(length=128),
+                existing_nullable=column == "previous_secret",
+            )
     op.drop_index("ix_organizations_created_by_user_id", table_name="organizations")
     op.drop_column("organizations", "created_by_user_id")
     for name in AUDIT_INDEXES:
