@@ -23,11 +23,6 @@ def listMembers(
     return list_body(page, member_json)
 
 
-def addMember(organizationId: str, body: dict[str, Any], token_info: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    member = members.add_member_by_email(token_info["principal"], body["email"], Role(body["role"]))
-    return member_json(member), 201
-
-
 def changeMemberRole(
     organizationId: str, userId: str, body: dict[str, Any], token_info: dict[str, Any]
 ) -> dict[str, Any]:

@@ -9,7 +9,9 @@ The rules hold for every caller, the API's and the operator's alike:
   membership (and `api_keys.authenticate` refuses a bound key whose user is not a member).
 
 Changes to one organization's members take turns, so two admins cannot demote each other at
-once. `created_at` is unique within an organization: the members list pages by it.
+once. `created_at` is unique within an organization: the members list pages by it. Through
+the API, members join by accepting an invitation (models.invitations); the operator adds them
+directly (`add_member`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from sessions_api.models.errors import Conflict, Forbidden, NotFound, Unprocessa
 from sessions_api.models.instants import InstantAllocator, take_turns
 from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import ApiKey, AuditEventType, Membership, Organization, Role, User
-from sessions_api.models.text import is_email_address
 
 NOT_A_MEMBER = "No member with this id exists in this organization."
 
@@ -37,13 +38,13 @@ NOT_A_MEMBER = "No member with this id exists in this organization."
 def add_member(organization_id: uuid.UUID, user_id: uuid.UUID, role: Role) -> Membership:
     """The operator's: make a user a member of an organization, or change their role in it."""
     with db.writing() as conn:
-        personal = _take_members_turn(conn=conn, organization_id=organization_id)
+        personal = takes_members_turn(conn=conn, organization_id=organization_id)
         if conn.execute(select(col(User.id)).where(col(User.id) == user_id)).first() is None:
             raise NotFound(f"no user with id {user_id}")
-        current = _role_of(conn=conn, organization_id=organization_id, user_id=user_id)
+        current = role_of(conn=conn, organization_id=organization_id, user_id=user_id)
         if current is None:
             if personal:
-                raise _gains_no_members()
+                raise gains_no_members()
             insert_membership(
                 conn=conn, actor=audit.OPERATOR, organization_id=organization_id, user_id=user_id, role=role
             )
@@ -53,31 +54,11 @@ def add_member(organization_id: uuid.UUID, user_id: uuid.UUID, role: Role) -> Me
     return Membership.model_validate(row._mapping)
 
 
-def add_member_by_email(caller: api_keys.Principal, email: str, role: Role) -> Row[Any]:
-    """Add the user with this email to the organization the caller acts on; the member as the
-    API shows them. `unknown_user` when no user has the email, `already_member` when they are
-    one."""
-    organization_id = caller.organization_id
-    with db.writing() as conn:
-        if _take_members_turn(conn=conn, organization_id=organization_id):
-            raise _gains_no_members()
-        email = email.strip()
-        user_id = None
-        if is_email_address(email):  # no account has any other
-            user_id = conn.execute(select(col(User.id)).where(col(User.email) == email)).scalar()
-        if user_id is None:
-            raise Unprocessable("unknown_user", "No user has this email address; they need an account first.")
-        if _role_of(conn=conn, organization_id=organization_id, user_id=user_id) is not None:
-            raise Conflict("already_member", "This user is already a member of the organization.")
-        insert_membership(conn=conn, actor=caller.actor, organization_id=organization_id, user_id=user_id, role=role)
-        return _member_view(conn=conn, organization_id=organization_id, user_id=user_id)
-
-
 def change_role(caller: api_keys.Principal, user_id: uuid.UUID, role: Role) -> Row[Any]:
     """Give a member of the organization the caller acts on another role."""
     organization_id = caller.organization_id
     with db.writing() as conn:
-        _take_members_turn(conn=conn, organization_id=organization_id)
+        takes_members_turn(conn=conn, organization_id=organization_id)
         _change_role(conn=conn, actor=caller.actor, organization_id=organization_id, user_id=user_id, role=role)
         return _member_view(conn=conn, organization_id=organization_id, user_id=user_id)
 
@@ -91,8 +72,8 @@ def remove_member(caller: api_keys.Principal, user_id: uuid.UUID) -> None:
             f"Your role in this organization ({caller.role.value}) may not remove other members; it takes admin."
         )
     with db.writing() as conn:
-        _take_members_turn(conn=conn, organization_id=organization_id)
-        role = _role_of(conn=conn, organization_id=organization_id, user_id=user_id)
+        takes_members_turn(conn=conn, organization_id=organization_id)
+        role = role_of(conn=conn, organization_id=organization_id, user_id=user_id)
         if role is None:
             raise NotFound(NOT_A_MEMBER)
         if role is Role.admin:
@@ -127,7 +108,7 @@ def insert_membership(
     audit.record(conn=conn, events=[added])
 
 
-def _take_members_turn(*, conn: Connection, organization_id: uuid.UUID) -> bool:
+def takes_members_turn(*, conn: Connection, organization_id: uuid.UUID) -> bool:
     """Take the organization's turn to change its members; returns whether it is a Personal one."""
     take_turns(conn=conn, scopes=[f"memberships:{organization_id}"])
     personal: bool | None = conn.execute(
@@ -138,7 +119,7 @@ def _take_members_turn(*, conn: Connection, organization_id: uuid.UUID) -> bool:
     return personal
 
 
-def _gains_no_members() -> Unprocessable:
+def gains_no_members() -> Unprocessable:
     return Unprocessable(
         "personal_organization", "A Personal organization belongs to its user alone: it cannot gain members."
     )
@@ -147,7 +128,7 @@ def _gains_no_members() -> Unprocessable:
 def _change_role(
     *, conn: Connection, actor: audit.Actor, organization_id: uuid.UUID, user_id: uuid.UUID, role: Role
 ) -> None:
-    before = _role_of(conn=conn, organization_id=organization_id, user_id=user_id)
+    before = role_of(conn=conn, organization_id=organization_id, user_id=user_id)
     if before is None:
         raise NotFound(NOT_A_MEMBER)
     if before == role:
@@ -179,7 +160,7 @@ def _keep_an_admin(*, conn: Connection, organization_id: uuid.UUID, user_id: uui
         raise Conflict("last_admin", "This is the organization's last admin: make another member admin first.")
 
 
-def _role_of(*, conn: Connection, organization_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:
+def role_of(*, conn: Connection, organization_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:
     role: Role | None = conn.execute(
         select(col(Membership.role)).where(*_membership(organization_id, user_id))
     ).scalar()

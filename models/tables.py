@@ -73,6 +73,38 @@ class Membership(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class InvitationStatus(enum.StrEnum):
+    pending = "pending"
+    accepted = "accepted"
+    declined = "declined"
+    revoked = "revoked"
+    # Never stored: a pending invitation past its expiresAt reads as expired.
+    expired = "expired"
+
+
+class Invitation(SQLModel, table=True):
+    """An admin's invitation of an email address to an organization, with a role; the invitee
+    (the account with that email) accepts or declines it. `created_at` is unique within the
+    organization: the paging cursor of its invitations."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "created_at"),
+        # The invitee's own list: their address's invitations, newest first.
+        Index("ix_invitations_email_created_at", "email", "created_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id")
+    email: str = Field(max_length=320)
+    role: Role = Field(sa_column=Column(Enum(Role, name="role", native_enum=False, length=16), nullable=False))
+    status: str = Field(max_length=16)
+    invited_by_user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    responded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class ApiKey(SQLModel, table=True):
     """An API key. The secret is never stored: only its SHA-256, found by the key's lookup id.
     `created_at` is unique: it is the paging cursor of a user's and an organization's keys."""

@@ -15,6 +15,7 @@ is read from an index of sessions alone.
 from alembic import op
 import sqlalchemy as sa
 import sqlmodel
+import sessions_api.models.types
 
 
 revision = "0005"
@@ -71,12 +72,40 @@ def upgrade() -> None:
                 type_=sqlmodel.sql.sqltypes.AutoString(length=512),
                 existing_nullable=column == "previous_secret",
             )
+    # Invitations replace adding members by email (an account lookup for anyone).
+    op.create_table(
+        "invitations",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("organization_id", sa.Uuid(), nullable=False),
+        sa.Column("email", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+        sa.Column(
+            "role",
+            sa.Enum("admin", "readwrite", "readonly", name="role", native_enum=False, length=16),
+            nullable=False,
+        ),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("invited_by_user_id", sa.Uuid(), nullable=True),
+        sa.Column("created_at", sessions_api.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sessions_api.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("responded_at", sessions_api.models.types.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["invited_by_user_id"], ["users.id"], name=op.f("fk_invitations_invited_by_user_id_users")
+        ),
+        sa.ForeignKeyConstraint(
+            ["organization_id"], ["organizations.id"], name=op.f("fk_invitations_organization_id_organizations")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_invitations")),
+        sa.UniqueConstraint("organization_id", "created_at", name=op.f("uq_invitations_organization_id_created_at")),
+    )
+    op.create_index("ix_invitations_email_created_at", "invitations", ["email", "created_at"], unique=False)
     # A plain ADD COLUMN (no copy of the table, which other tables reference), no foreign key.
     op.add_column("organizations", sa.Column("created_by_user_id", sa.Uuid(), nullable=True))
     op.create_index("ix_organizations_created_by_user_id", "organizations", ["created_by_user_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_invitations_email_created_at", table_name="invitations")
+    op.drop_table("invitations")
     with op.batch_alter_table("webhook_endpoints", schema=None) as batch_op:
         for column in ("secret", "previous_secret"):
             batch_op.alter_column(

@@ -9,7 +9,17 @@ import pytest
 
 from sessions_api.core.timestamps import format_utc, parse_rfc3339, utcnow
 from sessions_api.models import Role
-from tests.support.api import API_KEYS, AUDIT_EVENTS, ME, SESSIONS, assert_error, list_all, members_path, revoke_path
+from tests.support.api import (
+    API_KEYS,
+    AUDIT_EVENTS,
+    ME,
+    SESSIONS,
+    assert_error,
+    join,
+    list_all,
+    members_path,
+    revoke_path,
+)
 
 
 @pytest.fixture
@@ -190,10 +200,7 @@ def test_a_bound_key_stops_when_its_user_leaves_the_organization(client, world, 
     assert_error(client.get(SESSIONS, headers=_bearer(team_key["secret"])), 401, "unauthenticated")
     assert client.get(SESSIONS, headers=_bearer(unbound["secret"])).status_code == 200
     # Revoked with the membership: joining again does not bring the key back.
-    rejoined = client.post(
-        members_path(team.id), json={"email": writer.user.email, "role": "readwrite"}, headers=admin.headers
-    )
-    assert rejoined.status_code == 201
+    assert join(client, admin.headers, team.id, writer, "readwrite")["status"] == "accepted"
     assert_error(client.get(SESSIONS, headers=_bearer(team_key["secret"])), 401, "unauthenticated")
     (shown,) = [item for item in list_all(client, writer.headers, path=API_KEYS) if item["id"] == team_key["id"]]
     assert shown["revokedAt"] is not None

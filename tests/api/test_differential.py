@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 
 from sessions_api.core import db, resources
 from sessions_api.models import IdempotencyRecord, Role, api_keys
-from tests.support.api import API
+from tests.support.api import API, invitations_path
 
 SPEC = resolve_refs(yaml.safe_load(resources.spec_path().read_text()))
 CHARSETS = [None, "utf-8", "UTF-8", '"utf-8"', "utf-7", "UTF-7", "utf-16", "latin-1", '"iso-8859-1"']
@@ -46,6 +46,7 @@ READ_BACK = [
     "/audit-events?limit=500",
     "/webhook-endpoints",
     "/me",
+    "/me/invitations",
 ]
 
 
@@ -91,6 +92,8 @@ def _path_ids(client, admin, team, fleet) -> dict[str, str]:
     for name, path in [("sessionId", "/sessions"), ("endpointId", "/webhook-endpoints")]:
         data = client.get(API + path, headers=headers).json()["data"]
         ids[name] = data[0]["id"] if data else str(uuid.uuid4())
+    invited = {"email": "invitee@example.com", "role": "readonly"}
+    ids["invitationId"] = client.post(invitations_path(team.id), json=invited, headers=admin.headers).json()["id"]
     return ids
 
 

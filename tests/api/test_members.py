@@ -1,4 +1,5 @@
-"""Organizations and their members, managed through the API: the last-admin and Personal rules."""
+"""Organizations and their members, managed through the API: the last-admin and Personal rules.
+(Members join through invitations: tests/api/test_invitations.py.)"""
 
 from __future__ import annotations
 
@@ -7,10 +8,6 @@ import pytest
 from sessions_api.models import Role, api_keys, tenancy
 from sessions_api.models.errors import InvalidInput
 from tests.support.api import API_KEYS, ORGANIZATIONS, assert_error, list_all, members_path, organization_path
-
-
-def _add(client, admin, organization_id, email, role="readwrite"):
-    return client.post(members_path(organization_id), json={"email": email, "role": role}, headers=admin.headers)
 
 
 def _roles(client, member, organization_id) -> dict[str, str]:
@@ -40,25 +37,6 @@ def test_admins_rename_an_organization_but_not_a_personal_one(client, world, tea
     personal = client.patch(organization_path(admin.personal.id), json={"name": "Mine"}, headers=admin.headers)
     assert_error(personal, 422, "personal_organization")
     assert client.get(organization_path(admin.personal.id), headers=admin.headers).json()["name"].endswith("(Personal)")
-
-
-def test_members_are_added_by_email_once_and_only_with_an_account(client, world, team, admin):
-    bob = world.member()
-    added = _add(client, admin, team.id, bob.user.email, "readonly")
-    assert added.status_code == 201
-    member = added.json()
-    assert member["user"] == {"id": str(bob.user.id), "email": bob.user.email, "name": None}
-    assert member["role"] == "readonly"
-    assert_error(_add(client, admin, team.id, bob.user.email), 409, "already_member")
-    assert_error(_add(client, admin, team.id, "nobody@example.com"), 422, "unknown_user")
-    assert _roles(client, bob, team.id) == {str(admin.user.id): "admin", str(bob.user.id): "readonly"}
-
-
-def test_a_personal_organization_gains_no_members(client, world, admin):
-    bob = world.member()
-    refused = _add(client, admin, admin.personal.id, bob.user.email)
-    assert_error(refused, 422, "personal_organization")
-    assert _roles(client, admin, admin.personal.id) == {str(admin.user.id): "admin"}
 
 
 def test_the_last_admin_can_be_neither_demoted_nor_removed(client, world, team, admin):
@@ -137,13 +115,3 @@ def test_names_with_control_characters_or_only_spaces_are_refused(client, world,
         tenancy.create_organization(name)
     with pytest.raises(InvalidInput):
         api_keys.create_key(alice.user.id, name=name)
-
-
-def test_an_email_no_account_can_have_is_an_unknown_user(client, world, team, admin):
-    assert_error(_add(client, admin, team.id, "two words@example.com"), 422, "unknown_user")
-    # Text no database stores is refused before it is looked up, as everywhere: the NUL
-    # character, and half a surrogate pair as JSON may spell it (no client library would).
-    assert_error(_add(client, admin, team.id, "nul\x00@example.com"), 400, "invalid_request")
-    body = b'{"email": "\\ud800@example.com", "role": "admin"}'
-    headers = {**admin.headers, "Content-Type": "application/json"}
-    assert_error(client.post(members_path(team.id), content=body, headers=headers), 400, "invalid_request")

@@ -14,6 +14,7 @@ import pytest
 
 from sessions_api.models import Role
 from tests.support.api import (
+    API,
     API_KEYS,
     AUDIT_EVENTS,
     DEVICES,
@@ -23,6 +24,7 @@ from tests.support.api import (
     UNREACHABLE_HOOK,
     WEBHOOK_ENDPOINTS,
     assert_error,
+    invitations_path,
     members_path,
     organization_path,
     revoke_path,
@@ -43,7 +45,14 @@ MATRIX = {
     "getOrganization": (200, 200, 200, 200, 404, 404),
     "renameOrganization": (200, 403, 403, 403, 404, 404),
     "listMembers": (200, 200, 200, 200, 404, 404),
-    "addMember": (201, 403, 403, 403, 404, 404),
+    "listInvitations": (200, 403, 403, 403, 404, 404),
+    "createInvitation": (201, 403, 403, 403, 404, 404),
+    "revokeInvitation": (204, 403, 403, 403, 404, 404),
+    # An invitee answers with the key they sign in with (no organization selected); these
+    # callers are all members of the team but the outsider, who joins.
+    "listMyInvitations": (200, 200, 200, 200, 200, 200),
+    "acceptInvitation": (409, 409, 409, 409, 200, 409),
+    "declineInvitation": (200, 200, 200, 200, 200, 200),
     "changeMemberRole": (200, 403, 403, 403, 404, 404),
     "removeMember": (204, 403, 403, 403, 404, 404),
     "listApiKeys": (200, 200, 200, 200, 403, 403),
@@ -90,12 +99,22 @@ def test_every_operation_answers_each_kind_of_caller_as_the_spec_says(client, wo
     colleagues_team_key = client.post(
         API_KEYS, json={"name": "ci", "organization": str(team.id)}, headers=colleague.headers
     ).json()
-    newcomer = world.member()
     session = client.post(SESSIONS, json={"platform": "ios"}, headers=owner.acting_on(team.id)).json()
     hook = {"url": UNREACHABLE_HOOK, "events": ["session.released"]}
     endpoint = client.post(WEBHOOK_ENDPOINTS, json=hook, headers=owner.acting_on(team.id)).json()
     caller = _caller(world, team, kind)
     headers = caller.acting_on(team.id)
+    owners = owner.acting_on(team.id)
+    pending = client.post(
+        invitations_path(team.id), json={"email": "x@example.com", "role": "readonly"}, headers=owners
+    )
+    pending = pending.json()
+    to_accept, to_decline = (
+        client.post(
+            invitations_path(team.id), json={"email": caller.user.email, "role": "readonly"}, headers=owners
+        ).json()
+        for _ in range(2)
+    )
 
     calls = {
         "listSessions": lambda: client.get(SESSIONS, headers=headers),
@@ -110,9 +129,6 @@ def test_every_operation_answers_each_kind_of_caller_as_the_spec_says(client, wo
             organization_path(team.id), json={"name": "Team B"}, headers=caller.headers
         ),
         "listMembers": lambda: client.get(members_path(team.id), headers=caller.headers),
-        "addMember": lambda: client.post(
-            members_path(team.id), json={"email": newcomer.user.email, "role": "readonly"}, headers=caller.headers
-        ),
         "changeMemberRole": lambda: client.patch(
             members_path(team.id, colleague.user.id), json={"role": "readonly"}, headers=caller.headers
         ),
@@ -137,6 +153,19 @@ def test_every_operation_answers_each_kind_of_caller_as_the_spec_says(client, wo
         "testWebhookEndpoint": lambda: client.post(webhook_path(endpoint["id"], "test"), headers=headers),
         "listWebhookDeliveries": lambda: client.get(webhook_path(endpoint["id"], "deliveries"), headers=headers),
         "deleteWebhookEndpoint": lambda: client.delete(webhook_path(endpoint["id"]), headers=headers),
+        # Last: accepting makes the outsider a member, which would change the answers above.
+        "listInvitations": lambda: client.get(invitations_path(team.id), headers=caller.headers),
+        "createInvitation": lambda: client.post(
+            invitations_path(team.id),
+            json={"email": "newcomer@example.com", "role": "readonly"},
+            headers=caller.headers,
+        ),
+        "revokeInvitation": lambda: client.delete(invitations_path(team.id, pending["id"]), headers=caller.headers),
+        "listMyInvitations": lambda: client.get(f"{API}/me/invitations", headers=caller.headers),
+        "acceptInvitation": lambda: client.post(f"{API}/invitations/{to_accept['id']}/accept", headers=caller.headers),
+        "declineInvitation": lambda: client.post(
+            f"{API}/invitations/{to_decline['id']}/decline", headers=caller.headers
+        ),
     }
     got = {name: call().status_code for name, call in calls.items()}
     column = CALLERS.index(kind)
@@ -177,7 +206,8 @@ def test_an_organization_not_the_callers_is_indistinguishable_from_a_missing_one
         ("GET", organization_path, None),
         ("PATCH", organization_path, {"name": "Mine now"}),
         ("GET", members_path, None),
-        ("POST", members_path, {"email": outsider.user.email, "role": "admin"}),
+        ("GET", invitations_path, None),
+        ("POST", invitations_path, {"email": outsider.user.email, "role": "admin"}),
         ("PATCH", lambda org: members_path(org, owner.user.id), {"role": "readonly"}),
         ("DELETE", lambda org: members_path(org, owner.user.id), None),
     ]

@@ -46,7 +46,7 @@ def live_api(tmp_path_factory, database_url_for_module):
     bob = cli_json(env, "user", "create", "--email", "bob@example.com")
     team = cli_json(env, "org", "create", "--name", "Team")
     cli_json(env, "member", "add", "--org", team["id"], "--user", alice["id"], "--role", "admin")
-    cli_json(env, "user", "create", "--email", "tester@example.com")  # the examples' addMember
+    cli_json(env, "user", "create", "--email", "tester@example.com")  # the examples' invitee
     fleet = [
         cli_json(env, "device", "add", "--platform", platform, "--type", kind, "--name", name, "--os-version", version)
         for platform, kind, name, version in [

@@ -64,3 +64,20 @@ def list_all(
         assert body["data"], "a page with a nextCursor must not be empty"
         query["before"] = body["nextCursor"]
     raise AssertionError("pagination did not end")
+
+
+def invitations_path(organization_id: object, invitation_id: object | None = None) -> str:
+    path = f"{API}/organizations/{organization_id}/invitations"
+    return path if invitation_id is None else f"{path}/{invitation_id}"
+
+
+def join(client: Any, admin_headers: dict[str, str], organization_id: object, member: Any, role: str) -> dict[str, Any]:
+    """`member` joins the organization as the API has it: an admin invites their email with
+    `role`, they accept. Returns the accepted invitation."""
+    invited = client.post(
+        invitations_path(organization_id), json={"email": member.user.email, "role": role}, headers=admin_headers
+    )
+    assert invited.status_code == 201, invited.text
+    accepted = client.post(f"{API}/invitations/{invited.json()['id']}/accept", headers=member.headers)
+    assert accepted.status_code == 200, accepted.text
+    return accepted.json()

@@ -80,8 +80,11 @@ export function actorOf(event: AuditEvent): string {
 }
 
 export const roleChanges: AuditQuery = { type: "member.role_changed", limit: 50 };
-export const addTester: operations["addMember"]["requestBody"]["content"]["application/json"] = {
+export const inviteTester: operations["createInvitation"]["requestBody"]["content"]["application/json"] = {
   email: "tester@example.com", role: "readwrite",
+};
+export const answered: operations["acceptInvitation"]["responses"][409]["content"]["application/json"] = {
+  error: { code: "invitation_not_pending", message: "This invitation is accepted: it can no longer be answered." },
 };
 export const lastAdmin: operations["changeMemberRole"]["responses"][409]["content"]["application/json"] = {
   error: { code: "last_admin", message: "This is the organization's last admin: make another member admin first." },
@@ -98,8 +101,10 @@ export type Removed = operations["removeMember"]["responses"][204];
 export const leaked: string = listedKey.secret;
 // @ts-expect-error the actor is null for the system: check before reading it
 export const careless = (event: AuditEvent): string | null => event.actor.user;
-// @ts-expect-error a member is added with a role
-export const noRole: operations["addMember"]["requestBody"]["content"]["application/json"] = { email: "a@b.c" };
+// @ts-expect-error an invitation names a role
+export const noRole: operations["createInvitation"]["requestBody"]["content"]["application/json"] = { email: "a@b.c" };
+// @ts-expect-error an invitation's status is a closed list
+export const unknownStatus: components["schemas"]["Invitation"]["status"] = "maybe";
 // @ts-expect-error the event types are a closed list
 export const unknownType: AuditQuery = { type: "key.lost" };
 // @ts-expect-error getOrganization names the organization in its path, never in X-Organization-Id
