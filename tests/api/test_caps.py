@@ -12,16 +12,8 @@ from tests.support.api import API_KEYS, ORGANIZATIONS, UNREACHABLE_HOOK, WEBHOOK
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return Settings(
-        database_url=database_url,
-        validate_responses=True,
-        rate_limit="100000/second",
-        start_rate_limit="100000/second",
-        max_organizations_per_user=2,
-        max_api_keys_per_user=3,
-        max_webhook_endpoints=2,
-    )
+def settings(settings: Settings) -> Settings:
+    return settings.replace(max_organizations_per_user=2, max_api_keys_per_user=3, max_webhook_endpoints=2)
 
 
 def test_a_user_creates_at_most_the_capped_number_of_organizations(client, world):

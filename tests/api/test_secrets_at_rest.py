@@ -21,14 +21,8 @@ OLD_KEY, NEW_KEY = Fernet.generate_key().decode(), Fernet.generate_key().decode(
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return Settings(
-        database_url=database_url,
-        validate_responses=True,
-        webhook_allow_private=True,
-        secret_keys=OLD_KEY,
-        metrics_listen="api",
-    )
+def settings(settings: Settings) -> Settings:
+    return settings.replace(webhook_allow_private=True, secret_keys=OLD_KEY)
 
 
 def _stored_secrets() -> list[str]:

@@ -20,12 +20,8 @@ DEVICES = 6
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return Settings(
-        database_url=database_url,
-        validate_responses=True,
-        rate_limit="100000/second",
-        start_rate_limit="100000/second",
+def settings(settings: Settings) -> Settings:
+    return settings.replace(
         webhook_allow_private=True,
         webhook_poll_seconds=POLL_SECONDS,
         webhook_endpoint_concurrency=CONCURRENCY,
