@@ -310,6 +310,8 @@ def test_an_accepted_change_passes_only_under_a_new_version(repo):
             "GET /sessions",
             "GET /devices",
             "GET /organizations/{organizationId}/members",
+            "GET /organizations/{organizationId}/invitations",
+            "GET /me/invitations",
             "GET /api-keys",
             "GET /audit-events",
             "GET /webhook-endpoints",

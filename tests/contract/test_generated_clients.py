@@ -65,8 +65,15 @@ def live_api(tmp_path_factory, database_url_for_module):
     (workdir / "sessions.jsonl").write_text("\n".join(lines))
     cli_json(env, "session", "import", str(workdir / "sessions.jsonl"))
     key = cli_json(env, "key", "create", "--user", alice["id"])
+    bobs_key = cli_json(env, "key", "create", "--user", bob["id"])
     with running_server(env, log_path=workdir / "server.log") as (base, _process):
-        yield {"base": base, "secret": key["secret"], "alice": alice, "bob": bob, "workdir": workdir}
+        yield {
+            "base": base,
+            "secret": key["secret"],
+            "alice": alice,
+            "bob": {**bob, "secret": bobs_key["secret"]},
+            "workdir": workdir,
+        }
     assert "Traceback" not in (workdir / "server.log").read_text()
 
 
@@ -204,7 +211,8 @@ def test_the_python_client_creates_uses_and_revokes_a_key(live_api, client_packa
 def test_the_python_client_runs_an_organization_and_reads_its_audit_log(live_api, client_package):
     (
         create_organization,
-        add_member,
+        create_invitation,
+        accept_invitation,
         change_member_role,
         list_members,
         remove_member,
@@ -214,7 +222,8 @@ def test_the_python_client_runs_an_organization_and_reads_its_audit_log(live_api
     ) = _client_modules(
         client_package,
         "api.organizations.create_organization",
-        "api.members.add_member",
+        "api.invitations.create_invitation",
+        "api.invitations.accept_invitation",
         "api.members.change_member_role",
         "api.members.list_members",
         "api.members.remove_member",
@@ -226,21 +235,23 @@ def test_the_python_client_runs_an_organization_and_reads_its_audit_log(live_api
     team = create_organization.sync(client=client, body=models.OrganizationNameRequest(name="Clients' team"))
     assert isinstance(team, models.Organization) and team.role == models.Role.ADMIN
     bob = live_api["bob"]
-    added = add_member.sync(
-        team.id, client=client, body=models.AddMemberRequest(email=bob["email"], role=models.Role.READONLY)
+    invited = create_invitation.sync(
+        team.id, client=client, body=models.InvitationRequest(email=bob["email"], role=models.Role.READONLY)
     )
-    assert isinstance(added, models.Member) and str(added.user.id) == bob["id"] and added.user.name is None
+    assert isinstance(invited, models.Invitation) and invited.status == models.InvitationStatus.PENDING
+    bobs_client = client_package.AuthenticatedClient(base_url=live_api["base"], token=bob["secret"])
+    accepted = accept_invitation.sync(invited.id, client=bobs_client)
+    assert isinstance(accepted, models.Invitation) and accepted.status == models.InvitationStatus.ACCEPTED
+    bob_id = uuid.UUID(bob["id"])
     changed = change_member_role.sync(
-        team.id, added.user.id, client=client, body=models.ChangeMemberRoleRequest(role=models.Role.READWRITE)
+        team.id, bob_id, client=client, body=models.ChangeMemberRoleRequest(role=models.Role.READWRITE)
     )
     assert isinstance(changed, models.Member) and changed.role == models.Role.READWRITE
     members = list_members.sync(team.id, client=client)
     assert [str(member.user.id) for member in members.data] == [bob["id"], live_api["alice"]["id"]]
-    assert remove_member.sync_detailed(team.id, added.user.id, client=client).status_code == 204
-    unknown = add_member.sync(
-        team.id, client=client, body=models.AddMemberRequest(email="nobody@example.com", role=models.Role.ADMIN)
-    )
-    assert isinstance(unknown, models.Error) and unknown.error.code == "unknown_user"
+    assert remove_member.sync_detailed(team.id, bob_id, client=client).status_code == 204
+    again = accept_invitation.sync(invited.id, client=bobs_client)
+    assert isinstance(again, models.Error) and again.error.code == "invitation_not_pending"
     alice = uuid.UUID(live_api["alice"]["id"])
     last = change_member_role.sync(
         team.id, alice, client=client, body=models.ChangeMemberRoleRequest(role=models.Role.READONLY)
@@ -262,7 +273,14 @@ def test_the_python_client_runs_an_organization_and_reads_its_audit_log(live_api
         models.AuditEventType.MEMBER_ROLE_CHANGED,
         models.AuditEventType.MEMBER_REMOVED,
     ]
-    assert all(event.actor is not None and event.actor.user == alice for event in events)
+    # Bob joined by accepting: that member.added is his act; every other change is Alice's.
+    assert [event.actor.user for event in reversed(events) if event.actor is not None] == [
+        alice,
+        alice,
+        bob_id,
+        alice,
+        alice,
+    ]
     assert events[1].data.before.role == models.Role.READONLY and events[1].data.after.role == models.Role.READWRITE
 
 
