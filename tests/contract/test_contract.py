@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from sessions_api.core.resources import spec_path
+from tests.contract.test_spec import STATUSES
 from tests.support.api import UNREACHABLE_HOOK
 from tests.support.live_server import api_call, cli_json, running_server, server_env
 
@@ -30,8 +31,9 @@ def live_api(tmp_path_factory, database_url_for_module):
     """A server holding two organizations with sessions, an admin of one with an unbound key
     (so that every operation can succeed), and a user with the email of the spec's examples."""
     workdir = tmp_path_factory.mktemp("contract")
-    # The default budgets, but for failed authentications: the no-credentials check below sends
-    # far more of those a minute than one address may (tests/api/test_rate_limits.py).
+    # Budgets above what the run sends: the no-credentials check below sends far more failed
+    # authentications a minute than one address may, and the run more requests than one key may
+    # (the budgets have tests of their own: tests/api/test_rate_limits.py).
     # Webhooks: the webhook sender looks for due deliveries at start only, so that the endpoints
     # Schemathesis makes (with whatever hosts it generates) are never sent the events of the
     # sessions it starts; testWebhookEndpoint sends to the fixture's unresolvable host only.
@@ -39,6 +41,7 @@ def live_api(tmp_path_factory, database_url_for_module):
         database_url_for_module,
         SESSIONS_API_VALIDATE_RESPONSES="true",
         SESSIONS_API_AUTH_FAILURE_LIMIT="1000/minute",
+        SESSIONS_API_RATE_LIMIT="100000/minute",
         SESSIONS_API_WEBHOOK_POLL_SECONDS="3600",
         SESSIONS_API_WEBHOOK_TIMEOUT_SECONDS="2",
     )
@@ -70,14 +73,36 @@ def live_api(tmp_path_factory, database_url_for_module):
     (workdir / "sessions.jsonl").write_text("\n".join(lines))
     cli_json(env, "session", "import", str(workdir / "sessions.jsonl"))
     key = cli_json(env, "key", "create", "--user", alice["id"])
+    # Bob's organization, which invites Alice: the invitation the key's user answers.
+    other = cli_json(env, "org", "create", "--name", "Other")
+    cli_json(env, "member", "add", "--org", other["id"], "--user", bob["id"], "--role", "admin")
+    bobs_key = cli_json(env, "key", "create", "--user", bob["id"])
+    leaver = cli_json(env, "user", "create", "--email", "leaver@example.com")
+    cli_json(env, "member", "add", "--org", team["id"], "--user", leaver["id"], "--role", "readonly")
     with running_server(env, log_path=workdir / "server.log") as (base, _process):
         admin = {"Authorization": f"Bearer {key['secret']}", "X-Organization-Id": team["id"]}
         endpoints = [
             api_call(base, admin, "POST", "/webhook-endpoints", {"url": UNREACHABLE_HOOK, "events": [event]})
             for event in ("session.released", "session.expired")
         ]
+        bob_headers = {"Authorization": f"Bearer {bobs_key['secret']}"}
+        to_alice = {"email": "alice@example.com", "role": "readonly"}
+        invitation, to_decline = (
+            api_call(base, bob_headers, "POST", f"/organizations/{other['id']}/invitations", to_alice) for _ in range(2)
+        )
+        to_revoke = api_call(
+            base, admin, "POST", f"/organizations/{team['id']}/invitations", {**to_alice, "email": "x@example.com"}
+        )
         # Named in schemathesis.toml.
-        ids = {"WEBHOOK_ENDPOINT_ID": endpoints[0]["id"], "WEBHOOK_TEST_ENDPOINT_ID": endpoints[1]["id"]}
+        ids = {
+            "WEBHOOK_ENDPOINT_ID": endpoints[0]["id"],
+            "WEBHOOK_TEST_ENDPOINT_ID": endpoints[1]["id"],
+            "TEAM_ID": team["id"],
+            "INVITATION_ID": invitation["id"],
+            "DECLINABLE_INVITATION_ID": to_decline["id"],
+            "LEAVER_ID": leaver["id"],
+            "REVOCABLE_INVITATION_ID": to_revoke["id"],
+        }
         yield base, key["secret"], team["id"], workdir, ids
 
 
@@ -121,7 +146,7 @@ def test_schemathesis_finds_nothing_with_a_real_key(live_api):
     assert done.returncode == 0, report
     summary = report.split("SUMMARY")[-1]
     assert "Failures:" not in summary and " passed" in summary, report
-    assert "26 selected / 26 total" in report, report
+    assert f"{len(STATUSES)} selected / {len(STATUSES)} total" in report, report
     server_log = (workdir / "server.log").read_text()
     assert "Traceback" not in server_log, server_log
 
@@ -142,7 +167,7 @@ def test_every_operation_rejects_requests_without_credentials(live_api):
     base, _secret, _team_id, _workdir, _endpoint_ids = live_api
     schema = schemathesis.openapi.from_path(str(spec_path()))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 26
+    assert len(operations) == len(STATUSES)  # every operation of the spec
     strategies = [
         op.as_strategy(mode) for op in operations for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
     ]
