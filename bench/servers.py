@@ -4,6 +4,8 @@
   metrics and rate limits);
 - fastapi: `uvicorn bench.fastapi_core.app:app --no-access-log`, FastAPI as a user who cares
   about speed writes and runs it;
+- litestar: `uvicorn bench.litestar_msgspec.app:app --no-access-log`, Litestar with msgspec as
+  its performance-aware users write and run it;
 - reference: `uvicorn bench.reference.app:app` with uvicorn's defaults (access log on), FastAPI
   with ORM objects, as many users write it;
 - floor: `uvicorn bench.floor.app:app --no-access-log`.
@@ -24,14 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ("ours", "fastapi", "reference", "floor")
+SERVERS = ("ours", "fastapi", "litestar", "reference", "floor")
 LABELS = {
     "ours": "Sessions API (Connexion)",
     "fastapi": "FastAPI + SQLAlchemy Core (performance-aware)",
+    "litestar": "Litestar + msgspec + SQLAlchemy Core (performance-aware)",
     "reference": "FastAPI + SQLModel reference",
     "floor": "Starlette + driver SQL floor",
 }
-APPS = {"fastapi": "bench.fastapi_core.app:app", "reference": "bench.reference.app:app", "floor": "bench.floor.app:app"}
+APPS = {
+    "fastapi": "bench.fastapi_core.app:app",
+    "litestar": "bench.litestar_msgspec.app:app",
+    "reference": "bench.reference.app:app",
+    "floor": "bench.floor.app:app",
+}
 
 
 # Ours runs with its rate limits on (in memory, as by default), in the defaults' shape (one
