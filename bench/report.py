@@ -303,10 +303,16 @@ See the README's "Benchmarks" section for the command.
 
 def write_markdown(results: dict, path: Path, kind: str) -> None:
     """Replace the `kind` section of `path` (between its markers) with this run's results."""
+    write_section(path, kind, render(results))
+
+
+def write_section(path: Path, kind: str, text: str) -> None:
+    """Replace what lies between the markers of `kind` in `path` with `text` (appending the
+    markers under a heading of their own if the file has none)."""
     begin, end = markers(kind)
-    text = path.read_text() if path.exists() else DEFAULT_DOC
-    if begin not in text or end not in text:
-        text = text.rstrip() + f"\n\n## Latest run on {kind}\n\n{begin}\n{end}\n"
-    head, rest = text.split(begin, 1)
+    text_before = path.read_text() if path.exists() else DEFAULT_DOC
+    if begin not in text_before or end not in text_before:
+        text_before = text_before.rstrip() + f"\n\n## Latest run on {kind}\n\n{begin}\n{end}\n"
+    head, rest = text_before.split(begin, 1)
     _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{begin}\n{render(results)}{end}{tail}")
+    path.write_text(f"{head}{begin}\n{text}{end}{tail}")

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import check as correctness
-from bench import report
+from bench import curve, report
 from bench.dataset import default_params
 from bench.load import Workload, install_wrk, run_wrk, write_script, wrk_path
 from bench.servers import ROOT, SERVERS, Server, sessions_api_command
@@ -34,7 +34,13 @@ WORKLOADS = ("list100", "list100_deep", "list1", "get", "unknown_key")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sessions", type=int, default=1_000_000, help="sessions in the dataset (default 1,000,000)")
+    p.add_argument(
+        "--sessions",
+        type=_sizes,
+        default=[1_000_000],
+        help="sessions in the dataset (default 1,000,000); several, comma-separated, measure the size curve "
+        "(bench.curve: ours alone, every read workload and filter, at each size)",
+    )
     p.add_argument(
         "--database-url",
         help="default: a SQLite file under bench/.data/; "
@@ -70,6 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # --- the data -----------------------------------------------------------------------------
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(size.replace("_", "")) for size in text.split(",") if size]
 
 
 def default_database_url(sessions: int) -> str:
@@ -290,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         install_wrk()
     if not args.check_only:
         wrk_path()
+    if len(args.sessions) > 1:
+        return size_curve(args, argv, log)
+    args.sessions = args.sessions[0]
     url = args.database_url or default_database_url(args.sessions)
     kind = "sqlite" if url.startswith("sqlite") else "postgresql"
     json_path = args.json or ROOT / ("BENCHMARKS.json" if kind == "sqlite" else f"BENCHMARKS-{kind}.json")
@@ -390,6 +403,27 @@ def main(argv: list[str] | None = None) -> int:
         log(f"wrote {args.output.name} ({kind} section) and {json_path.name}")
     else:
         log(f"wrote {json_path}")
+    return 0
+
+
+def size_curve(args, argv: list[str] | None, log) -> int:
+    """`--sessions A,B,C`: the size curve (bench.curve), written beside the main results."""
+    wrk_path()
+    run_dir = DATA / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results = curve.run_curve(args, args.sessions, log, run_dir)
+    kind = "postgresql" if (args.database_url or "").startswith("postgresql") else "sqlite"
+    results.update(
+        started_at=_now(),
+        commit=_git("rev-parse", "--short", "HEAD"),
+        command=" ".join([Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])]),
+        machine=_machine(),
+    )
+    json_path = args.json or ROOT / f"BENCHMARKS-curve-{kind}.json"
+    json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    if not args.no_report:
+        curve.write_markdown(results, args.output, kind)
+    log(f"wrote {json_path.name}" + ("" if args.no_report else f" and {args.output.name} (curve:{kind})"))
     return 0
 
 
