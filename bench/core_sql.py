@@ -87,6 +87,7 @@ sessions = Table(
     Column("organization_id", Uuid),
     Column("user_id", Uuid),
     Column("device_id", Uuid),
+    Column("platform", String),
     Column("created_at", DateTime(timezone=True)),
     Column("released_at", DateTime(timezone=True)),
     Column("expires_at", DateTime(timezone=True)),
@@ -166,6 +167,15 @@ class Database:
         async with self.engine.begin() as conn:
             await conn.execute(statement, values)
 
+    async def transact(self, work, *args):
+        """`work(conn, *args)` in one transaction: inline on SQLite, through the asyncio
+        engine's `run_sync` on PostgreSQL (the same code, no thread)."""
+        if SQLITE:
+            with self.engine.begin() as conn:
+                return work(conn, *args)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(work, *args)
+
 
 db = Database(DATABASE_URL)
 
@@ -181,6 +191,7 @@ class ApiError(Exception):
 class Principal:
     user_id: uuid.UUID
     organization_id: uuid.UUID
+    role: str
 
 
 def _unauthenticated() -> ApiError:
@@ -213,7 +224,7 @@ async def authenticate(token: str | None, x_organization_id: str | None) -> Prin
     last_used = key.last_used_at.replace(tzinfo=UTC) if key.last_used_at else None
     if last_used is None or now - last_used >= LAST_USED_INTERVAL:
         await db.write(TOUCH, {"key_id": key.id, "now": now})
-    return Principal(user_id=key.user_id, organization_id=key.selected)
+    return Principal(user_id=key.user_id, organization_id=key.selected, role=key.role)
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -78,6 +78,7 @@ class Server:
     log_dir: Path
     probe_path: str
     probe_headers: dict
+    env: dict = field(default_factory=dict)  # settings beside the database's, e.g. for writes
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     startup_seconds: float | None = None
@@ -91,6 +92,7 @@ class Server:
         env.pop("SESSIONS_API_VALIDATE_RESPONSES", None)  # production: the default (off)
         if self.name == "ours":
             env = {**OURS_ENV, **env}
+        env.update(self.env)
         log = open(self.log_dir / f"{self.name}-w{self.workers}.log", "w")
         cmd = command(self.name, self.port, self.workers)
         started = time.monotonic()

@@ -25,8 +25,9 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, PlainSerializer
+from pydantic import BaseModel, Field, PlainSerializer
 
+from bench import core_writes
 from bench.contract import NOT_FOUND, format_utc, invalid_request
 from bench.core_sql import ONE, ApiError, Principal, authenticate, db, page_query
 from bench.request_id import RequestIdMiddleware
@@ -135,3 +136,29 @@ async def get_session(session_id: uuid.UUID, principal: CurrentPrincipal):
     if not rows:
         raise ApiError(404, NOT_FOUND)
     return SessionOut.of(rows[0])
+
+
+# --- the writes (bench.core_writes): measured by `python -m bench.writes` -------------------
+
+
+class StartBody(BaseModel):
+    platform: Literal["ios", "android"]
+    maxDurationMinutes: Annotated[int, Field(ge=1, le=1440)] | None = None
+
+
+@app.post("/api/v1/sessions", status_code=201)
+async def create_session(
+    body: StartBody,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+) -> Response:
+    started = await core_writes.start_session(principal, body.model_dump(exclude_none=True), idempotency_key)
+    headers = {"Location": f"/api/v1/sessions/{started['id']}"}
+    if isinstance(started, core_writes.Replayed):
+        headers["Idempotent-Replayed"] = "true"
+    return _json(started, 201, headers)
+
+
+@app.post("/api/v1/sessions/{session_id}/release")
+async def release_session(session_id: uuid.UUID, principal: CurrentPrincipal) -> Response:
+    return _json(await core_writes.release_session(principal, session_id), 200)
