@@ -8,12 +8,17 @@ private targets are allowed (tests, closed networks). The name is resolved once 
 and the connection goes to the address that was checked (TLS still verifies the certificate
 for the name), so a DNS answer that changes between the check and the connection (rebinding)
 cannot redirect it. Redirects are not followed; a response is read up to a bound and dropped.
+
+A sender may keep its connections open between attempts (`Clients`): a connection is reused
+only for the same host name at the same checked address, so it never carries one receiver's
+events to a server that proved another name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import functools
 import hashlib
@@ -23,7 +28,8 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -190,10 +196,12 @@ async def post(
     max_response_bytes: int,
     allow_private: bool,
     allowed_ports: frozenset[int] = frozenset(),
+    clients: Clients | None = None,
 ) -> AttemptResult:
     """POST `body` to `url` once, within `timeout` seconds in all (resolving included), to an
     address checked as above; never raises for what the receiver or the network does. A failed
-    attempt's error is a `Reason`."""
+    attempt's error is a `Reason`. With `clients`, an open connection to the same name at the
+    same address is reused; without, the attempt connects and closes."""
     started = time.monotonic()
     status: int | None = None
     error: str | None = None
@@ -201,7 +209,14 @@ async def post(
         async with asyncio.timeout(timeout):
             target = parse_target(url, allow_private=allow_private, allowed_ports=allowed_ports)
             addresses = await resolve(target, allow_private=allow_private)
-            status, oversized = await _post_to(target, addresses[0], headers, body, timeout, max_response_bytes)
+            request = _request(target, addresses[0], headers, body, timeout)
+            if clients is None:
+                async with _new_client(timeout) as client:
+                    status, oversized = await _send(client, request, max_response_bytes)
+            else:
+                key = (target.url.scheme, str(addresses[0]), target.port, target.host)
+                async with clients.use(key, timeout) as client:
+                    status, oversized = await _send(client, request, max_response_bytes)
         if not 200 <= status < 300:
             error = Reason.TOO_LARGE if oversized else Reason.HTTP_STATUS
     except Exception as exc:  # what the receiver or the network did, as a reason code
@@ -244,42 +259,76 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         link = link.__cause__ or link.__context__
 
 
-async def _post_to(
-    target: Target,
-    address: IPAddress,
-    headers: Mapping[str, str],
-    body: bytes,
-    timeout: float,
-    max_response_bytes: int,
-) -> tuple[int, bool]:
-    """POST to `address`, naming the target's host in Host and TLS; reads at most
-    `max_response_bytes` of the answer, and returns its status and whether it had more."""
+def _request(
+    target: Target, address: IPAddress, headers: Mapping[str, str], body: bytes, timeout: float
+) -> httpx.Request:
+    """The POST to `address`, naming the target's host in Host and TLS."""
     netloc_host = f"[{target.host}]" if ":" in target.host else target.host
     default_port = 443 if target.url.scheme == "https" else 80
     host_header = netloc_host if target.port == default_port else f"{netloc_host}:{target.port}"
-    # No proxy from the environment (it would connect elsewhere), no redirects, no reuse (each
-    # attempt connects to the address it checked), TLS verified for the name.
-    async with httpx.AsyncClient(
-        verify=_tls_context(), trust_env=False, follow_redirects=False, timeout=timeout
-    ) as client:
-        request = client.build_request(
-            "POST",
-            target.url.copy_with(host=str(address)),
-            headers={**headers, "Host": host_header},
-            content=body,
-            extensions={"sni_hostname": target.host},
-        )
-        response = await client.send(request, stream=True)
-        received, oversized = 0, False
+    return httpx.Request(
+        "POST",
+        target.url.copy_with(host=str(address)),
+        headers={**headers, "Host": host_header},
+        content=body,
+        extensions={"sni_hostname": target.host, "timeout": httpx.Timeout(timeout).as_dict()},
+    )
+
+
+def _new_client(timeout: float) -> httpx.AsyncClient:
+    # No proxy from the environment (it would connect elsewhere), no redirects, TLS verified
+    # for the name (the request's `sni_hostname`).
+    return httpx.AsyncClient(verify=_tls_context(), trust_env=False, follow_redirects=False, timeout=timeout)
+
+
+async def _send(client: httpx.AsyncClient, request: httpx.Request, max_response_bytes: int) -> tuple[int, bool]:
+    """Send; read at most `max_response_bytes` of the answer, and return its status and whether
+    it had more."""
+    response = await client.send(request, stream=True)
+    received, oversized = 0, False
+    try:
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if received > max_response_bytes:
+                oversized = True
+                break
+    finally:
+        await response.aclose()
+    return response.status_code, oversized
+
+
+class Clients:
+    """A sender's open HTTP clients, one per (scheme, checked address, port, host name). Each
+    client's pool only ever connects to its key's address and serves only its key's name.
+    Beyond `limit`, the least recently used idle ones are closed."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._limit = limit
+        self._clients: OrderedDict[tuple[str, str, int, str], httpx.AsyncClient] = OrderedDict()
+        self._in_use: dict[tuple[str, str, int, str], int] = {}
+
+    @contextlib.asynccontextmanager
+    async def use(self, key: tuple[str, str, int, str], timeout: float) -> AsyncIterator[httpx.AsyncClient]:
+        client = self._clients.pop(key, None) or _new_client(timeout)
+        self._clients[key] = client
+        self._in_use[key] = self._in_use.get(key, 0) + 1
         try:
-            async for chunk in response.aiter_raw():
-                received += len(chunk)
-                if received > max_response_bytes:
-                    oversized = True
-                    break
+            yield client
         finally:
-            await response.aclose()
-        return response.status_code, oversized
+            left = self._in_use.pop(key) - 1
+            if left:
+                self._in_use[key] = left
+            await self._close_idle_beyond_limit()
+
+    async def _close_idle_beyond_limit(self) -> None:
+        idle = [key for key in self._clients if key not in self._in_use]
+        for key in idle[: max(0, len(self._clients) - self._limit)]:
+            await self._clients.pop(key).aclose()
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), OrderedDict()
+        for client in clients:
+            await client.aclose()
 
 
 @functools.cache

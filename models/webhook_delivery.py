@@ -1,5 +1,6 @@
 """Sending a claimed delivery: signed as Standard Webhooks says, POSTed outside any transaction
-(`core.outbound`), and its attempt recorded (`webhooks.record_attempt`) on the writes' threads.
+(`core.outbound`), and its attempt recorded on the writes' threads: by `deliver` at once, or
+by the webhook sender with others (`webhooks.settle`).
 
 Used by each process's webhook sender (`web.webhooks`) and by testWebhookEndpoint, which sends a
 `webhook.test` event at once and answers with the attempt.
@@ -24,6 +25,12 @@ USER_AGENT = "sessions-api-webhooks/1"
 
 async def deliver(claim: webhooks.Claim) -> Row[Any] | None:
     """Make the claimed attempt and record it; the recorded attempt, or None (see record_attempt)."""
+    result = await attempt(claim)
+    return await db_threads.write(webhooks.record_attempt, claim, result)
+
+
+async def attempt(claim: webhooks.Claim, clients: outbound.Clients | None = None) -> outbound.AttemptResult:
+    """Make the claimed attempt (reusing `clients`' connections, if given); the caller records it."""
     config = settings.current()
     body = claim.payload.encode()
     message_id, timestamp = str(claim.event_id), int(time.time())
@@ -42,9 +49,10 @@ async def deliver(claim: webhooks.Claim) -> Row[Any] | None:
         max_response_bytes=config.webhook_max_response_bytes,
         allow_private=config.webhook_allow_private,
         allowed_ports=config.webhook_ports(),
+        clients=clients,
     )
     WEBHOOK_ATTEMPTS.labels(webhooks.attempt_outcome(claim, result)).inc()
-    return await db_threads.write(webhooks.record_attempt, claim, result)
+    return result
 
 
 async def send_test(caller: Principal, endpoint_id: uuid.UUID) -> Row[Any]:

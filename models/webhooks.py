@@ -2,10 +2,12 @@
 
 Each start, release and expiry of a session writes one delivery per subscribed endpoint into
 the outbox (`enqueue`), in the transaction of the change: a committed change is delivered even
-if the process dies right after, and a change rolled back never is. Dispatchers in every
-server process claim due deliveries (`claim_due`) for a while (`claimed_until`) in short
-transactions, send them outside any transaction, and record each attempt (`record_attempt`),
-which schedules the next one or ends the delivery. On PostgreSQL claims skip rows another
+if the process dies right after, and a change rolled back never is. The webhook sender of
+every server process claims due deliveries for a while (`claimed_until`) in short
+transactions, sends them outside any transaction, and records each attempt, which schedules
+the next one or ends the delivery; it records the attempts that ended and makes its next
+claim in one transaction (`settle`), and testWebhookEndpoint records its one at once
+(`record_attempt`). On PostgreSQL claims skip rows another
 claimer holds (`FOR UPDATE SKIP LOCKED`); SQLite has one writer at a time anyway. A claim that
 runs out (its process died) makes the delivery due again: delivery is at least once.
 
@@ -315,40 +317,53 @@ class Claim:
     max_attempts: int
 
 
-def claim_due(limit: int, busy: Mapping[uuid.UUID, int], per_endpoint: int) -> list[Claim]:
-    """Claim up to `limit` due deliveries of enabled endpoints, at most `per_endpoint` in flight
-    per endpoint counting the `busy` ones this process already sends."""
+def settle(
+    ended: Sequence[tuple[Claim, AttemptResult]], limit: int, busy: Mapping[uuid.UUID, int], per_endpoint: int
+) -> list[Claim]:
+    """Record the attempts that `ended` and claim up to `limit` due deliveries of enabled
+    endpoints, at most `per_endpoint` in flight per endpoint counting the `busy` ones the
+    process still sends, in one write transaction: a busy sender spends one transaction per
+    round of attempts, not two per attempt. The endpoints are locked in one order, so that two
+    processes settling at once never wait for each other in a circle."""
     now = utcnow()
-    timeout = timedelta(seconds=settings.current().webhook_timeout_seconds)
     with db.writing() as conn:
-        query = (
-            select(col(WebhookDelivery.id), col(WebhookDelivery.endpoint_id))
-            .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
-            .where(
-                # A literal, so that SQLite uses the partial index of pending deliveries.
-                col(WebhookDelivery.status) == literal_column("'pending'"),
-                col(WebhookDelivery.next_attempt_at) <= now,
-                or_(col(WebhookDelivery.claimed_until).is_(None), col(WebhookDelivery.claimed_until) <= now),
-                col(WebhookEndpoint.enabled).is_(True),
-            )
-            .order_by(col(WebhookDelivery.next_attempt_at))
-            .limit(limit * 4)
-        )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(of=WebhookDelivery, skip_locked=True)
-        in_flight = dict(busy)
-        chosen: list[uuid.UUID] = []
-        for row in conn.execute(query):
-            if len(chosen) < limit and in_flight.get(row.endpoint_id, 0) < per_endpoint:
-                in_flight[row.endpoint_id] = in_flight.get(row.endpoint_id, 0) + 1
-                chosen.append(row.id)
-        if not chosen:
+        for claim, result in sorted(ended, key=lambda pair: pair[0].endpoint_id.bytes):
+            _record_attempt(conn=conn, claim=claim, result=result, now=now)
+        if limit <= 0:
             return []
-        claimed_until = now + 2 * timeout + _CLAIM_MARGIN
-        conn.execute(
-            update(WebhookDelivery).where(col(WebhookDelivery.id).in_(chosen)).values(claimed_until=claimed_until)
+        return _claim_due(conn=conn, limit=limit, busy=busy, per_endpoint=per_endpoint, now=now)
+
+
+def _claim_due(
+    *, conn: Connection, limit: int, busy: Mapping[uuid.UUID, int], per_endpoint: int, now: datetime
+) -> list[Claim]:
+    timeout = timedelta(seconds=settings.current().webhook_timeout_seconds)
+    query = (
+        select(col(WebhookDelivery.id), col(WebhookDelivery.endpoint_id))
+        .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
+        .where(
+            # A literal, so that SQLite uses the partial index of pending deliveries.
+            col(WebhookDelivery.status) == literal_column("'pending'"),
+            col(WebhookDelivery.next_attempt_at) <= now,
+            or_(col(WebhookDelivery.claimed_until).is_(None), col(WebhookDelivery.claimed_until) <= now),
+            col(WebhookEndpoint.enabled).is_(True),
         )
-        return _claims(conn=conn, where=col(WebhookDelivery.id).in_(chosen), now=now)
+        .order_by(col(WebhookDelivery.next_attempt_at))
+        .limit(limit * 4)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=WebhookDelivery, skip_locked=True)
+    in_flight = dict(busy)
+    chosen: list[uuid.UUID] = []
+    for row in conn.execute(query):
+        if len(chosen) < limit and in_flight.get(row.endpoint_id, 0) < per_endpoint:
+            in_flight[row.endpoint_id] = in_flight.get(row.endpoint_id, 0) + 1
+            chosen.append(row.id)
+    if not chosen:
+        return []
+    claimed_until = now + 2 * timeout + _CLAIM_MARGIN
+    conn.execute(update(WebhookDelivery).where(col(WebhookDelivery.id).in_(chosen)).values(claimed_until=claimed_until))
+    return _claims(conn=conn, where=col(WebhookDelivery.id).in_(chosen), now=now)
 
 
 def any_due() -> bool:
@@ -456,54 +471,61 @@ def record_attempt(claim: Claim, result: AttemptResult) -> Row[Any] | None:
     ±20%) or end the delivery; a failure that ends five days of only failures disables the
     endpoint. None when the delivery is gone (its endpoint deleted) or another process already
     recorded this attempt (its claim ran out)."""
-    config = settings.current()
-    now = utcnow()
     with db.writing() as conn:
-        endpoint = (
-            conn.execute(
-                select(
-                    col(WebhookEndpoint.organization_id),
-                    col(WebhookEndpoint.enabled),
-                    col(WebhookEndpoint.failing_since),
-                )
-                .where(col(WebhookEndpoint.id) == claim.endpoint_id)
-                .with_for_update()
-            )
-            .mappings()
-            .first()
-        )
-        if endpoint is None:
+        attempt_id = _record_attempt(conn=conn, claim=claim, result=result, now=utcnow())
+        if attempt_id is None:
             return None
-        recorded = conn.execute(
-            update(WebhookDelivery)
-            .where(col(WebhookDelivery.id) == claim.delivery_id, col(WebhookDelivery.attempts) == claim.attempt - 1)
-            .values(**_after_attempt(claim, result, now, config.webhook_retry_delays()))
-        ).rowcount
-        if not recorded:
-            return None
-        if claim.event_type != TEST_EVENT:  # a test says nothing of the endpoint's health
-            _note_health(conn=conn, claim=claim, endpoint=endpoint, succeeded=result.succeeded, now=now)
-        take_turns(conn=conn, scopes=[f"webhook-attempts:{claim.endpoint_id}"])
-        allocator = InstantAllocator(
-            conn, col(WebhookAttempt.created_at), col(WebhookAttempt.endpoint_id) == claim.endpoint_id
-        )
-        attempt_id = uuid.uuid4()
-        conn.execute(
-            insert(WebhookAttempt).values(
-                id=attempt_id,
-                endpoint_id=claim.endpoint_id,
-                delivery_id=claim.delivery_id,
-                event_id=claim.event_id,
-                event_type=claim.event_type,
-                attempt=claim.attempt,
-                succeeded=result.succeeded,
-                response_status=result.response_status,
-                error=result.error,
-                duration_ms=result.duration_ms,
-                created_at=allocator.next(),
-            )
-        )
         return conn.execute(_ATTEMPT_VIEW.where(col(WebhookAttempt.id) == attempt_id)).one()
+
+
+def _record_attempt(*, conn: Connection, claim: Claim, result: AttemptResult, now: datetime) -> uuid.UUID | None:
+    """record_attempt in `conn`'s transaction; the new attempt's id."""
+    delays = settings.current().webhook_retry_delays()
+    endpoint = (
+        conn.execute(
+            select(
+                col(WebhookEndpoint.organization_id),
+                col(WebhookEndpoint.enabled),
+                col(WebhookEndpoint.failing_since),
+            )
+            .where(col(WebhookEndpoint.id) == claim.endpoint_id)
+            .with_for_update()
+        )
+        .mappings()
+        .first()
+    )
+    if endpoint is None:
+        return None
+    recorded = conn.execute(
+        update(WebhookDelivery)
+        .where(col(WebhookDelivery.id) == claim.delivery_id, col(WebhookDelivery.attempts) == claim.attempt - 1)
+        .values(**_after_attempt(claim, result, now, delays))
+    ).rowcount
+    if not recorded:
+        return None
+    if claim.event_type != TEST_EVENT:  # a test says nothing of the endpoint's health
+        _note_health(conn=conn, claim=claim, endpoint=endpoint, succeeded=result.succeeded, now=now)
+    take_turns(conn=conn, scopes=[f"webhook-attempts:{claim.endpoint_id}"])
+    allocator = InstantAllocator(
+        conn, col(WebhookAttempt.created_at), col(WebhookAttempt.endpoint_id) == claim.endpoint_id
+    )
+    attempt_id = uuid.uuid4()
+    conn.execute(
+        insert(WebhookAttempt).values(
+            id=attempt_id,
+            endpoint_id=claim.endpoint_id,
+            delivery_id=claim.delivery_id,
+            event_id=claim.event_id,
+            event_type=claim.event_type,
+            attempt=claim.attempt,
+            succeeded=result.succeeded,
+            response_status=result.response_status,
+            error=result.error,
+            duration_ms=result.duration_ms,
+            created_at=allocator.next(),
+        )
+    )
+    return attempt_id
 
 
 def attempt_outcome(claim: Claim, result: AttemptResult) -> str:
