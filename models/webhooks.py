@@ -29,7 +29,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
-    RowMapping,
     delete,
     func,
     insert,
@@ -327,8 +326,7 @@ def settle(
     processes settling at once never wait for each other in a circle."""
     now = utcnow()
     with db.writing() as conn:
-        for claim, result in sorted(ended, key=lambda pair: pair[0].endpoint_id.bytes):
-            _record_attempt(conn=conn, claim=claim, result=result, now=now)
+        _record_attempts(conn=conn, ended=ended, now=now)
         if limit <= 0:
             return []
         return _claim_due(conn=conn, limit=limit, busy=busy, per_endpoint=per_endpoint, now=now)
@@ -472,60 +470,75 @@ def record_attempt(claim: Claim, result: AttemptResult) -> Row[Any] | None:
     endpoint. None when the delivery is gone (its endpoint deleted) or another process already
     recorded this attempt (its claim ran out)."""
     with db.writing() as conn:
-        attempt_id = _record_attempt(conn=conn, claim=claim, result=result, now=utcnow())
+        (attempt_id,) = _record_attempts(conn=conn, ended=[(claim, result)], now=utcnow())
         if attempt_id is None:
             return None
         return conn.execute(_ATTEMPT_VIEW.where(col(WebhookAttempt.id) == attempt_id)).one()
 
 
-def _record_attempt(*, conn: Connection, claim: Claim, result: AttemptResult, now: datetime) -> uuid.UUID | None:
-    """record_attempt in `conn`'s transaction; the new attempt's id."""
+def _record_attempts(
+    *, conn: Connection, ended: Sequence[tuple[Claim, AttemptResult]], now: datetime
+) -> list[uuid.UUID | None]:
+    """record_attempt for each of `ended`, in `conn`'s transaction, in order; the new attempts'
+    ids (None where not recorded). Each endpoint is locked, and its attempts' instants
+    allocated, once for all of its attempts."""
     delays = settings.current().webhook_retry_delays()
-    endpoint = (
-        conn.execute(
-            select(
-                col(WebhookEndpoint.organization_id),
-                col(WebhookEndpoint.enabled),
-                col(WebhookEndpoint.failing_since),
+    recorded_ids: dict[uuid.UUID, uuid.UUID] = {}
+    by_endpoint: dict[uuid.UUID, list[tuple[Claim, AttemptResult]]] = {}
+    for claim, result in ended:
+        by_endpoint.setdefault(claim.endpoint_id, []).append((claim, result))
+    for endpoint_id in sorted(by_endpoint, key=lambda id: id.bytes):  # one locking order
+        endpoint = (
+            conn.execute(
+                select(
+                    col(WebhookEndpoint.organization_id),
+                    col(WebhookEndpoint.enabled),
+                    col(WebhookEndpoint.failing_since),
+                )
+                .where(col(WebhookEndpoint.id) == endpoint_id)
+                .with_for_update()
             )
-            .where(col(WebhookEndpoint.id) == claim.endpoint_id)
-            .with_for_update()
+            .mappings()
+            .first()
         )
-        .mappings()
-        .first()
-    )
-    if endpoint is None:
-        return None
-    recorded = conn.execute(
-        update(WebhookDelivery)
-        .where(col(WebhookDelivery.id) == claim.delivery_id, col(WebhookDelivery.attempts) == claim.attempt - 1)
-        .values(**_after_attempt(claim, result, now, delays))
-    ).rowcount
-    if not recorded:
-        return None
-    if claim.event_type != TEST_EVENT:  # a test says nothing of the endpoint's health
-        _note_health(conn=conn, claim=claim, endpoint=endpoint, succeeded=result.succeeded, now=now)
-    take_turns(conn=conn, scopes=[f"webhook-attempts:{claim.endpoint_id}"])
-    allocator = InstantAllocator(
-        conn, col(WebhookAttempt.created_at), col(WebhookAttempt.endpoint_id) == claim.endpoint_id
-    )
-    attempt_id = uuid.uuid4()
-    conn.execute(
-        insert(WebhookAttempt).values(
-            id=attempt_id,
-            endpoint_id=claim.endpoint_id,
-            delivery_id=claim.delivery_id,
-            event_id=claim.event_id,
-            event_type=claim.event_type,
-            attempt=claim.attempt,
-            succeeded=result.succeeded,
-            response_status=result.response_status,
-            error=result.error,
-            duration_ms=result.duration_ms,
-            created_at=allocator.next(),
-        )
-    )
-    return attempt_id
+        if endpoint is None:
+            continue
+        health = dict(endpoint)
+        rows: list[dict[str, Any]] = []
+        for claim, result in by_endpoint[endpoint_id]:
+            recorded = conn.execute(
+                update(WebhookDelivery)
+                .where(col(WebhookDelivery.id) == claim.delivery_id, col(WebhookDelivery.attempts) == claim.attempt - 1)
+                .values(**_after_attempt(claim, result, now, delays))
+            ).rowcount
+            if not recorded:
+                continue
+            if claim.event_type != TEST_EVENT:  # a test says nothing of the endpoint's health
+                _note_health(conn=conn, claim=claim, endpoint=health, succeeded=result.succeeded, now=now)
+            rows.append(
+                {
+                    "id": uuid.uuid4(),
+                    "endpoint_id": endpoint_id,
+                    "delivery_id": claim.delivery_id,
+                    "event_id": claim.event_id,
+                    "event_type": claim.event_type,
+                    "attempt": claim.attempt,
+                    "succeeded": result.succeeded,
+                    "response_status": result.response_status,
+                    "error": result.error,
+                    "duration_ms": result.duration_ms,
+                }
+            )
+        if not rows:
+            continue
+        take_turns(conn=conn, scopes=[f"webhook-attempts:{endpoint_id}"])
+        scope = col(WebhookAttempt.endpoint_id) == endpoint_id
+        allocator = InstantAllocator(conn, col(WebhookAttempt.created_at), scope)
+        for row, instant in zip(rows, allocator.allocate([None] * len(rows)), strict=True):
+            row["created_at"] = instant
+        recorded_ids.update((row["delivery_id"], row["id"]) for row in rows)
+        conn.execute(insert(WebhookAttempt), rows)
+    return [recorded_ids.get(claim.delivery_id) for claim, _ in ended]
 
 
 def attempt_outcome(claim: Claim, result: AttemptResult) -> str:
@@ -547,10 +560,12 @@ def _after_attempt(claim: Claim, result: AttemptResult, now: datetime, delays: l
     return values
 
 
-def _note_health(*, conn: Connection, claim: Claim, endpoint: RowMapping, succeeded: bool, now: datetime) -> None:
-    """Keep when the endpoint's failures began; disable it once they have lasted long enough."""
+def _note_health(*, conn: Connection, claim: Claim, endpoint: dict[str, Any], succeeded: bool, now: datetime) -> None:
+    """Keep when the endpoint's failures began; disable it once they have lasted long enough.
+    `endpoint` (organization_id, enabled, failing_since) is kept up to date for the next attempt."""
     if succeeded:
         if endpoint["failing_since"] is not None:
+            endpoint["failing_since"] = None
             conn.execute(
                 update(WebhookEndpoint).where(col(WebhookEndpoint.id) == claim.endpoint_id).values(failing_since=None)
             )
@@ -558,9 +573,12 @@ def _note_health(*, conn: Connection, claim: Claim, endpoint: RowMapping, succee
     failing_since = endpoint["failing_since"] or now
     disable_after = timedelta(seconds=settings.current().webhook_disable_after_seconds)
     disable = endpoint["enabled"] and now - failing_since >= disable_after
+    if endpoint["failing_since"] is not None and not disable:
+        return  # already failing, not yet for long enough
     values: dict[str, Any] = {"failing_since": failing_since}
     if disable:
         values.update(enabled=False, updated_at=now)
+    endpoint.update(failing_since=failing_since, enabled=endpoint["enabled"] and not disable)
     conn.execute(update(WebhookEndpoint).where(col(WebhookEndpoint.id) == claim.endpoint_id).values(**values))
     if disable:
         event = AuditEventType.webhook_endpoint_disabled
