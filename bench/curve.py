@@ -96,8 +96,8 @@ def run_curve(args, sizes: list[int], log, run_dir: Path) -> dict:
 
     results: dict = {"sizes": {}, "settings": {"duration_s": args.duration, "connections": args.connections}}
     for size in sizes:
-        url = database_url(args.database_url, size, default_database_url)
-        manifest = ensure_data(url, default_params(size), args.rebuild, log)
+        url = database_url(args.database_url, size, lambda n: default_database_url(n, args.data_dir))
+        manifest = ensure_data(url, default_params(size), args.rebuild, log, args.data_dir)
         ids = [line for line in Path(manifest["ids"]).read_text().split() if line]
         probe = probe_request(manifest)
         server = Server("ours", url, 1, run_dir, probe[0], probe[1])

@@ -171,7 +171,7 @@ async def measure(caller: AsgiCaller, workload, requests: int, concurrency: int)
 
 
 async def measure_one(name: str, args) -> dict:
-    url = args.database_url or default_database_url(args.sessions)
+    url = args.database_url or default_database_url(args.sessions, args.data_dir)
     manifest = json.loads(manifest_path(args.data_dir, url).read_text())
     ids = [line for line in Path(manifest["ids"]).read_text().split() if line]
     loads = workloads(manifest, ids)

@@ -66,6 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds of py-spy profile of our server under listSessions limit=100 and getSession (default 8; 0: none)",
     )
     p.add_argument("--check-only", action="store_true", help="build, start, check the answers, stop")
+    p.add_argument("--data-dir", type=Path, default=DATA, help="where builds, manifests and run files go (bench/.data)")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument(
         "--json", type=Path, help="default: BENCHMARKS.json on SQLite, BENCHMARKS-postgresql.json on PostgreSQL"
@@ -82,8 +83,8 @@ def _sizes(text: str) -> list[int]:
     return [int(size.replace("_", "")) for size in text.split(",") if size]
 
 
-def default_database_url(sessions: int) -> str:
-    return f"sqlite:///{DATA / f'bench-{sessions}.db'}"
+def default_database_url(sessions: int, data_dir: Path = DATA) -> str:
+    return f"sqlite:///{data_dir / f'bench-{sessions}.db'}"
 
 
 def manifest_path(data_dir: Path, url: str) -> Path:
@@ -303,17 +304,17 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.sessions) > 1:
         return size_curve(args, argv, log)
     args.sessions = args.sessions[0]
-    url = args.database_url or default_database_url(args.sessions)
+    url = args.database_url or default_database_url(args.sessions, args.data_dir)
     kind = "sqlite" if url.startswith("sqlite") else "postgresql"
     json_path = args.json or ROOT / ("BENCHMARKS.json" if kind == "sqlite" else f"BENCHMARKS-{kind}.json")
     worker_counts = [int(w) for w in (args.workers or ("1" if url.startswith("sqlite") else "1,2")).split(",")]
     names = [n for n in args.servers.split(",") if n]
     chosen = [w for w in args.workloads.split(",") if w]
     params = default_params(args.sessions)
-    manifest = ensure_data(url, params, args.rebuild, log)
+    manifest = ensure_data(url, params, args.rebuild, log, args.data_dir)
     ids = [line for line in Path(manifest["ids"]).read_text().split() if line]
     loads = workloads(manifest, ids)
-    run_dir = DATA / "run"
+    run_dir = args.data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     scripts = {name: write_script(loads[name], run_dir) for name in chosen}
     probe = probe_request(manifest)
@@ -367,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"deep page / first page p50, paired: {results['deep_page']['median_ratio']:.2f}")
         if args.profile and "ours" in servers:
             for workload_name in [w for w in ("list100", "get") if w in chosen]:
-                out = DATA / f"profile-{workload_name}"
+                out = args.data_dir / f"profile-{workload_name}"
                 results["profiles"][workload_name] = profile(
                     servers["ours"], loads[workload_name], scripts[workload_name], args.profile, args.connections, out
                 )
@@ -409,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
 def size_curve(args, argv: list[str] | None, log) -> int:
     """`--sessions A,B,C`: the size curve (bench.curve), written beside the main results."""
     wrk_path()
-    run_dir = DATA / "run"
+    run_dir = args.data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     results = curve.run_curve(args, args.sessions, log, run_dir)
     kind = "postgresql" if (args.database_url or "").startswith("postgresql") else "sqlite"

@@ -58,7 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lag-rate", type=float, default=100, help="events per second in the lag measurement")
     p.add_argument("--drain-timeout", type=float, default=180, help="the longest wait for deliveries (s)")
     p.add_argument("--parts", default="writes,deliveries,lag", help="which measurements (default: all three)")
+    p.add_argument("--data-dir", type=Path, default=DATA, help="where the databases and logs go (bench/.data)")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    p.add_argument("--json", type=Path, help="default: BENCHMARKS-writes-<database>.json")
     p.add_argument("--no-report", action="store_true", help="write only the JSON")
     p.add_argument("--setup", help=argparse.SUPPRESS)  # the child: build the database, print JSON
     p.add_argument("--make-backlog", type=int, help=argparse.SUPPRESS)  # the child: write N cycles
@@ -132,10 +134,11 @@ def _child(url: str, *args: str) -> str:
     return done.stdout
 
 
-def fresh_database(base: str | None, name: str) -> str:
+def fresh_database(args, name: str) -> str:
     from bench.run import _reset_database
 
-    url = f"sqlite:///{DATA / f'writes-{name}.db'}" if base is None else f"{base}_{name}"
+    base = args.database_url
+    url = f"sqlite:///{args.data_dir / f'writes-{name}.db'}" if base is None else f"{base}_{name}"
     _reset_database(url)
     return url
 
@@ -272,21 +275,24 @@ def wait_for(receiver: Receiver, setup: dict, expected: int, timeout: float) -> 
     return time.monotonic() - began
 
 
+# What is measured: (server, webhook endpoints subscribed).
+WRITERS = {"ours": ("ours", 2), "ours_no_webhooks": ("ours", 0), "fastapi": ("fastapi", 0)}
+
+
 def measure_writes(args, workers: int, log) -> dict:
     by_server = {}
-    for name in ("ours", "fastapi"):
-        url = fresh_database(args.database_url, f"{name}_w{workers}")
-        receiver = Receiver(0, DATA / "run")
-        setup = json.loads(
-            _child(url, "--setup", json.dumps({"devices": args.devices, "endpoints": 2, "receiver": receiver.url}))
-        )
-        server = _server(name, url, workers, setup, DATA / "run")
+    for name, (server_name, endpoints) in WRITERS.items():
+        url = fresh_database(args, f"{name}_w{workers}")
+        receiver = Receiver(0, args.data_dir / "run")
+        spec = {"devices": args.devices, "endpoints": endpoints, "receiver": receiver.url}
+        setup = json.loads(_child(url, "--setup", json.dumps(spec)))
+        server = _server(server_name, url, workers, setup, args.data_dir / "run")
         try:
             server.start()
             cpu_before = server.cpu_seconds()
             result = asyncio.run(_cycles(server.base_url, setup, args.duration, args.concurrency))
             result["cpu_ms_per_cycle"] = 1000 * (server.cpu_seconds() - cpu_before) / max(1, result["cycles"])
-            if name == "ours":
+            if endpoints:
                 expected = outbox_events(url)
                 result["drain_s"] = wait_for(receiver, setup, len(expected), args.drain_timeout)
                 arrived = _arrived(receiver, setup)
@@ -299,24 +305,27 @@ def measure_writes(args, workers: int, log) -> dict:
         result["double_leases"] = double_leases(url, setup["organization"])
         by_server[name] = result
         log(
-            f"writes, {workers} worker(s), {name:8s}: {result['cycles_per_s']:7.1f} cycles/s "
+            f"writes, {workers} worker(s), {name:16s}: {result['cycles_per_s']:7.1f} cycles/s "
             f"cpu {result['cpu_ms_per_cycle']:.2f} ms/cycle, unexpected {result['unexpected']}, "
             f"double leases {result['double_leases']}, lost events {result.get('lost_events', '-')}"
         )
     by_server["ratio"] = by_server["ours"]["cycles_per_s"] / by_server["fastapi"]["cycles_per_s"]
+    by_server["ratio_no_webhooks"] = (
+        by_server["ours_no_webhooks"]["cycles_per_s"] / by_server["fastapi"]["cycles_per_s"]
+    )
     return by_server
 
 
 def measure_deliveries(args, workers: int, delay_ms: float, log) -> dict:
-    url = fresh_database(args.database_url, f"deliveries_w{workers}")
-    receiver = Receiver(delay_ms, DATA / "run")
+    url = fresh_database(args, f"deliveries_w{workers}")
+    receiver = Receiver(delay_ms, args.data_dir / "run")
     events = args.backlog if delay_ms == 0 else max(200, int(args.backlog / 5))
     try:
         setup = json.loads(
             _child(url, "--setup", json.dumps({"devices": args.devices, "endpoints": 1, "receiver": receiver.url}))
         )
         _child(url, "--make-backlog", str(events // 2), "--setup", json.dumps(setup))
-        server = _server("ours", url, workers, setup, DATA / "run")
+        server = _server("ours", url, workers, setup, args.data_dir / "run")
         try:
             server.start()
             waited = wait_for(receiver, setup, events, args.drain_timeout)
@@ -344,13 +353,13 @@ def measure_deliveries(args, workers: int, delay_ms: float, log) -> dict:
 
 
 def measure_lag(args, workers: int, log) -> dict:
-    url = fresh_database(args.database_url, f"lag_w{workers}")
-    receiver = Receiver(0, DATA / "run")
+    url = fresh_database(args, f"lag_w{workers}")
+    receiver = Receiver(0, args.data_dir / "run")
     try:
         setup = json.loads(
             _child(url, "--setup", json.dumps({"devices": args.devices, "endpoints": 1, "receiver": receiver.url}))
         )
-        server = _server("ours", url, workers, setup, DATA / "run")
+        server = _server("ours", url, workers, setup, args.data_dir / "run")
         try:
             server.start()
             cycles = asyncio.run(_cycles(server.base_url, setup, args.duration, 8, rate=args.lag_rate / 2))
@@ -386,7 +395,7 @@ def summarize(results: dict) -> None:
                 "met": measured["ratio"] >= WRITES_TARGET,
             }
         )
-        problems = sum(measured[n]["double_leases"] + measured[n]["unexpected"] for n in ("ours", "fastapi"))
+        problems = sum(measured[n]["double_leases"] + measured[n]["unexpected"] for n in WRITERS)
         problems += measured["ours"]["lost_events"] + measured["ours"]["duplicate_arrivals"]
         targets.append(
             {
@@ -432,9 +441,9 @@ def render(results: dict) -> str:
         out.append("| workers | server | cycles/s | CPU ms/cycle | double leases | events lost / twice |")
         out.append("| ---: | --- | ---: | ---: | ---: | ---: |")
         for workers, measured in results["writes"].items():
-            for name in ("ours", "fastapi"):
+            for name in WRITERS:
                 m = measured[name]
-                lost = f"{m['lost_events']} / {m['duplicate_arrivals']} of {m['events']}" if name == "ours" else "—"
+                lost = f"{m['lost_events']} / {m['duplicate_arrivals']} of {m['events']}" if "events" in m else "—"
                 out.append(
                     f"| {workers} | {name} | {m['cycles_per_s']:.1f} | {m['cpu_ms_per_cycle']:.2f} | "
                     f"{m['double_leases']} | {lost} |"
@@ -480,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[writes {time.monotonic() - began:7.1f}s] {message}", flush=True)
 
-    (DATA / "run").mkdir(parents=True, exist_ok=True)
+    (args.data_dir / "run").mkdir(parents=True, exist_ok=True)
     kind = "postgresql" if (args.database_url or "").startswith("postgresql") else "sqlite"
     parts = set(args.parts.split(","))
     worker_counts = [int(w) for w in args.workers.split(",") if w]
@@ -502,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         if "lag" in parts:
             results["lag"][str(workers)] = measure_lag(args, workers, log)
     summarize(results)
-    json_path = ROOT / f"BENCHMARKS-writes-{kind}.json"
+    json_path = args.json or ROOT / f"BENCHMARKS-writes-{kind}.json"
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     if not args.no_report:
         report.write_section(args.output, f"writes:{kind}", render(results))

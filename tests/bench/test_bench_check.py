@@ -1,13 +1,15 @@
 """The benchmark compares like with like: the product, the FastAPI reference and the
 Starlette floor (bench/) give identical answers on a small dataset built the bench's way.
 
-This runs the harness's own correctness check (`python -m bench.run --check-only`) and a
-few requests of the in-process loop (`python -m bench.inprocess`), not the benchmark: no
-load, no timing.
+This runs the harness's own correctness check (`python -m bench.run --check-only`), a few
+requests of the in-process loop (`python -m bench.inprocess`), and the size curve and the
+writes and deliveries tools on tiny inputs, checking what they check (every filter at every
+size; no double lease, no lost or repeated event), not the benchmark: no timing.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,8 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from bench import dataset, run  # noqa: E402
+from bench import curve, dataset, run  # noqa: E402
+from bench import writes as writes_tool  # noqa: E402
 from bench.servers import SERVERS, Server  # noqa: E402
 
 pytestmark = [pytest.mark.bench, pytest.mark.live_server]
@@ -71,3 +74,53 @@ def test_the_in_process_loop_calls_every_app_with_every_workload(built):
     rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()[2:]}
     assert set(rows) == set(run.WORKLOADS)
     assert all(len(cells) == 2 * len(SERVERS) + len(SERVERS) - 1 for cells in rows.values())
+
+
+def _bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_the_size_curve_measures_every_filter_at_every_size(tmp_path: Path):
+    out = tmp_path / "curve.json"
+    done = _bench(
+        "bench.run",
+        *("--sessions", "300,600", "--duration", "1", "--warmup", "0", "--connections", "2"),
+        *("--database-url", f"sqlite:///{tmp_path}/curve.db", "--data-dir", str(tmp_path)),
+        *("--no-report", "--json", str(out)),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(out.read_text())
+    assert list(results["sizes"]) == ["300", "600"]
+    for entry in results["sizes"].values():
+        assert set(entry["workloads"]) == {*curve.PAGES, *curve.FILTERS}
+        assert all(w["requests"] > 0 and w["errors"] == 0 for w in entry["workloads"].values())
+        assert entry["loop_sharing"]["hog"] in entry["workloads"]
+        assert entry["import_rate"] > 0
+    assert all("slowdown" in w for w in results["sizes"]["600"]["workloads"].values())
+
+
+def test_writes_and_deliveries_lose_nothing_and_lease_no_device_twice(tmp_path: Path):
+    out = tmp_path / "writes.json"
+    done = _bench(
+        "bench.writes",
+        *("--workers", "1", "--duration", "1", "--concurrency", "4", "--devices", "8"),
+        *("--backlog", "40", "--slow-ms", "20", "--lag-rate", "20", "--drain-timeout", "60"),
+        *("--data-dir", str(tmp_path), "--no-report", "--json", str(out)),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(out.read_text())
+    writes = results["writes"]["1"]
+    for name in writes_tool.WRITERS:
+        assert writes[name]["cycles"] > 0 and writes[name]["unexpected"] == 0
+        assert writes[name]["double_leases"] == 0
+    assert writes["ours"]["events"] == 2 * 2 * writes["ours"]["cycles"]  # 2 events, 2 endpoints
+    assert writes["ours"]["lost_events"] == 0 and writes["ours"]["duplicate_arrivals"] == 0
+    for measured in results["deliveries"].values():
+        assert measured["arrived"] == measured["events"] and measured["events_per_s"] > 0
+    assert results["lag"]["1"]["arrived"] == results["lag"]["1"]["events"] > 0
