@@ -13,6 +13,7 @@ Everything is drawn from a seeded generator: the same parameters give the same d
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import uuid
@@ -195,7 +196,8 @@ def build(params: dict, out_dir: Path) -> dict:
             previous = at
     events.sort()  # a backfill exported in time order
 
-    lines_path = out_dir / f"sessions-{total}.jsonl"
+    # Named for this build alone: two builds of one size (SQLite and PostgreSQL) may run at once.
+    lines_path = out_dir / f"sessions-{total}-{os.getpid()}.jsonl"
     sample_ids: list[str] = []
     other_id = None
     device_weights = [1 / (1 + i % 50) for i in range(len(fleet))]  # some devices are popular
@@ -231,7 +233,7 @@ def build(params: dict, out_dir: Path) -> dict:
     # `before` for the deep page: the instant of the 150th-oldest session of the big
     # organization (so the page is full and has a nextCursor), pushed 1 µs later.
     deep = big_times[min(149, len(big_times) - 1)] + 1
-    ids_path = out_dir / f"ids-{total}.txt"
+    ids_path = out_dir / f"ids-{total}-{os.getpid()}.txt"
     ids_path.write_text("\n".join(sample_ids[:10_000]) + "\n")
     return {
         "params": params,
