@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from sessions_api.handlers.listing import list_body
-from sessions_api.models import leases, sessions
+from sessions_api.models import leases, session_facts, sessions
 from sessions_api.models.paging import cursor
 
 API_BASE = "/api/v1"
@@ -20,6 +20,9 @@ async def listSessions(
     platform: str | None = None,
     user: str | None = None,
     device: str | None = None,
+    build: str | None = None,
+    tag: list[str] | None = None,
+    result: str | None = None,
 ) -> dict[str, Any]:
     principal = token_info["principal"]
     filters = sessions.SessionFilters(
@@ -27,6 +30,9 @@ async def listSessions(
         platform=platform,
         user_id=uuid.UUID(user) if user else None,
         device_id=uuid.UUID(device) if device else None,
+        build=build.strip() if build is not None else None,  # stored without surrounding spaces
+        result=result,
+        tags=tuple(tag or ()),
     )
     page = await sessions.list_page(principal.organization_id, limit, cursor(before), filters)
     return list_body(page, session_json)
@@ -53,11 +59,17 @@ def createSession(
         wanted,
         render=session_json,
         idempotency_key=idempotency_key,
+        facts=body.get("facts", {}),
     )
     headers = {"Location": f"{API_BASE}/sessions/{started.body['id']}"}
     if started.replayed:
         headers["Idempotent-Replayed"] = "true"
     return started.body, 201, headers
+
+
+def updateSession(sessionId: str, body: dict[str, Any], token_info: dict[str, Any]) -> dict[str, Any]:
+    principal = token_info["principal"]
+    return session_json(session_facts.update_session(principal, uuid.UUID(sessionId), body))
 
 
 def releaseSession(sessionId: str, token_info: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +38,7 @@ from sqlmodel import col
 from sessions_api.core import db, settings
 from sessions_api.core.retry import retried
 from sessions_api.core.timestamps import utcnow
-from sessions_api.models import audit, webhooks
+from sessions_api.models import audit, session_facts, webhooks
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.errors import Conflict, Unprocessable
 from sessions_api.models.sessions import (
@@ -64,15 +64,17 @@ class DeviceWanted:
     name: str | None = None
     max_duration_minutes: int | None = None
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, facts: Mapping[str, Any] | None = None) -> str:
         """What an Idempotency-Key is bound to: the request in the API's own names, hashed."""
-        request = {
+        request: dict[str, Any] = {
             "platform": self.platform,
             "osVersion": self.os_version,
             "type": self.type,
             "name": self.name,
             "maxDurationMinutes": self.max_duration_minutes,
         }
+        if facts:  # a start without facts keeps the fingerprint it always had
+            request["facts"] = dict(facts)
         return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
 
@@ -87,11 +89,15 @@ def start_session(
     wanted: DeviceWanted,
     render: Callable[[Row[Any]], dict[str, Any]],
     idempotency_key: str | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> Started:
-    """Lease a free matching device to the organization the caller acts on; `render` shapes
-    the answer, which is kept for replay under `idempotency_key`."""
+    """Lease a free matching device to the organization the caller acts on, with the session's
+    `facts` (models.session_facts); `render` shapes the answer, which is kept for replay under
+    `idempotency_key`."""
     organization_id = caller.organization_id
-    request_hash = wanted.fingerprint()
+    request_hash = wanted.fingerprint(facts)
+    stored_facts = session_facts.stored(facts or {})
+    tags = session_facts.tags_of(facts or {})
 
     def attempt() -> Started:
         with db.writing() as conn:
@@ -102,7 +108,7 @@ def start_session(
                 )
                 if stored is not None:
                     return Started(stored, replayed=True)
-            body = render(_lease(conn=conn, caller=caller, wanted=wanted))
+            body = render(_lease(conn=conn, caller=caller, wanted=wanted, facts=stored_facts, tags=tags))
             if idempotency_key is not None:
                 conn.execute(
                     insert(IdempotencyRecord).values(
@@ -212,7 +218,9 @@ def _stored_answer(
     return body
 
 
-def _lease(*, conn: Connection, caller: Principal, wanted: DeviceWanted) -> Row[Any]:
+def _lease(
+    *, conn: Connection, caller: Principal, wanted: DeviceWanted, facts: Mapping[str, Any], tags: tuple[str, ...]
+) -> Row[Any]:
     """Lease a device to the caller's organization and record it; returns the new session."""
     organization_id = caller.organization_id
     config = settings.current()
@@ -232,7 +240,9 @@ def _lease(*, conn: Connection, caller: Principal, wanted: DeviceWanted) -> Row[
     device_id = _pick_free_device(conn=conn, wanted=wanted, now=now)
     expired = _release_expired(conn=conn, now=now, device_id=device_id)  # an expired lease still holding it ends now
     minutes = min(wanted.max_duration_minutes or config.default_session_minutes, config.max_session_minutes)
-    new = NewSession(organization_id, caller.user_id, device_id, duration=timedelta(minutes=minutes))
+    new = NewSession(
+        organization_id, caller.user_id, device_id, duration=timedelta(minutes=minutes), facts=facts, tags=tags
+    )
     (session_id,) = insert_sessions(conn=conn, batch=[new])
     session = session_view(conn=conn, organization_id=organization_id, session_id=session_id)
     started = audit.Event(

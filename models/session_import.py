@@ -2,10 +2,11 @@
 
 Each line is an object with `organization`, `user` and `device` (ids), and optional `id`,
 `createdAt`, `releasedAt` and `expiresAt` (RFC 3339 with an offset; `expiresAt` defaults to
-`createdAt` plus the default session duration). The user must be a member of the
-organization. A device may have one live session (no `releasedAt`) at most. A `createdAt`
-already taken in the organization moves on to the next free microsecond, as for every new
-session.
+`createdAt` plus the default session duration), and the session's facts as the API names
+them (`name`, `build`, `tags`, `metadata`, `result`, `resultReason`: models.session_facts).
+The user must be a member of the organization. A device may have one live session (no
+`releasedAt`) at most. A `createdAt` already taken in the organization moves on to the next
+free microsecond, as for every new session.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlmodel import col
 
 from sessions_api.core import db
 from sessions_api.core.timestamps import parse_rfc3339
+from sessions_api.models import session_facts
 from sessions_api.models.errors import InvalidInput
 from sessions_api.models.sessions import NewSession, insert_sessions
 from sessions_api.models.tables import (
@@ -36,7 +38,7 @@ _CHUNK = 5000
 # SQLite's page cache during an import (KiB; its default is 2 MiB): the sessions' indexes take
 # rows in random order, and at millions of rows a small cache rereads their pages all the time.
 _SQLITE_IMPORT_CACHE_KIB = 256 * 1024
-_FIELDS = {"id", "organization", "user", "device", "createdAt", "releasedAt", "expiresAt"}
+_FIELDS = {"id", "organization", "user", "device", "createdAt", "releasedAt", "expiresAt", *session_facts.COLUMNS}
 _REQUIRED = ("organization", "user", "device")
 
 
@@ -103,6 +105,11 @@ def _parse_line(number: int, line: str) -> NewSession:
     expires_at = _timestamp(number, record, "expiresAt")
     if expires_at is not None and (created_at is None or expires_at < created_at):
         raise InvalidInput(f"line {number}: 'expiresAt' needs a 'createdAt' before it")
+    facts = {fact: record[fact] for fact in session_facts.COLUMNS if fact in record}
+    try:
+        stored = session_facts.stored(session_facts.checked(facts)) if facts else {}
+    except InvalidInput as exc:
+        raise InvalidInput(f"line {number}: {exc}") from None
     return NewSession(
         organization_id=_uuid(number, record, "organization"),
         user_id=_uuid(number, record, "user"),
@@ -111,6 +118,8 @@ def _parse_line(number: int, line: str) -> NewSession:
         released_at=released_at,
         id=_uuid(number, record, "id") if record.get("id") is not None else None,
         expires_at=expires_at,
+        facts=stored,
+        tags=session_facts.tags_of(facts),
     )
 
 

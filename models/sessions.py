@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Integer,
     Row,
     Select,
+    and_,
     bindparam,
+    exists,
     insert,
     select,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import Mapped, aliased
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlmodel import col
 
@@ -36,7 +39,7 @@ from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import NotFound
 from sessions_api.models.instants import InstantAllocator, take_turns
 from sessions_api.models.paging import Page, page_of
-from sessions_api.models.tables import Device, SessionRecord
+from sessions_api.models.tables import Device, SessionRecord, SessionTag
 
 # What the API answers with: a session and its device in one row, its ids and instants
 # already rendered as the API's text (see models.as_text). The names are the row's keys, in
@@ -53,6 +56,12 @@ _SESSION_VIEW_COLUMNS: dict[str, ColumnElement[Any] | Mapped[Any]] = {
     "created_at": rfc3339_text(col(SessionRecord.created_at)),
     "released_at": rfc3339_text(col(SessionRecord.released_at)),
     "expires_at": rfc3339_text(col(SessionRecord.expires_at)),
+    "session_name": col(SessionRecord.name),
+    "build": col(SessionRecord.build),
+    "tags": col(SessionRecord.tags),
+    "metadata_json": col(SessionRecord.metadata_json),
+    "result": col(SessionRecord.result),
+    "result_reason": col(SessionRecord.result_reason),
 }
 SESSION_VIEW_COLUMNS = tuple(_SESSION_VIEW_COLUMNS)
 _SESSION_VIEW = select(*(column.label(name) for name, column in _SESSION_VIEW_COLUMNS.items())).join(
@@ -66,22 +75,25 @@ _ONE_SESSION = _SESSION_VIEW.where(
 
 # Positions of the session view's columns, by name (the view defines names and order once).
 _AT = {name: index for index, name in enumerate(SESSION_VIEW_COLUMNS)}
-_ID, _ORGANIZATION, _USER, _DEVICE, _PLATFORM, _TYPE, _NAME, _OS_VERSION, _CREATED, _RELEASED, _EXPIRES = (
-    _AT[name]
-    for name in (
-        "id",
-        "organization_id",
-        "user_id",
-        "device_id",
-        "platform",
-        "type",
-        "name",
-        "os_version",
-        "created_at",
-        "released_at",
-        "expires_at",
-    )
-)
+(
+    _ID,
+    _ORGANIZATION,
+    _USER,
+    _DEVICE,
+    _PLATFORM,
+    _TYPE,
+    _NAME,
+    _OS_VERSION,
+    _CREATED,
+    _RELEASED,
+    _EXPIRES,
+    _SESSION_NAME,
+    _BUILD,
+    _TAGS,
+    _METADATA,
+    _RESULT,
+    _RESULT_REASON,
+) = (_AT[name] for name in SESSION_VIEW_COLUMNS)
 
 
 def session_document(row: Row[Any]) -> dict[str, Any]:
@@ -102,7 +114,30 @@ def session_document(row: Row[Any]) -> dict[str, Any]:
         "createdAt": row[_CREATED],
         "releasedAt": row[_RELEASED],
         "expiresAt": row[_EXPIRES],
+        "name": row[_SESSION_NAME],
+        "build": row[_BUILD],
+        "tags": _json_list(row[_TAGS]),
+        "metadata": _json_object(row[_METADATA]),
+        "result": row[_RESULT],
+        "resultReason": row[_RESULT_REASON],
+        "durationSeconds": duration_seconds(row[_CREATED], row[_RELEASED]),
     }
+
+
+def duration_seconds(created_at: str, released_at: str | None) -> float | None:
+    """`releasedAt - createdAt` in seconds, to the microsecond; None while live."""
+    if released_at is None:
+        return None
+    elapsed = datetime.fromisoformat(released_at) - datetime.fromisoformat(created_at)
+    return elapsed.days * 86_400 + elapsed.seconds + elapsed.microseconds / 1_000_000
+
+
+def _json_list(text: str) -> list[Any]:
+    return [] if text == "[]" else list(orjson.loads(text))
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    return {} if text == "{}" else dict(orjson.loads(text))
 
 
 @dataclass(frozen=True)
@@ -111,6 +146,9 @@ class SessionFilters:
     platform: str | None = None
     user_id: uuid.UUID | None = None
     device_id: uuid.UUID | None = None
+    build: str | None = None
+    result: str | None = None
+    tags: tuple[str, ...] = ()  # every one must be present
 
 
 async def list_page(
@@ -132,9 +170,14 @@ def page_statement(
         "platform": filters.platform,
         "user_id": filters.user_id,
         "device_id": filters.device_id,
+        "build": filters.build,
+        "result": filters.result,
     }
+    tags = tuple(dict.fromkeys(filters.tags))  # each once, in the order given
+    values.update((f"tag_{index}", tag) for index, tag in enumerate(tags))
     bounds = tuple(name for name in _OPTIONAL_BOUNDS if values[name] is not None)
-    return _page_query(bounds, filters.status), {name: value for name, value in values.items() if value is not None}
+    query = _page_query(bounds, filters.status, len(tags))
+    return query, {name: value for name, value in values.items() if value is not None}
 
 
 _OPTIONAL_BOUNDS: dict[str, Callable[[Any], ColumnElement[bool]]] = {
@@ -142,18 +185,22 @@ _OPTIONAL_BOUNDS: dict[str, Callable[[Any], ColumnElement[bool]]] = {
     "platform": lambda value: col(SessionRecord.platform) == value,
     "user_id": lambda value: col(SessionRecord.user_id) == value,
     "device_id": lambda value: col(SessionRecord.device_id) == value,
+    "build": lambda value: col(SessionRecord.build) == value,
+    "result": lambda value: col(SessionRecord.result) == value,
 }
 
 
-@functools.cache
-def _page_query(bounds: tuple[str, ...], status: str | None) -> Select[Any]:
-    """The page query for one combination of filters (at most 16 × 3 of them), built once:
-    building a statement costs more than running it. The values are bound on each call.
+@functools.lru_cache(maxsize=1024)
+def _page_query(bounds: tuple[str, ...], status: str | None, tags: int = 0) -> Select[Any]:
+    """The page query for one combination of filters, built once: building a statement costs
+    more than running it. The values are bound on each call.
 
     Each combination reads `limit + 1` entries of one keyset index (SessionRecord's indexes):
-    the organization's, its user's, device's, platform's, user-and-platform's or
-    user-and-device's sessions by `created_at`, or its live ones. A device has one platform, so
-    with a device the platform is the device's to check (one row), not each session's."""
+    the organization's, its user's, device's, platform's, build's, result's, user-and-platform's,
+    user-and-device's or build-and-result's sessions by `created_at`, or its live ones. A device
+    has one platform, so with a device the platform is the device's to check (one row), not each
+    session's. With tags, the first tag's sessions are walked in `session_tags` (keyed the same
+    way), and each other tag is one lookup of that key."""
     if "device_id" in bounds and "platform" in bounds:
         bounds = tuple(name for name in bounds if name != "platform")
         platform: tuple[ColumnElement[bool], ...] = (col(Device.platform) == bindparam("platform"),)
@@ -165,6 +212,8 @@ def _page_query(bounds: tuple[str, ...], status: str | None) -> Select[Any]:
         .order_by(col(SessionRecord.created_at).desc())
         .limit(bindparam("limit", type_=Integer))
     )
+    if tags:
+        query = _with_tags(query, bounds, tags)
     if status == "released":
         query = query.where(col(SessionRecord.released_at).is_not(None))
     elif status == "live":
@@ -184,6 +233,32 @@ def _page_query(bounds: tuple[str, ...], status: str | None) -> Select[Any]:
 _LIVE = col(SessionRecord.released_at).is_(None)
 
 
+def _with_tags(query: Select[Any], bounds: tuple[str, ...], tags: int) -> Select[Any]:
+    """`query` walking the first tag's entries of `session_tags` by `created_at` (its key), each
+    joined to its session by the organization's unique `created_at`; the other tags must exist."""
+    first = SessionTag
+    walked = col(first.created_at)
+    query = query.join(
+        first,
+        and_(
+            col(first.organization_id) == col(SessionRecord.organization_id),
+            col(first.created_at) == col(SessionRecord.created_at),
+        ),
+    ).where(col(first.organization_id) == bindparam("organization_id"), col(first.tag) == bindparam("tag_0"))
+    if "before" in bounds:
+        query = query.where(walked < bindparam("before"))
+    for index in range(1, tags):
+        other = aliased(SessionTag, name=f"tag_{index}")
+        query = query.where(
+            exists().where(
+                col(other.organization_id) == col(SessionRecord.organization_id),
+                col(other.created_at) == col(SessionRecord.created_at),
+                col(other.tag) == bindparam(f"tag_{index}"),
+            )
+        )
+    return query.order_by(None).order_by(walked.desc())
+
+
 async def get_session(organization_id: uuid.UUID, session_id: uuid.UUID) -> Row[Any]:
     """The session as the API shows it (see _SESSION_VIEW); NotFound outside the organization."""
     row = await _compiled(_ONE_SESSION).first({"session_id": session_id, "organization_id": organization_id})
@@ -201,11 +276,22 @@ def _found(row: Row[Any] | None) -> Row[Any]:
     return row
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)
 def _compiled(statement: Select[Any]) -> CompiledRead:
-    """The reads of every request run compiled (core.compiled_reads); one per statement, of
-    which there are at most 49 (_page_query's and _ONE_SESSION)."""
+    """The reads of every request run compiled (core.compiled_reads); one per statement
+    (_page_query's, each kept while used, and _ONE_SESSION)."""
     return CompiledRead(statement)
+
+
+# The stored facts of a session none were given for (every row of one insert has every column).
+NO_FACTS: Mapping[str, Any] = {
+    "name": None,
+    "build": None,
+    "tags": "[]",
+    "metadata_json": "{}",
+    "result": None,
+    "result_reason": None,
+}
 
 
 @dataclass(frozen=True)
@@ -218,6 +304,8 @@ class NewSession:
     id: uuid.UUID | None = None
     expires_at: datetime | None = None  # None: created_at + duration
     duration: timedelta | None = None  # None: the configured default
+    facts: Mapping[str, Any] = field(default_factory=dict)  # stored columns (models.session_facts)
+    tags: tuple[str, ...] = ()
 
 
 def insert_sessions(*, conn: Connection, batch: list[NewSession]) -> list[uuid.UUID]:
@@ -253,10 +341,19 @@ def insert_sessions(*, conn: Connection, batch: list[NewSession]) -> list[uuid.U
                 "created_at": created_at,
                 "released_at": released_at,
                 "expires_at": expires_at,
+                **NO_FACTS,
+                **new.facts,
             }
         )
     if rows:
         conn.execute(insert(SessionRecord), rows)
+    tags = [
+        {"organization_id": new.organization_id, "tag": tag, "created_at": row["created_at"], "session_id": row["id"]}
+        for new, row in zip(batch, rows, strict=True)
+        for tag in new.tags
+    ]
+    if tags:
+        conn.execute(insert(SessionTag), tags)
     return [row["id"] for row in rows]
 
 

@@ -173,6 +173,10 @@ class SessionRecord(SQLModel, table=True):
         Index(
             "ix_sessions_organization_user_device_created_at", "organization_id", "user_id", "device_id", "created_at"
         ),
+        # A build's sessions, its failures (tags have their own table: SessionTag).
+        Index("ix_sessions_organization_build_created_at", "organization_id", "build", "created_at"),
+        Index("ix_sessions_organization_result_created_at", "organization_id", "result", "created_at"),
+        Index("ix_sessions_organization_build_result_created_at", "organization_id", "build", "result", "created_at"),
         Index(
             "ix_sessions_live_organization_created_at",
             "organization_id",
@@ -208,6 +212,26 @@ class SessionRecord(SQLModel, table=True):
     released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # The latest a session lasts: a live session is released at this instant.
     expires_at: datetime = Field(sa_type=UTCDateTime)
+    # What its callers say of it (models.session_facts): tags and metadata as JSON text.
+    name: str | None = Field(default=None, max_length=255)
+    build: str | None = Field(default=None, max_length=255)
+    tags: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
+    metadata_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    result: str | None = Field(default=None, max_length=16)
+    result_reason: str | None = Field(default=None, max_length=1000)
+
+
+class SessionTag(SQLModel, table=True):
+    """One tag of one session, keyed as a page of a tag's sessions reads it: by organization,
+    tag and the session's `created_at` (unique within the organization), newest first."""
+
+    __tablename__ = "session_tags"
+    __table_args__ = (Index("ix_session_tags_session_id", "session_id"),)
+
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id", primary_key=True)
+    tag: str = Field(max_length=64, primary_key=True)
+    created_at: datetime = Field(sa_type=UTCDateTime, primary_key=True)
+    session_id: uuid.UUID = Field(foreign_key="sessions.id")
 
 
 class IdempotencyRecord(SQLModel, table=True):
@@ -238,6 +262,7 @@ class AuditEventType(enum.StrEnum):
     session_started = "session.started"
     session_released = "session.released"
     session_expired = "session.expired"
+    session_updated = "session.updated"
     webhook_endpoint_created = "webhook_endpoint.created"
     webhook_endpoint_updated = "webhook_endpoint.updated"
     webhook_endpoint_deleted = "webhook_endpoint.deleted"

@@ -62,7 +62,12 @@ from sessions_api.models.text import is_storable
 
 TEST_EVENT = "webhook.test"
 # The session changes that become events, by their audit type (the same names).
-SESSION_EVENTS = (AuditEventType.session_started, AuditEventType.session_released, AuditEventType.session_expired)
+SESSION_EVENTS = (
+    AuditEventType.session_started,
+    AuditEventType.session_released,
+    AuditEventType.session_expired,
+    AuditEventType.session_updated,
+)
 _NO_ENDPOINT = "No webhook endpoint with this id exists in the selected organization."
 # A claim lasts this long beyond the attempt's own time limit before another process may retry it.
 _CLAIM_MARGIN = timedelta(seconds=5)
@@ -271,7 +276,12 @@ def enqueue(*, conn: Connection, changes: Iterable[audit.Event]) -> None:
         if not targets:
             continue
         session = session_view(conn=conn, organization_id=change.organization_id, session_id=change.target_id)
-        occurred = session.created_at if change.type is AuditEventType.session_started else session.released_at
+        if change.type is AuditEventType.session_started:
+            occurred = session.created_at
+        elif change.type is AuditEventType.session_updated:
+            occurred = format_utc(now)
+        else:
+            occurred = session.released_at
         payload = _payload(change.type.value, occurred, session_document(session))
         event_id = uuid.uuid4()
         rows += [_delivery(endpoint_id, event_id, change.type.value, payload, now) for endpoint_id in targets]
