@@ -92,12 +92,21 @@ def test_every_change_is_audited_and_sent_once_and_no_change_records_nothing(cli
     )
     assert hook.status_code == 201, hook.text
     started = _start(client, writer, team, {"build": "b1"})
-    assert _patch(client, writer, team, started["id"], {"build": "b2", "tags": ["smoke"]}).status_code == 200
+    assert (
+        _patch(
+            client, writer, team, started["id"], {"build": "b2", "tags": ["smoke"], "metadata": {"k": "v"}}
+        ).status_code
+        == 200
+    )
     assert _patch(client, writer, team, started["id"], {"build": "b2"}).status_code == 200  # nothing changes
     events = list_all(client, admin.acting_on(team.id), path=f"{API}/audit-events", type="session.updated")
     assert len(events) == 1
     assert events[0]["target"] == {"kind": "session", "id": started["id"]}
-    assert events[0]["data"] == {"before": {"build": "b1", "tags": []}, "after": {"build": "b2", "tags": ["smoke"]}}
+    before, after = (
+        {"build": "b1", "tags": [], "metadata": {}},
+        {"build": "b2", "tags": ["smoke"], "metadata": {"k": "v"}},
+    )
+    assert events[0]["data"] == {"before": before, "after": after}
     with db.reading() as conn:
         sent = conn.execute(select(WebhookDelivery.payload).where(WebhookDelivery.event_type == "session.updated"))
         payloads = [json.loads(payload) for (payload,) in sent]

@@ -93,8 +93,10 @@ def live_api(tmp_path_factory, database_url_for_module):
         to_revoke = api_call(
             base, admin, "POST", f"/organizations/{team['id']}/invitations", {**to_alice, "email": "x@example.com"}
         )
+        live = api_call(base, admin, "GET", "/sessions?status=live&limit=1", None)["data"][0]
         # Named in schemathesis.toml.
         ids = {
+            "LIVE_SESSION_ID": live["id"],
             "WEBHOOK_ENDPOINT_ID": endpoints[0]["id"],
             "WEBHOOK_TEST_ENDPOINT_ID": endpoints[1]["id"],
             "TEAM_ID": team["id"],

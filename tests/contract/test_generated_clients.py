@@ -317,3 +317,24 @@ def test_typescript_types_from_openapi_typescript_type_check(tmp_path, node_tool
     )
     broken = run([bin_path("tsc"), "-p", str(tmp_path / "tsconfig.json")])
     assert broken.returncode != 0 and "usage.ts" in broken.stdout and "null" in broken.stdout, broken.stdout
+
+
+def test_the_python_client_sets_a_sessions_facts_and_lists_by_them(live_api, client_package):
+    list_sessions, get_session, models, _types = _modules(client_package)
+    update_session = importlib.import_module(f"{client_package.__name__}.api.sessions.update_session")
+    client = client_package.AuthenticatedClient(base_url=live_api["base"], token=live_api["secret"])
+    newest = list_sessions.sync(client=client, limit=1).data[0]
+    assert newest.result is None and newest.tags == [] and newest.duration_seconds is None
+    metadata = models.SessionMetadata.from_dict({"commit": "4f2a9c1"})
+    facts = models.SessionFacts(
+        build="client-build", tags=["client", "smoke"], metadata=metadata, result=models.SessionResult.FAILED
+    )
+    changed = update_session.sync(newest.id, client=client, body=facts)
+    assert isinstance(changed, models.Session), changed
+    assert changed.result == models.SessionResult.FAILED and changed.tags == ["client", "smoke"]
+    assert changed.metadata.to_dict() == {"commit": "4f2a9c1"} and changed.build == "client-build"
+    found = list_sessions.sync(
+        client=client, build="client-build", tag=["smoke", "client"], result=models.ListSessionsResult.FAILED
+    )
+    assert [session.id for session in found.data] == [newest.id]
+    assert get_session.sync(newest.id, client=client).to_dict() == changed.to_dict()

@@ -49,8 +49,28 @@ export const device: Session["device"] = {
 export const live: Session = {
   id: "5d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a", organization: "6f1c2a52-3a5e-4d5b-9d0e-0b8f3c1e2a47",
   user: "0c5d9a7e-2b1f-4e3a-8c6d-5f4e3d2c1b0a", device, createdAt: "2026-11-28T10:02:11.500000Z", releasedAt: null,
-  expiresAt: "2026-11-28T11:02:11.500000Z",
+  expiresAt: "2026-11-28T11:02:11.500000Z", name: "checkout flow", build: "nightly-42", tags: ["smoke"],
+  metadata: { commit: "4f2a9c1" }, result: null, resultReason: null, durationSeconds: null,
 };
+
+type SessionFacts = operations["updateSession"]["requestBody"]["content"]["application/json"];
+
+/** Mark a session failed, with why: updateSession (PATCH), which answers the session. */
+export async function markFailed(base: string, key: string, sessionId: string, why: string): Promise<Session> {
+  const facts: SessionFacts = { result: "failed", resultReason: why };
+  const response = await fetch(`${base}/sessions/${sessionId}`, {
+    method: "PATCH",
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+    body: JSON.stringify(facts),
+  });
+  if (!response.ok) throw new Error(((await response.json()) as ApiError).error.code);
+  return (await response.json()) as paths["/sessions/{sessionId}"]["patch"]["responses"][200]["content"]["application/json"];
+}
+
+// @ts-expect-error a result is passed, failed, error or null, nothing else
+export const skipped: SessionFacts = { result: "skipped" };
+// @ts-expect-error tags are a list of strings
+export const oneTag: SessionFacts = { tags: "smoke" };
 export const lastPage: SessionList = { object: "list", data: [live] };
 export const notFound: operations["getSession"]["responses"][404]["content"]["application/json"] = {
   error: { code: "not_found", message: "No session with this id exists in the selected organization." },
