@@ -50,6 +50,11 @@ def import_sessions(lines: Iterable[str]) -> int:
     count = 0
     with db.writing() as conn:
         sqlite = conn.dialect.name == "sqlite"
+        if not sqlite:
+            # The table grows by millions of rows inside this one transaction, which no statistics
+            # see: planned as the small table they describe, every lookup of the checks (each by
+            # an index) would scan what the import has written so far, quadratic in the file.
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         if sqlite:
             default_cache = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
             conn.exec_driver_sql(f"PRAGMA cache_size=-{_SQLITE_IMPORT_CACHE_KIB}")
