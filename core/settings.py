@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     max_api_keys_per_user: PositiveInt = 100
     max_webhook_endpoints: PositiveInt = 20
     expiry_sweep_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # SQLite keeps no query planner statistics by itself: each server process gathers them
+    # this often (s), so that pages keep reading the right index as the history grows.
+    statistics_refresh_seconds: Annotated[float, Field(gt=0)] = 3600.0
     # Webhooks (models.webhooks, web.webhooks): one attempt's time limit (s), the waits before
     # each retry (`5s,5m,30m,2h`: seconds, minutes, hours or days; jittered), whether targets on
     # loopback, private, link-local or reserved addresses (and plain http) are allowed, how

@@ -23,7 +23,7 @@ from sqlmodel import col
 
 from sessions_api.core import db
 from sessions_api.core.timestamps import parse_rfc3339
-from sessions_api.models import session_facts
+from sessions_api.models import schema_version, session_facts
 from sessions_api.models.errors import InvalidInput
 from sessions_api.models.sessions import NewSession, insert_sessions
 from sessions_api.models.tables import (
@@ -64,6 +64,7 @@ def import_sessions(lines: Iterable[str]) -> int:
                 checker.check(chunk)
                 insert_sessions(conn=conn, batch=[new for _, new in chunk])
                 count += len(chunk)
+            schema_version.refresh_statistics(conn)  # the planner sees the history just written
         finally:
             if sqlite:  # the connection goes back to the pool with its usual cache
                 conn.exec_driver_sql(f"PRAGMA cache_size={int(default_cache)}")

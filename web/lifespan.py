@@ -10,7 +10,7 @@ from typing import Any
 
 from sessions_api.core import compiled_reads, db, db_threads
 from sessions_api.core.metrics import EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
-from sessions_api.models import leases
+from sessions_api.models import leases, schema_version
 from sessions_api.web.state import AppState
 from sessions_api.web.webhooks import WebhookSender
 
@@ -29,12 +29,19 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
         with db.bound(state.database):
             await compiled_reads.open_pool(state.database)
             sweeper = asyncio.create_task(_sweep_expired_sessions(state.settings.expiry_sweep_seconds))
+            statistics = (
+                asyncio.create_task(_refresh_statistics(state.settings.statistics_refresh_seconds))
+                if state.settings.is_sqlite
+                else None
+            )
             webhook_sender = state.webhook_sender = WebhookSender()
             dispatching = asyncio.create_task(webhook_sender.run())
             try:
                 yield
             finally:
                 sweeper.cancel()
+                if statistics is not None:
+                    statistics.cancel()
                 dispatching.cancel()
                 webhook_sender.stop()
                 state.webhook_sender = None
@@ -57,3 +64,13 @@ async def _sweep_expired_sessions(interval: float) -> None:
         EXPIRED_SESSIONS_RELEASED.inc(released)
         if released:
             logger.info("released %d expired session(s)", released)
+
+
+async def _refresh_statistics(interval: float) -> None:
+    """SQLite's planner statistics, gathered at start and every `interval` seconds."""
+    while True:
+        try:
+            await db_threads.write(schema_version.refresh_statistics_now)
+        except Exception:  # the database may be busy or away: try again next time
+            logger.warning("could not refresh the query planner's statistics", exc_info=True)
+        await asyncio.sleep(interval)

@@ -2,8 +2,9 @@
 every filter and combination, read an index that matches the query, never the organization's
 whole history.
 
-The history is made through the import path (the product's own), with statistics gathered
-(`ANALYZE`), so that each planner chooses as it would in production. Then each query is
+The history is made through the import path (the product's own), which gathers the planner's
+statistics as it ends (SQLite keeps none by itself), so that each planner chooses as it would
+in production. Then each query is
 planned (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN (FORMAT JSON)` on PostgreSQL):
 
 - the table is searched through an index whose condition names every equality the filters
@@ -45,7 +46,7 @@ TAGS = ["smoke", "nightly", "checkout", "login", "slow", "ios18", "beta", "flaky
 @pytest.fixture
 def history(world, team, admin):
     """An organization with a history: users, devices of two platforms, released sessions and
-    a few live ones, and audit events; its statistics gathered."""
+    a few live ones, and audit events; its statistics gathered by the import."""
     rng = random.Random(7)
     users = [world.member(of=[(team, Role.readwrite)]) for _ in range(USERS)]
     devices = [
@@ -63,9 +64,7 @@ def history(world, team, admin):
             lines.append(json.dumps(record))
     for member, device in zip(users[:5], devices[:5], strict=True):  # a few live ones
         lines.append(json.dumps({"organization": str(team.id), "user": str(member.user.id), "device": str(device.id)}))
-    session_import.import_sessions(lines)
-    with db.writing() as conn:
-        conn.exec_driver_sql("ANALYZE")
+    session_import.import_sessions(lines)  # which gathers the planner's statistics itself
     return {"team": team, "user": users[3].user, "device": devices[3], "before": T0 + timedelta(days=30)}
 
 
