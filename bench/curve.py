@@ -112,6 +112,10 @@ def run_curve(args, sizes: list[int], log, run_dir: Path) -> dict:
             server.start()
             loads = {name: load for name, load in workloads(manifest, ids).items() if name in PAGES}
             loads.update(filter_workloads(server, manifest, ids))
+            # One pass over every id the get workload reads, so that each size is measured warm
+            # (a short warm-up reaches only part of a large file's pages).
+            pass_seconds = len(ids) / 500
+            run_wrk(server.base_url, write_script(loads["get"], run_dir), seconds=pass_seconds, connections=4)
             for name, load in loads.items():
                 script = write_script(load, run_dir)
                 if args.warmup > 0:
