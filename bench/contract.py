@@ -9,6 +9,7 @@ contract (`openapi/sessions.yaml`, README "Using the API"), checked against the 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -79,3 +80,19 @@ def format_utc(moment: datetime) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment.isoformat(timespec="microseconds") + "Z"
+
+
+def facts_json(name, build, tags: str, metadata: str, result, result_reason) -> dict:
+    """A session's facts as the API shows them (tags and metadata are JSON text in the table)."""
+    return {
+        "name": name,
+        "build": build,
+        "tags": json.loads(tags),
+        "metadata": json.loads(metadata),
+        "result": result,
+        "resultReason": result_reason,
+    }
+
+
+def duration_seconds(created: datetime, released: datetime | None) -> float | None:
+    return (released - created).total_seconds() if released is not None else None

@@ -91,6 +91,12 @@ sessions = Table(
     Column("created_at", DateTime(timezone=True)),
     Column("released_at", DateTime(timezone=True)),
     Column("expires_at", DateTime(timezone=True)),
+    Column("name", String),
+    Column("build", String),
+    Column("tags", String),
+    Column("metadata_json", String),
+    Column("result", String),
+    Column("result_reason", String),
 )
 
 # The key, its user and the user's role in the selected organization, in one statement.
@@ -126,6 +132,12 @@ SESSION_COLUMNS = select(
     sessions.c.created_at,
     sessions.c.released_at,
     sessions.c.expires_at,
+    sessions.c.name.label("session_name"),
+    sessions.c.build,
+    sessions.c.tags,
+    sessions.c.metadata_json,
+    sessions.c.result,
+    sessions.c.result_reason,
 ).join(devices, devices.c.id == sessions.c.device_id)
 PAGE = (
     SESSION_COLUMNS.where(sessions.c.organization_id == bindparam("organization_id"))

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, String, Table, Text, Uuid, bindparam, delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from bench.contract import format_utc
+from bench.contract import duration_seconds, facts_json, format_utc
 from bench.core_sql import SESSION_COLUMNS, SQLITE, ApiError, Principal, db, devices, metadata, sessions
 
 idempotency_keys = Table(
@@ -65,7 +65,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 def session_document(row: Any) -> dict[str, Any]:
-    sid, org, user, device, platform, dtype, name, os_version, created, released, expires = row
+    sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts = row
     return {
         "id": str(sid),
         "organization": str(org),
@@ -74,6 +74,8 @@ def session_document(row: Any) -> dict[str, Any]:
         "createdAt": format_utc(created),
         "releasedAt": format_utc(released) if released is not None else None,
         "expiresAt": format_utc(expires),
+        **facts_json(*facts),
+        "durationSeconds": duration_seconds(created, released),
     }
 
 

@@ -128,8 +128,7 @@ def duration_seconds(created_at: str, released_at: str | None) -> float | None:
     """`releasedAt - createdAt` in seconds, to the microsecond; None while live."""
     if released_at is None:
         return None
-    elapsed = datetime.fromisoformat(released_at) - datetime.fromisoformat(created_at)
-    return elapsed.days * 86_400 + elapsed.seconds + elapsed.microseconds / 1_000_000
+    return (datetime.fromisoformat(released_at) - datetime.fromisoformat(created_at)).total_seconds()
 
 
 def _json_list(text: str) -> list[Any]:

@@ -28,7 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, PlainSerializer
 
 from bench import core_writes
-from bench.contract import NOT_FOUND, format_utc, invalid_request
+from bench.contract import NOT_FOUND, duration_seconds, facts_json, format_utc, invalid_request
 from bench.core_sql import ONE, ApiError, Principal, authenticate, db, page_query
 from bench.request_id import RequestIdMiddleware
 
@@ -53,10 +53,17 @@ class SessionOut(BaseModel):
     createdAt: Timestamp
     releasedAt: Timestamp | None
     expiresAt: Timestamp
+    name: str | None
+    build: str | None
+    tags: list[str]
+    metadata: dict[str, str]
+    result: str | None
+    resultReason: str | None
+    durationSeconds: float | None
 
     @classmethod
     def of(cls, row: Any) -> SessionOut:
-        sid, org, user, device, platform, dtype, name, os_version, created, released, expires = row
+        sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts = row
         return cls(
             id=sid,
             organization=org,
@@ -65,6 +72,8 @@ class SessionOut(BaseModel):
             createdAt=created,
             releasedAt=released,
             expiresAt=expires,
+            **facts_json(*facts),
+            durationSeconds=duration_seconds(created, released),
         )
 
 

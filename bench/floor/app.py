@@ -28,6 +28,8 @@ from bench.contract import (
     NOT_FOUND,
     UNAUTHENTICATED,
     UUID_PATTERN,
+    duration_seconds,
+    facts_json,
     invalid_request,
     parse_before,
     secret_hash,
@@ -47,7 +49,7 @@ WHERE k.lookup_id = {p}
 """
 _COLUMNS = """
 SELECT s.id, s.organization_id, s.user_id, s.device_id, d.platform, d.type, d.name, d.os_version,
-       s.created_at, s.released_at, s.expires_at
+       s.created_at, s.released_at, s.expires_at, s.name, s.build, s.tags, s.metadata_json, s.result, s.result_reason
 FROM sessions s JOIN devices d ON d.id = s.device_id
 """
 _PAGE = _COLUMNS + "WHERE s.organization_id = {p} ORDER BY s.created_at DESC LIMIT {p}"
@@ -84,7 +86,7 @@ class _Sqlite:
         return datetime.fromisoformat(stored).replace(tzinfo=UTC) if stored else None
 
     def row_json(self, row) -> dict:
-        sid, org, user, device, platform, dtype, name, os_version, created, released, expires = row
+        sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts = row
         return {
             "id": _dashed(sid),
             "organization": _dashed(org),
@@ -99,6 +101,8 @@ class _Sqlite:
             "createdAt": f"{created[:10]}T{created[11:]}Z",
             "releasedAt": f"{released[:10]}T{released[11:]}Z" if released else None,
             "expiresAt": f"{expires[:10]}T{expires[11:]}Z",
+            **facts_json(*facts),
+            "durationSeconds": duration_seconds(self.parse_time(created), self.parse_time(released)),
         }
 
     def cursor_json(self, row) -> str:
@@ -139,7 +143,7 @@ class _Postgres:
         return stored
 
     def row_json(self, row) -> dict:
-        sid, org, user, device, platform, dtype, name, os_version, created, released, expires = row
+        sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts = row
         return {
             "id": str(sid),
             "organization": str(org),
@@ -148,6 +152,8 @@ class _Postgres:
             "createdAt": _utc(created),
             "releasedAt": _utc(released) if released else None,
             "expiresAt": _utc(expires),
+            **facts_json(*facts),
+            "durationSeconds": duration_seconds(created, released),
         }
 
     def cursor_json(self, row) -> str:

@@ -19,7 +19,7 @@ from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 
-from bench.contract import NOT_FOUND, UUID_PATTERN, format_utc, invalid_request
+from bench.contract import NOT_FOUND, UUID_PATTERN, duration_seconds, facts_json, format_utc, invalid_request
 from bench.core_sql import ONE, ApiError, Principal, authenticate, bearer_token, db, page_query
 from bench.request_id import RequestIdMiddleware
 
@@ -40,10 +40,18 @@ class SessionOut(msgspec.Struct, rename="camel"):
     created_at: str
     released_at: str | None
     expires_at: str
+    name: str | None
+    build: str | None
+    tags: list[str]
+    metadata: dict[str, str]
+    result: str | None
+    result_reason: str | None
+    duration_seconds: float | None
 
     @classmethod
     def of(cls, row: Any) -> SessionOut:
-        sid, org, user, device, platform, dtype, name, os_version, created, released, expires = row
+        sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts = row
+        shown = facts_json(*facts)
         return cls(
             id=sid,
             organization=org,
@@ -52,6 +60,13 @@ class SessionOut(msgspec.Struct, rename="camel"):
             created_at=format_utc(created),
             released_at=format_utc(released) if released is not None else None,
             expires_at=format_utc(expires),
+            name=shown["name"],
+            build=shown["build"],
+            tags=shown["tags"],
+            metadata=shown["metadata"],
+            result=shown["result"],
+            result_reason=shown["resultReason"],
+            duration_seconds=duration_seconds(created, released),
         )
 
 

@@ -34,6 +34,8 @@ from bench.contract import (
     LAST_USED_INTERVAL,
     NOT_FOUND,
     UNAUTHENTICATED,
+    duration_seconds,
+    facts_json,
     format_utc,
     invalid_request,
     parse_before,
@@ -105,6 +107,12 @@ class SessionRecord(SQLModel, table=True):
     created_at: datetime
     released_at: datetime | None = None
     expires_at: datetime
+    name: str | None = None
+    build: str | None = None
+    tags: str = "[]"
+    metadata_json: str = "{}"
+    result: str | None = None
+    result_reason: str | None = None
 
 
 # --- the response models ------------------------------------------------------------------
@@ -128,6 +136,13 @@ class SessionOut(BaseModel):
     createdAt: Timestamp
     releasedAt: Timestamp | None
     expiresAt: Timestamp
+    name: str | None
+    build: str | None
+    tags: list[str]
+    metadata: dict[str, str]
+    result: str | None
+    resultReason: str | None
+    durationSeconds: float | None
 
     @classmethod
     def of(cls, record: SessionRecord, device: Device) -> SessionOut:
@@ -141,6 +156,10 @@ class SessionOut(BaseModel):
             createdAt=record.created_at,
             releasedAt=record.released_at,
             expiresAt=record.expires_at,
+            **facts_json(
+                record.name, record.build, record.tags, record.metadata_json, record.result, record.result_reason
+            ),
+            durationSeconds=duration_seconds(record.created_at, record.released_at),
         )
 
 
