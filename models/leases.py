@@ -148,8 +148,8 @@ def release_session(caller: Principal, session_id: uuid.UUID) -> Row[Any]:
                 event = AuditEventType.session_released if ended else AuditEventType.session_expired
                 actor = caller.actor if ended else audit.SYSTEM
                 ended_event = _session_event(organization_id, session_id, event, actor, released_at)
-                audit.record(conn=conn, events=[ended_event])
                 webhooks.enqueue(conn=conn, changes=[ended_event])
+                audit.record(conn=conn, events=[ended_event])
         # NotFound when there was none.
         return session_view(conn=conn, organization_id=organization_id, session_id=session_id)
 
@@ -158,8 +158,8 @@ def release_expired(now: datetime | None = None) -> int:
     """Release every live session past its expiry, at its expiry; returns how many."""
     with db.writing() as conn:
         expired = _release_expired(conn=conn, now=now or utcnow())
-        audit.record(conn=conn, events=expired)
         webhooks.enqueue(conn=conn, changes=expired)
+        audit.record(conn=conn, events=expired)
         return len(expired)
 
 
@@ -253,8 +253,10 @@ def _lease(
         session_id,
         after={"device": device_id, "expiresAt": session.expires_at},
     )
-    audit.record(conn=conn, events=[*expired, started])
+    # The outbox first: its rows' foreign keys lock their endpoints, and the audit turns come last
+    # (models.audit.record), or a change to an endpoint (locked, then audited) could deadlock it.
     webhooks.enqueue(conn=conn, changes=[*expired, started])
+    audit.record(conn=conn, events=[*expired, started])
     return session
 
 

@@ -130,8 +130,8 @@ def update_session(caller: Principal, session_id: uuid.UUID, given: Mapping[str,
                 before={fact: _shown(fact, getattr(current, COLUMNS[fact])) for fact in _facts_of(changed)},
                 after={fact: _shown(fact, changed[COLUMNS[fact]]) for fact in _facts_of(changed)},
             )
+            webhooks.enqueue(conn=conn, changes=[event])  # before the audit turns: see leases._lease
             audit.record(conn=conn, events=[event])
-            webhooks.enqueue(conn=conn, changes=[event])
         return session_view(conn=conn, organization_id=organization_id, session_id=session_id)
 
 
