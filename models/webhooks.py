@@ -286,6 +286,9 @@ def enqueue(*, conn: Connection, changes: Iterable[audit.Event]) -> None:
         event_id = uuid.uuid4()
         rows += [_delivery(endpoint_id, event_id, change.type.value, payload, now) for endpoint_id in targets]
     if rows:
+        # Each row's foreign key locks its endpoint (KEY SHARE) as it is inserted: in the order a
+        # settling sender locks them (by id), or the two could wait for each other in a circle.
+        rows.sort(key=lambda row: row["endpoint_id"].bytes)
         conn.execute(insert(WebhookDelivery), rows)
 
 
