@@ -36,9 +36,7 @@ def upgrade() -> None:
     op.add_column("sessions", sa.Column("tags", sa.Text(), nullable=False, server_default="[]"))
     op.add_column("sessions", sa.Column("metadata_json", sa.Text(), nullable=False, server_default="{}"))
     op.add_column("sessions", sa.Column("result", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True))
-    op.add_column(
-        "sessions", sa.Column("result_reason", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True)
-    )
+    op.add_column("sessions", sa.Column("result_reason", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True))
     for name, columns in SESSION_INDEXES.items():
         op.create_index(name, "sessions", columns, unique=False)
     op.create_table(
