@@ -56,9 +56,7 @@ def stored(given: Mapping[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for fact, value in given.items():
         if fact in ("name", "build") and value is not None:
-            value = clean_name(value, f"session's {fact}")
-            if len(value) > MAX_LABEL:
-                raise InvalidInput(f"the session's {fact} must have at most {MAX_LABEL} characters")
+            value = clean_name(value, f"session's {fact}", max_length=MAX_LABEL)
         elif fact == "tags":
             value = orjson.dumps(list(value or [])).decode()
         elif fact == "metadata":

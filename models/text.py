@@ -23,17 +23,18 @@ _CONTROLS_PYTHON_STRIPS = frozenset("\x1c\x1d\x1e\x1f")
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-def clean_name(name: str, what: str) -> str:
-    """`name` without surrounding spaces: 1 to 200 characters, none of them a control character
-    (leading spaces may be any white space; after them, no control character at all)."""
+def clean_name(name: str, what: str, max_length: int = MAX_NAME) -> str:
+    """`name` without surrounding spaces: 1 to `max_length` characters (200 unless said), none of
+    them a control character (leading spaces may be any white space; after them, no control
+    character at all)."""
     body = name.lstrip()
     if not is_storable(body) or _CONTROLS_PYTHON_STRIPS.intersection(name[: len(name) - len(body)]):
         raise InvalidInput(f"the {what} must not contain control characters")
     if _BIDI_CONTROLS.intersection(body):
         raise InvalidInput(f"the {what} must not contain bidirectional controls (U+202A to U+202E, U+2066 to U+2069)")
     name = body.rstrip()
-    if not 1 <= len(name) <= MAX_NAME:
-        raise InvalidInput(f"the {what} must have 1 to {MAX_NAME} characters")
+    if not 1 <= len(name) <= max_length:
+        raise InvalidInput(f"the {what} must have 1 to {max_length} characters")
     return name
 
 

@@ -58,6 +58,11 @@ def test_a_session_starts_with_its_facts_and_shows_them_everywhere(client, write
     assert got == listed == started
 
 
+def test_names_and_builds_take_255_characters(client, writer, team, fleet):
+    started = _start(client, writer, team, {"name": "n" * 255, "build": "b" * 255})
+    assert (len(started["name"]), len(started["build"])) == (255, 255)
+
+
 def test_a_session_without_facts_shows_empty_ones(client, writer, team, fleet):
     started = _start(client, writer, team)
     assert (started["name"], started["build"], started["tags"], started["metadata"]) == (None, None, [], {})
