@@ -15,6 +15,7 @@ from sessions_api.cli.serve import serve as serve_command
 from sessions_api.core import db
 from sessions_api.core.settings import Settings
 from sessions_api.core.timestamps import format_utc, parse_rfc3339
+from sessions_api.handlers.usage import usage_columns, usage_csv, usage_json
 from sessions_api.models import (
     Role,
     api_keys,
@@ -23,6 +24,7 @@ from sessions_api.models import (
     schema_version,
     session_import,
     tenancy,
+    usage,
     webhooks,
 )
 from sessions_api.models.errors import DataError
@@ -148,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
         _secrets_rotate,
     )
 
+    usage_report = commands.add_parser("usage", help="print an organization's device usage (as getUsage answers it)")
+    usage_report.add_argument("--org", required=True, type=_uuid, help="the organization's id")
+    usage_report.add_argument("--from", dest="start", required=True, type=_instant, help="first instant (RFC 3339)")
+    usage_report.add_argument("--to", dest="end", required=True, type=_instant, help="end instant, excluded (RFC 3339)")
+    usage_report.add_argument(
+        "--granularity", choices=usage.GRANULARITIES, default="day", help="bucket size (default day)"
+    )
+    usage_report.add_argument("--group-by", choices=list(usage.GROUP_COLUMNS), help="split buckets by this value")
+    shown = usage_report.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print the API's JSON body")
+    shown.add_argument("--csv", action="store_true", help="print the API's CSV")
+    usage_report.set_defaults(run=_usage)
+
     session = _group(commands, "session", "sessions")
     imp = _command(session, "import", "import sessions from a JSON lines file ('-' for stdin)", _session_import)
     imp.add_argument("file")
@@ -231,6 +246,27 @@ def _session_import(args) -> None:
         with open(args.file, encoding="utf-8") as lines:
             count = session_import.import_sessions(lines)
     _report(args, {"imported": count}, f"imported {count} sessions")
+
+
+def _usage(args) -> None:
+    rows = usage.report(args.org, args.start, args.end, args.granularity, args.group_by)
+    if args.csv:
+        sys.stdout.write(usage_csv(rows, args.group_by))
+        return
+    shown = [usage_json(row, args.group_by) for row in rows]
+    if args.json:
+        print(json.dumps({"object": "list", "data": shown}))
+        return
+    columns = usage_columns(args.group_by)
+    cells = [columns] + [[f"{row[c]:.2f}" if c == "deviceMinutes" else str(row[c]) for c in columns] for row in shown]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    for line in cells:  # text left, numbers right
+        print(
+            "  ".join(
+                cell.ljust(w) if i < len(columns) - 3 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
 
 
 def _secrets_rotate(args) -> None:

@@ -35,6 +35,7 @@ from sqlmodel import col
 
 from sessions_api.core import settings
 from sessions_api.core.compiled_reads import CompiledRead
+from sessions_api.models import usage
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import NotFound
 from sessions_api.models.instants import InstantAllocator, take_turns
@@ -346,6 +347,16 @@ def insert_sessions(*, conn: Connection, batch: list[NewSession]) -> list[uuid.U
         )
     if rows:
         conn.execute(insert(SessionRecord), rows)
+        usage.note_lengths(
+            conn=conn,
+            lengths=(
+                (
+                    row["organization_id"],
+                    max(row["expires_at"], row["released_at"] or row["expires_at"]) - row["created_at"],
+                )
+                for row in rows
+            ),
+        )
     tags = [
         {"organization_id": new.organization_id, "tag": tag, "created_at": row["created_at"], "session_id": row["id"]}
         for new, row in zip(batch, rows, strict=True)

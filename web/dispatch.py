@@ -27,6 +27,7 @@ from sessions_api.core import db_threads
 from sessions_api.web.operations import Operation
 from sessions_api.web.requests import ParsedRequest, parsed_of, routed_handler_path
 from sessions_api.web.state import AppState
+from sessions_api.web.validation import parse_content_type
 
 # Where Connexion's security middleware leaves what the security handler returned.
 _CONNEXION_CONTEXT = "connexion_context"
@@ -34,6 +35,7 @@ _JSON = (b"content-type", b"application/json")
 # Every answer is the caller's own (some carry a secret shown once): no cache keeps any.
 _NO_STORE = (b"cache-control", b"no-store")
 _NO_HEADERS: dict[str, str] = {}
+_VARY_ACCEPT = (b"vary", b"Accept")
 
 
 class RequestParseMiddleware:
@@ -72,10 +74,15 @@ class Dispatcher:
         if isinstance(result, tuple):
             result, status, *rest = result
             headers = rest[0] if rest else {}
-        body = b"" if result is None else orjson.dumps(result)
         raw_headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
-        if result is not None:
-            raw_headers.append(_JSON)
+        if isinstance(result, str):  # text in the media type the handler's headers name
+            body = result.encode()
+        else:
+            body = b"" if result is None else orjson.dumps(result)
+            if result is not None:
+                raw_headers.append(_JSON)
+        if len(operation.media_types) > 1:
+            raw_headers.append(_VARY_ACCEPT)
         raw_headers.append(_NO_STORE)
         raw_headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
@@ -92,6 +99,8 @@ async def arguments(operation: Operation, scope: Scope, receive: Receive) -> dic
         value = rule.value(_sent(rule.location, rule.key, parsed, scope))
         if value is not None and rule in operation.arguments:
             kwargs[rule.argument] = value
+    if len(operation.media_types) > 1:
+        kwargs["media_type"] = negotiated(parsed.headers.get("accept", []), operation.media_types)
     if operation.wants_token_info:
         kwargs["token_info"] = scope["extensions"][_CONNEXION_CONTEXT]["token_info"]
     if operation.body is not None:
@@ -99,6 +108,35 @@ async def arguments(operation: Operation, scope: Scope, receive: Receive) -> dic
         if operation.wants_body:
             kwargs["body"] = body
     return kwargs
+
+
+def negotiated(accept: list[str], offered: tuple[str, ...]) -> str:
+    """The offered media type the Accept header values prefer (RFC 9110: the most specific
+    range that matches gives a type its weight); the first offered (JSON) on a tie, without
+    Accept, or when none is acceptable: an answer in the default type beats a 406."""
+    weights = {kind: 0.0 for kind in offered}
+    specificity = {kind: -1 for kind in offered}
+    for media_range in ",".join(accept).split(","):
+        kind, parameters = parse_content_type(media_range)
+        try:
+            weight = float(parameters.get("q", "1"))
+        except ValueError:
+            continue
+        for candidate in offered:
+            rank = _match_rank(kind, candidate)
+            if rank > specificity[candidate]:
+                weights[candidate], specificity[candidate] = weight, rank
+    best = max(offered, key=lambda kind: weights[kind])  # max keeps the first of equals
+    return best if weights[best] > 0 else offered[0]
+
+
+def _match_rank(media_range: str, kind: str) -> int:
+    """How specifically `media_range` names `kind`: 2 exactly, 1 as type/*, 0 as */*, -1 not."""
+    if media_range == kind:
+        return 2
+    if media_range == kind.split("/")[0] + "/*":
+        return 1
+    return 0 if media_range == "*/*" else -1
 
 
 def _sent(location: str, key: str, parsed: ParsedRequest, scope: Scope) -> list[str] | None:

@@ -75,6 +75,9 @@ class Operation:
     body: BodyRule | None
     wants_body: bool
     wants_token_info: bool
+    # The media types its success answer comes in, JSON first; with more than one, the handler
+    # takes `media_type`, the one the request's Accept prefers (web.dispatch.negotiated).
+    media_types: tuple[str, ...]
     roles: frozenset[Role]
     organization_in_path: bool
     spends_start_budget: bool
@@ -137,6 +140,20 @@ class Operations:
         return None
 
 
+def _media_types(operation: Mapping[str, Any], accepts: Mapping[str, Any]) -> tuple[str, ...]:
+    success: Mapping[str, Any] = next(
+        (answer for status, answer in operation["responses"].items() if str(status).startswith("2")), {}
+    )
+    offered = tuple(
+        sorted(success.get("content", {"application/json": {}}), key=lambda kind: kind != "application/json")
+    )
+    if len(offered) > 1 and "media_type" not in accepts:
+        raise SpecError(
+            f"Operation {operation['operationId']} answers in {len(offered)} media types: its handler takes media_type."
+        )
+    return offered
+
+
 def _allowed_methods(item: Mapping[str, Any]) -> str:
     methods = {method.upper() for method in item if method in METHODS}
     if "GET" in methods:
@@ -178,6 +195,7 @@ def _plan(
         body=BodyRule(body, max_json_depth) if body else None,
         wants_body="body" in accepts,
         wants_token_info="token_info" in accepts,
+        media_types=_media_types(operation, accepts),
         roles=frozenset(Role(role) for role in operation["x-required-roles"]),
         organization_in_path=f"{{{ORGANIZATION_PARAMETER}}}" in path,
         spends_start_budget=operation_id in _SESSION_STARTS,

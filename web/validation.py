@@ -9,6 +9,7 @@ handler receives. Messages name what is wrong, in one sentence.
 
 from __future__ import annotations
 
+import keyword
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -60,7 +61,9 @@ class ParameterRule:
         # Where web.requests keeps it: headers by their name in lower case.
         self.key = self.name.lower() if self.location == "header" else self.name
         # The handler's argument: headers in snake case (`Idempotency-Key` -> `idempotency_key`).
-        self.argument = re.sub(r"\W", "_", self.name).lower() if self.location == "header" else self.name
+        argument = re.sub(r"\W", "_", self.name).lower() if self.location == "header" else self.name
+        # A Python keyword gets an underscore, as Connexion names it (`from` -> `from_`).
+        self.argument = argument + "_" if keyword.iskeyword(argument) else argument
         self.required: bool = bool(spec.get("required"))
         self.many = schema.get("type") == "array"
         self.default = schema.get("default")

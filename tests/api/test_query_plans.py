@@ -281,7 +281,7 @@ def _statements_of(read) -> list[tuple[str, Any]]:
     seen: list[tuple[str, Any]] = []
 
     def capture(_conn, _cursor, statement, parameters, _context, _many) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             seen.append((statement, parameters))
 
     event.listen(db.engine(), "before_cursor_execute", capture)
@@ -329,3 +329,25 @@ def test_the_plan_check_catches_a_scan(history):
     unbounded = statement.where(SessionRecord.expires_at > bindparam("expires_after"))
     with pytest.raises(AssertionError):
         assert_bounded(_plan(unbounded, {**values, "expires_after": T0}), "sessions", {"organization_id", "expires_at"})
+
+
+@pytest.mark.parametrize("group_by", [None, "platform", "user", "deviceType"])
+def test_a_usage_report_reads_its_range_from_the_index_of_session_starts(client, history, admin, group_by):
+    """Usage reads the sessions started in its range (and as long before it as a session of the
+    organization can last), from the index on (organization_id, created_at): never the history."""
+    headers = admin.acting_on(history["team"].id)
+    params = {"from": format_utc(T0 + timedelta(days=2)), "to": format_utc(T0 + timedelta(days=3))}
+    if group_by:
+        params["groupBy"] = group_by
+    url = f"{API}/organizations/{history['team'].id}/usage"
+    captured = _statements_of(lambda: client.get(url, params=params, headers=headers))
+    reports = [(sql, parameters) for sql, parameters in captured if "WITH ran" in sql]
+    assert len(reports) == 1, captured
+    plan = _plan_text(*reports[0])
+    assert_bounded(plan, "sessions", {"organization_id"}, sorted_ok=True)
+    if isinstance(plan[0], str):  # SQLite: the range of starts bounds the search
+        (search,) = [line for line in plan if line.startswith("SEARCH sessions")]
+        assert "created_at>? AND created_at<?" in search, plan
+    else:
+        (read,) = [node for node in _nodes(plan) if node.get("Relation Name") == "sessions"]
+        assert "created_at >=" in read["Index Cond"] and "created_at <" in read["Index Cond"], read

@@ -242,3 +242,62 @@ def test_the_operators_changes_are_in_the_audit_log_with_no_user_and_no_key(cli,
     assert {(event["origin"], json.dumps(event["actor"])) for event in events} == {
         ("cli", json.dumps({"user": None, "key": None}))
     }
+
+
+def test_usage_prints_what_the_api_answers(cli, database_url, tmp_path):
+    """`sessions-api usage` shows an organization's device minutes as getUsage does: JSON, CSV,
+    and a table for people."""
+    admin = cli.json("user", "create", "--email", "uma@example.com")
+    team = cli.json("org", "create", "--name", "Usage QA")
+    cli.json("member", "add", "--org", team["id"], "--user", admin["id"], "--role", "admin")
+    device = cli.json(
+        "device", "add", "--platform", "ios", "--type", "phone", "--name", "iPhone 16", "--os-version", "18.2"
+    )
+    lines = tmp_path / "sessions.jsonl"
+    lines.write_text(  # 23:30 to 00:45: half an hour on the 1st, three quarters on the 2nd
+        json.dumps(
+            {
+                "organization": team["id"],
+                "user": admin["id"],
+                "device": device["id"],
+                "createdAt": "2026-01-01T23:30:00Z",
+                "releasedAt": "2026-01-02T00:45:00Z",
+            }
+        )
+        + "\n"
+    )
+    cli.json("session", "import", str(lines))
+    key = cli.json("key", "create", "--user", admin["id"])
+    query = ["--org", team["id"], "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-03T00:00:00Z"]
+    params = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-03T00:00:00Z", "groupBy": "platform"}
+    with TestClient(create_app(Settings(database_url=database_url, validate_responses=True))) as client:
+        path = f"/api/v1/organizations/{team['id']}/usage"
+        headers = {"Authorization": f"Bearer {key['secret']}"}
+        as_json = client.get(path, params=params, headers=headers).json()
+        as_csv = client.get(path, params=params, headers={**headers, "Accept": "text/csv"}).text
+    assert cli.json("usage", *query, "--group-by", "platform") == as_json
+    assert [row["deviceMinutes"] for row in as_json["data"]] == [30.0, 45.0]
+    code, out, _ = cli("usage", *query, "--group-by", "platform", "--csv")
+    assert code == 0 and out == as_csv
+    code, out, _ = cli("usage", *query)
+    assert code == 0
+    assert out.splitlines() == [
+        "start                        end                          sessions  deviceMinutes  peakConcurrency",
+        "2026-01-01T00:00:00.000000Z  2026-01-02T00:00:00.000000Z         1          30.00                1",
+        "2026-01-02T00:00:00.000000Z  2026-01-03T00:00:00.000000Z         0          45.00                1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--org", "00000000-0000-0000-0000-000000000001"], "no organization"),
+        (["--org", "{team}", "--granularity", "hour", "--to", "2027-01-01T00:00:00Z"], "more than 1000 hour buckets"),
+    ],
+)
+def test_usage_refuses_in_one_line(cli, extra, says):
+    team = cli.json("org", "create", "--name", "Usage refusals")
+    argv = ["usage", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z"]
+    code, out, err = cli(*argv, *[arg.format(team=team["id"]) for arg in extra])
+    assert code == 1 and says in err.lower() and len(err.strip().splitlines()) == 1, err
+    assert out == ""

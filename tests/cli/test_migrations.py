@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -13,7 +17,8 @@ from sqlmodel import SQLModel
 import sessions_api.models  # noqa: F401
 from sessions_api.core import db
 from sessions_api.core.settings import Settings
-from sessions_api.models import schema_version
+from sessions_api.core.timestamps import format_utc
+from sessions_api.models import Role, devices, members, schema_version, session_import, tenancy
 from tests.support.live_server import COMMAND, server_env
 
 
@@ -83,3 +88,34 @@ def test_other_commands_refuse_it_too(private_database_url):
         private_database_url, "DELETE FROM alembic_version", "org", "create", "--name", "x"
     )
     assert done.returncode == 1 and "run 'sessions-api db upgrade' first" in done.stderr
+
+
+def test_migration_0007_finds_each_organizations_longest_session(private_database_url):
+    """The backfill of `longest_session_seconds`: from a session's start to its expiry or its
+    release, whichever is later, rounded up (SQLite's julianday may add a second)."""
+    db.configure(Settings(database_url=private_database_url))
+    schema_version.ensure_current(migrate=True)
+    user, _personal = tenancy.create_user("longest@example.com")
+    team, quiet = tenancy.create_organization("Long"), tenancy.create_organization("Quiet")
+    members.add_member(team.id, user.id, Role.admin)
+    device = devices.add_device("ios", "phone", "iPhone", "18")
+    spans = [(0, 7200.5, None), (10_000, 60, 86_400)]  # (start offset, released after, expires after)
+    lines = []
+    for offset, released, expires in spans:
+        start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=offset)
+        record = {"organization": str(team.id), "user": str(user.id), "device": str(device.id)}
+        record |= {"createdAt": format_utc(start), "releasedAt": format_utc(start + timedelta(seconds=released))}
+        if expires is not None:
+            record["expiresAt"] = format_utc(start + timedelta(seconds=expires))
+        lines.append(json.dumps(record))
+    session_import.import_sessions(lines)
+    with db.engine().begin() as conn:
+        conn.execute(text("UPDATE organizations SET longest_session_seconds = 0"))
+        config = schema_version.alembic_config()
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0006")
+        command.upgrade(config, "head")
+        longest = dict(conn.execute(text("SELECT id, longest_session_seconds FROM organizations")).all())
+    as_stored = {str(uuid.UUID(str(key))): value for key, value in longest.items()}
+    assert 86_400 <= as_stored[str(team.id)] <= 86_401  # the expiry, later than the release
+    assert as_stored[str(quiet.id)] == 0

@@ -338,3 +338,24 @@ def test_the_python_client_sets_a_sessions_facts_and_lists_by_them(live_api, cli
     )
     assert [session.id for session in found.data] == [newest.id]
     assert get_session.sync(newest.id, client=client).to_dict() == changed.to_dict()
+
+
+def test_the_python_client_reads_usage_per_platform(live_api, client_package):
+    """Alice's day of 2026-03-01: five sessions of an hour less i µs, and two live ones (started
+    at 10:00:02.000002 and 10:00:06.000006) counted to the end of the day, all on android, all at once at 10:00:06."""
+    get_usage = importlib.import_module(f"{client_package.__name__}.api.usage.get_usage")
+    models = importlib.import_module(f"{client_package.__name__}.models")
+    client = client_package.AuthenticatedClient(base_url=live_api["base"], token=live_api["secret"])
+    report = get_usage.sync(
+        live_api["alice"]["defaultOrganization"],
+        client=client,
+        from_=datetime(2026, 3, 1, tzinfo=UTC),
+        to=datetime(2026, 3, 2, tzinfo=UTC),
+        granularity=models.GetUsageGranularity.DAY,
+        group_by=models.GetUsageGroupBy.PLATFORM,
+    )
+    assert isinstance(report, models.UsageReport), report
+    (row,) = report.data
+    used_seconds = 5 * 3600 - 13e-6 + (2 * 14 * 3600 - 8.000008)
+    assert (row.platform, row.sessions, row.peak_concurrency) == ("android", 7, 7)
+    assert row.device_minutes == round(used_seconds / 60, 2) and row.start == datetime(2026, 3, 1, tzinfo=UTC)

@@ -61,6 +61,7 @@ STATUSES = {
     "getOrganization": {"200", "404"},
     "renameOrganization": {"200", "403", "404", "415", "422"},
     "listMembers": {"200", "404"},
+    "getUsage": {"200", "403", "404"},
     "listInvitations": {"200", "403", "404"},
     "createInvitation": {"201", "403", "404", "415", "422"},
     "revokeInvitation": {"204", "403", "404", "409"},
@@ -100,6 +101,7 @@ REQUIRED_ROLES = {
     "revokeInvitation": ["admin"],
     "changeMemberRole": ["admin"],
     "listAuditEvents": ["admin"],
+    "getUsage": ["admin"],
     **{operation_id: ["admin"] for operation_id in STATUSES if "Webhook" in operation_id},
 }
 

@@ -143,3 +143,24 @@ export const noSessionId: operations["getSession"]["parameters"]["path"] = {};
 export const noCode: ApiError = { error: { message: "m" } };
 // @ts-expect-error listSessions documents no 404
 export type NoListNotFound = operations["listSessions"]["responses"][404];
+
+type UsageQuery = operations["getUsage"]["parameters"]["query"];
+type UsageRow = components["schemas"]["UsageRow"];
+
+/** Last month's device minutes per platform, as a map: getUsage with one month-long bucket. */
+export async function minutesPerPlatform(base: string, key: string, org: string): Promise<Map<string, number>> {
+  const query: UsageQuery = { from: "2026-11-01T00:00:00Z", to: "2026-12-01T00:00:00Z", granularity: "month", groupBy: "platform" };
+  const response = await fetch(`${base}/organizations/${org}/usage?${new URLSearchParams(query)}`, {
+    headers: { Authorization: `Bearer ${key}` },
+  });
+  if (!response.ok) throw new Error(((await response.json()) as ApiError).error.code);
+  const report = (await response.json()) as paths["/organizations/{organizationId}/usage"]["get"]["responses"][200]["content"]["application/json"];
+  return new Map(report.data.map((row: UsageRow) => [row.platform ?? "all", row.deviceMinutes]));
+}
+
+// @ts-expect-error buckets are hours, days or months
+export const weekly: UsageQuery = { from: "2026-11-01T00:00:00Z", to: "2026-12-01T00:00:00Z", granularity: "week" };
+// @ts-expect-error `from` and `to` are both required
+export const openEnded: UsageQuery = { from: "2026-11-01T00:00:00Z" };
+export const asCsv: paths["/organizations/{organizationId}/usage"]["get"]["responses"][200]["content"]["text/csv"] =
+  "start,end,sessions,deviceMinutes,peakConcurrency\r\n";

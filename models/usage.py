@@ -1,0 +1,242 @@
+"""Usage: where an organization's device time went, bucket by bucket (getUsage, `sessions-api usage`).
+
+One statement sweeps the sessions that ran in the range in time order, per group: each start
+raises the level of concurrency by one, each end lowers it, and a mark at every bucket's start
+cuts the sweep into buckets. The time between two consecutive points times the level between
+them is device time, so a session's time is split exactly between the buckets it spans, and
+the highest level within a bucket is its peak concurrency. Everything is counted in whole
+microseconds and rounded only when shown.
+
+The sessions are read from the (organization, created_at) index, from `from` minus the
+longest a session of the organization can last (`Organization.longest_session_seconds`, kept
+by every insert) up to `to`: the cost follows the range, not the history.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Uuid, bindparam, text, update
+from sqlmodel import col
+
+from sessions_api.core import db
+from sessions_api.core.timestamps import utcnow
+from sessions_api.models.errors import NO_SUCH_ORGANIZATION, InvalidInput, NotFound
+from sessions_api.models.tables import Organization
+from sessions_api.models.types import UTCDateTime
+
+MAX_BUCKETS = 1000
+MAX_ROWS = 10_000  # with groupBy: buckets times the values that ran in each
+GRANULARITIES = ("hour", "day", "month")
+# What a report may be grouped by: the API's name, and the column holding it.
+GROUP_COLUMNS = {"platform": "sessions.platform", "user": "sessions.user_id", "deviceType": "devices.type"}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+_CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    start: datetime
+    end: datetime
+    group: str | None  # the groupBy value; None without groupBy
+    sessions: int  # started in the bucket
+    device_microseconds: int
+    peak_concurrency: int
+
+    @property
+    def device_minutes(self) -> Decimal:
+        return (Decimal(self.device_microseconds) / 60_000_000).quantize(_CENT, rounding=ROUND_HALF_UP)
+
+
+def buckets(start: datetime, end: datetime, granularity: str) -> list[tuple[datetime, datetime]]:
+    """The UTC calendar's hours, days or months between `start` and `end`, the first and the
+    last cut at them; InvalidInput for an empty range or one of more than MAX_BUCKETS."""
+    if granularity not in GRANULARITIES:
+        raise InvalidInput(f"granularity must be one of {', '.join(GRANULARITIES)}.")
+    if start >= end:
+        raise InvalidInput("'to' must come after 'from'.")
+    cuts = [start]
+    boundary = _calendar_start(start, granularity)
+    while cuts[-1] < end:
+        if len(cuts) > MAX_BUCKETS:
+            raise InvalidInput(
+                f"The range needs more than {MAX_BUCKETS} {granularity} buckets: "
+                "ask for a shorter range or a coarser granularity."
+            )
+        boundary = _next_boundary(boundary, granularity)
+        cuts.append(min(boundary, end))
+    return list(zip(cuts, cuts[1:], strict=False))
+
+
+def _calendar_start(moment: datetime, granularity: str) -> datetime:
+    moment = moment.replace(minute=0, second=0, microsecond=0)
+    if granularity == "hour":
+        return moment
+    moment = moment.replace(hour=0)
+    return moment if granularity == "day" else moment.replace(day=1)
+
+
+def _next_boundary(boundary: datetime, granularity: str) -> datetime:
+    """The calendar boundary after `boundary` (the last instant datetime holds past 9999)."""
+    try:
+        if granularity == "month":
+            if boundary.month == 12:
+                return boundary.replace(year=boundary.year + 1, month=1)
+            return boundary.replace(month=boundary.month + 1)
+        return boundary + (timedelta(hours=1) if granularity == "hour" else timedelta(days=1))
+    except (OverflowError, ValueError):
+        return _LAST
+
+
+def report(
+    organization_id: uuid.UUID,
+    start: datetime,
+    end: datetime,
+    granularity: str = "day",
+    group_by: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> list[UsageRow]:
+    """The organization's usage in [start, end): without `group_by` one row per bucket, with
+    it one row per bucket and value that ran or started a session, in time then value order."""
+    cuts = buckets(start, end, granularity)
+    with db.reading() as conn:
+        longest = conn.execute(
+            text("SELECT longest_session_seconds FROM organizations WHERE id = :org").bindparams(
+                bindparam("org", type_=Uuid())
+            ),
+            {"org": organization_id},
+        ).scalar_one_or_none()
+        if longest is None:
+            raise NotFound(NO_SUCH_ORGANIZATION)
+        swept = _sweep(conn, organization_id, cuts, longest, group_by, now or utcnow())
+    if len(swept) > MAX_ROWS:
+        raise InvalidInput(
+            f"The report would hold {len(swept)} rows, more than {MAX_ROWS}: ask for fewer buckets "
+            "(a shorter range or a coarser granularity)."
+        )
+    rows = [
+        UsageRow(cuts[k][0], cuts[k][1], _group_value(group, group_by), int(started), int(used), int(peak))
+        for k, group, started, used, peak in swept
+    ]
+    if group_by is None:  # every bucket has a row, zeros where nothing ran
+        seen = {row.start for row in rows}
+        rows += [UsageRow(s, e, None, 0, 0, 0) for s, e in cuts if s not in seen]
+    return sorted(rows, key=lambda row: (row.start, row.group or ""))
+
+
+def _group_value(value: Any, group_by: str | None) -> str | None:
+    if group_by is None:
+        return None
+    return str(uuid.UUID(str(value))) if group_by == "user" else str(value)
+
+
+def _sweep(
+    conn: Connection,
+    organization_id: uuid.UUID,
+    cuts: list[tuple[datetime, datetime]],
+    longest_seconds: int,
+    group_by: str | None,
+    now: datetime,
+) -> list[Any]:
+    start, end = cuts[0][0], cuts[-1][1]
+    dialect = conn.dialect.name
+    values = {
+        "org": organization_id,
+        "lower": _minus(start, longest_seconds),
+        "upper": end,
+        "from_us": _micros(start),
+        "to_us": _micros(end),
+        "now_us": _micros(now),
+        **{f"b{k}": _micros(s) for k, (s, _e) in enumerate(cuts)},
+    }
+    statement = text(_statement(dialect, len(cuts), group_by)).bindparams(
+        bindparam("org", type_=Uuid()),
+        bindparam("lower", type_=UTCDateTime()),
+        bindparam("upper", type_=UTCDateTime()),
+    )
+    return list(conn.execute(statement, values).all())
+
+
+def _statement(dialect: str, bucket_count: int, group_by: str | None) -> str:
+    micros = _MICROS[dialect]
+    least, greatest = ("MIN", "MAX") if dialect == "sqlite" else ("LEAST", "GREATEST")
+    group = GROUP_COLUMNS[group_by] if group_by else "''"
+    join = "JOIN devices ON devices.id = sessions.device_id" if group_by == "deviceType" else ""
+    created, released, expires = (
+        micros.format(column=f"sessions.{name}") for name in ("created_at", "released_at", "expires_at")
+    )
+    # The bucket starts, numbered: the marks the sweep is cut at.
+    bounds = ", ".join(f"({k}, CAST(:b{k} AS BIGINT))" for k in range(bucket_count))
+    return f"""
+WITH ran AS (
+    SELECT grp, created_us, {greatest}(created_us, :from_us) AS s, ended_us AS e FROM (
+        SELECT {group} AS grp, {created} AS created_us,
+               {least}(COALESCE({released}, {least}({expires}, :now_us)), :to_us) AS ended_us
+        FROM sessions {join}
+        WHERE sessions.organization_id = :org AND sessions.created_at >= :lower AND sessions.created_at < :upper
+    ) AS candidates
+    WHERE ended_us > {greatest}(created_us, :from_us)
+),
+bounds (k, t) AS (VALUES {bounds}),
+points AS (
+    SELECT grp, s AS t, 1 AS d, CASE WHEN created_us >= :from_us THEN 1 ELSE 0 END AS started,
+           CAST(NULL AS INTEGER) AS k
+    FROM ran
+    UNION ALL SELECT grp, e, -1, 0, NULL FROM ran
+    UNION ALL SELECT g.grp, b.t, 0, 0, b.k FROM (SELECT DISTINCT grp FROM ran) AS g CROSS JOIN bounds b
+),
+swept AS (
+    SELECT grp, t, started,
+           SUM(d) OVER w AS level,
+           MAX(k) OVER w AS bucket,
+           LEAD(t) OVER w AS next_t
+    FROM points
+    WINDOW w AS (PARTITION BY grp ORDER BY t, d ROWS UNBOUNDED PRECEDING)
+)
+SELECT bucket, grp, SUM(started), SUM(level * (COALESCE(next_t, t) - t)), MAX(level)
+FROM swept
+GROUP BY bucket, grp
+HAVING SUM(started) > 0 OR SUM(level * (COALESCE(next_t, t) - t)) > 0 OR MAX(level) > 0
+"""
+
+
+# An instant column as whole microseconds since 1970 (SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff').
+_MICROS = {
+    "sqlite": "(CAST(strftime('%s', {column}) AS INTEGER) * 1000000 + CAST(substr({column}, 21, 6) AS INTEGER))",
+    "postgresql": "CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)",
+}
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _minus(moment: datetime, seconds: int) -> datetime:
+    return moment - timedelta(seconds=seconds) if moment - _FIRST > timedelta(seconds=seconds) else _FIRST
+
+
+def note_lengths(*, conn: Connection, lengths: Iterable[tuple[uuid.UUID, timedelta]]) -> None:
+    """Raise each organization's longest session length (whole seconds, rounded up) to cover
+    these sessions: what a report reads back from its range (see the module's docstring)."""
+    longest: dict[uuid.UUID, int] = {}
+    for organization_id, length in lengths:
+        seconds = math.ceil(length.total_seconds())
+        if seconds > longest.get(organization_id, 0):
+            longest[organization_id] = seconds
+    for organization_id, seconds in sorted(longest.items()):
+        # Writes (and locks the row) only when the length is a new longest: rarely.
+        conn.execute(
+            update(Organization)
+            .where(col(Organization.id) == organization_id, col(Organization.longest_session_seconds) < seconds)
+            .values(longest_session_seconds=seconds)
+        )
