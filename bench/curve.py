@@ -3,8 +3,9 @@
 `python -m bench.run --sessions 200000,1000000,5000000 [--database-url ...]`
 
 For each size it builds (or reuses) the data, starts our server with one worker, and drives
-every read workload with wrk: the pages and the get of the main run, and one workload per
-listSessions filter (which the peers do not implement, so the curve is ours alone). Then the
+every read workload with wrk: the pages and the get of the main run, one workload per
+listSessions filter and three usage reports (which the peers do not implement, so the curve
+is ours alone). Then the
 loop-sharing workload: getSession with 16 connections alone, and again while one more
 client loops the most expensive list query of that size; the ratio is what the list costs
 everyone else on the worker. It reports requests/s, p50 and p99 per workload and size, each
@@ -68,6 +69,23 @@ def filter_workloads(server: Server, manifest: dict, ids: list[str]) -> dict[str
     return {name: Workload(name, title, [f"{page}&{query}"], auth) for name, (query, title) in queries.items()}
 
 
+# Usage (getUsage) over the last month of the data, which ends at dataset.END: its cost follows
+# the sessions that ran in the range, which grow with the size (the data spans the same days).
+USAGE_RANGE = "from=2026-10-01T00:00:00Z&to=2026-11-01T00:00:00Z"
+USAGE_TARGET_MS = 1000  # p99 of a month's report, at every size
+
+
+def usage_workloads(manifest: dict) -> dict[str, Workload]:
+    auth = {"Authorization": f"Bearer {manifest['admin_secret']}"}
+    path = f"{API}/organizations/{manifest['big_organization']}/usage?{USAGE_RANGE}"
+    queries = {
+        "usage_days": ("granularity=day", "getUsage, a month by day"),
+        "usage_days_user": ("granularity=day&groupBy=user", "getUsage, a month by day and user"),
+        "usage_month_platform": ("granularity=month&groupBy=platform", "getUsage, a month by platform"),
+    }
+    return {name: Workload(name, title, [f"{path}&{query}"], auth) for name, (query, title) in queries.items()}
+
+
 def loop_sharing(server: Server, get_script: Path, hog_script: Path, seconds: float, connections: int) -> dict:
     """getSession alone, then while one client loops `hog_script`; requests/s of each."""
     alone = run_wrk(server.base_url, get_script, seconds=seconds, connections=connections)
@@ -112,6 +130,7 @@ def run_curve(args, sizes: list[int], log, run_dir: Path) -> dict:
             server.start()
             loads = {name: load for name, load in workloads(manifest, ids).items() if name in PAGES}
             loads.update(filter_workloads(server, manifest, ids))
+            loads.update(usage_workloads(manifest))
             # One pass over every id the get workload reads, so that each size is measured warm
             # (a short warm-up reaches only part of a large file's pages).
             pass_seconds = len(ids) / 500
@@ -126,7 +145,7 @@ def run_curve(args, sizes: list[int], log, run_dir: Path) -> dict:
                     f"{size:>9,} {name:22s} {result['rps']:8.0f} req/s p50 {result['p50_us'] / 1000:6.2f}ms "
                     f"p99 {result['p99_us'] / 1000:6.2f}ms unexpected {result['errors']}"
                 )
-            lists = [n for n in entry["workloads"] if n != "get"]
+            lists = [n for n in entry["workloads"] if n.startswith("list")]
             hog = max(lists, key=lambda n: entry["workloads"][n]["p50_us"])
             sharing = loop_sharing(
                 server,
@@ -158,12 +177,23 @@ def summarize(results: dict) -> None:
         for name, measured in results["sizes"][size]["workloads"].items():
             slowdown = smallest[name]["rps"] / measured["rps"]
             measured["slowdown"] = slowdown
-            if size == sizes[-1]:
+            if size == sizes[-1] and not name.startswith("usage"):
                 targets.append(
                     {
                         "target": f"{int(size):,} within {CURVE_TARGET} × of {int(sizes[0]):,}: {name}",
                         "value": round(slowdown, 3),
                         "met": slowdown <= CURVE_TARGET,
+                    }
+                )
+    for size, entry in results["sizes"].items():
+        for name, measured in entry["workloads"].items():
+            if name.startswith("usage"):
+                p99_ms = measured["p99_us"] / 1000
+                targets.append(
+                    {
+                        "target": f"{int(size):,}: {measured['title']}, p99 ≤ {USAGE_TARGET_MS} ms",
+                        "value": round(p99_ms, 1),
+                        "met": p99_ms <= USAGE_TARGET_MS,
                     }
                 )
     for size, entry in results["sizes"].items():

@@ -111,7 +111,7 @@ def default_params(sessions: int = 1_000_000) -> dict:
         "days": 730,
         "burst_share": 0.02,  # sessions started at the same instant as the one before
         "seed": 6,
-        "format": 1,  # bump when the generated data changes shape
+        "format": 2,  # bump when the generated data changes shape
     }
 
 
@@ -174,6 +174,10 @@ def build(params: dict, out_dir: Path) -> dict:
     _, bound_secret = api_keys.create_key(bench_user.id, big.id, name="bench bound")
     revoked, revoked_secret = api_keys.create_key(bench_user.id, name="bench revoked")
     api_keys.revoke_key(revoked.id)
+    # An admin of the big organization, for what only admins read (getUsage).
+    bench_admin, _ = tenancy.create_user("bench-admin@example.com", "Bench Admin")
+    members.add_member(big.id, bench_admin.id, Role.admin)
+    _, admin_secret = api_keys.create_key(bench_admin.id, name="bench admin")
     outsider, _ = tenancy.create_user("outsider@example.com", "Out Sider")
     _, outsider_secret = api_keys.create_key(outsider.id, name="outsider")
 
@@ -247,6 +251,7 @@ def build(params: dict, out_dir: Path) -> dict:
         "other_organization_session": other_id,
         "deep_before": _utc_text(deep),
         "secret": secret,
+        "admin_secret": admin_secret,
         "bound_secret": bound_secret,
         "revoked_secret": revoked_secret,
         "outsider_secret": outsider_secret,

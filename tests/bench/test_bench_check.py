@@ -86,7 +86,10 @@ def _bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_size_curve_measures_every_filter_at_every_size(tmp_path: Path):
+MANIFEST_KEYS = {"admin_secret": "", "big_organization": ""}  # what usage_workloads reads
+
+
+def test_the_size_curve_measures_every_filter_and_usage_report_at_every_size(tmp_path: Path):
     out = tmp_path / "curve.json"
     done = _bench(
         "bench.run",
@@ -98,11 +101,12 @@ def test_the_size_curve_measures_every_filter_at_every_size(tmp_path: Path):
     results = json.loads(out.read_text())
     assert list(results["sizes"]) == ["300", "600"]
     for entry in results["sizes"].values():
-        assert set(entry["workloads"]) == {*curve.PAGES, *curve.FILTERS}
+        assert set(entry["workloads"]) == {*curve.PAGES, *curve.FILTERS, *curve.usage_workloads(MANIFEST_KEYS)}
         assert all(w["requests"] > 0 and w["errors"] == 0 for w in entry["workloads"].values())
-        assert entry["loop_sharing"]["hog"] in entry["workloads"]
+        assert entry["loop_sharing"]["hog"].startswith("list")
         assert entry["import_rate"] > 0
     assert all("slowdown" in w for w in results["sizes"]["600"]["workloads"].values())
+    assert sum("getUsage" in target["target"] for target in results["targets"]) == 2 * 3
 
 
 def test_writes_and_deliveries_lose_nothing_and_lease_no_device_twice(tmp_path: Path):
