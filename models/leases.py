@@ -38,7 +38,7 @@ from sqlmodel import col
 from sessions_api.core import db, settings
 from sessions_api.core.retry import retried
 from sessions_api.core.timestamps import utcnow
-from sessions_api.models import audit, session_facts, webhooks
+from sessions_api.models import audit, session_facts, usage, webhooks
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.errors import Conflict, Unprocessable
 from sessions_api.models.sessions import (
@@ -143,6 +143,7 @@ def release_session(caller: Principal, session_id: uuid.UUID) -> Row[Any]:
                 .values(released_at=released_at)
             ).rowcount
             if released:
+                usage.note_lengths(conn=conn, lengths=[(organization_id, released_at - lease.created_at)])
                 # A session whose expiry passed has ended by itself; the release only noticed.
                 ended = released_at < lease.expires_at
                 event = AuditEventType.session_released if ended else AuditEventType.session_expired
@@ -170,13 +171,20 @@ def _release_expired(*, conn: Connection, now: datetime, device_id: uuid.UUID | 
         update(SessionRecord)
         .where(col(SessionRecord.released_at).is_(None), col(SessionRecord.expires_at) <= now)
         .values(released_at=col(SessionRecord.expires_at))
-        .returning(col(SessionRecord.id), col(SessionRecord.organization_id), col(SessionRecord.released_at))
+        .returning(
+            col(SessionRecord.id),
+            col(SessionRecord.organization_id),
+            col(SessionRecord.created_at),
+            col(SessionRecord.released_at),
+        )
     )
     if device_id is not None:
         query = query.where(col(SessionRecord.device_id) == device_id)
+    expired = conn.execute(query).all()
+    usage.note_lengths(conn=conn, lengths=[(row.organization_id, row.released_at - row.created_at) for row in expired])
     return [
         _session_event(row.organization_id, row.id, AuditEventType.session_expired, audit.SYSTEM, row.released_at)
-        for row in conn.execute(query)
+        for row in expired
     ]
 
 

@@ -347,15 +347,9 @@ def insert_sessions(*, conn: Connection, batch: list[NewSession]) -> list[uuid.U
         )
     if rows:
         conn.execute(insert(SessionRecord), rows)
+        ended = (row for row in rows if row["released_at"] is not None)
         usage.note_lengths(
-            conn=conn,
-            lengths=(
-                (
-                    row["organization_id"],
-                    max(row["expires_at"], row["released_at"] or row["expires_at"]) - row["created_at"],
-                )
-                for row in rows
-            ),
+            conn=conn, lengths=((row["organization_id"], row["released_at"] - row["created_at"]) for row in ended)
         )
     tags = [
         {"organization_id": new.organization_id, "tag": tag, "created_at": row["created_at"], "session_id": row["id"]}

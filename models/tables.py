@@ -49,9 +49,9 @@ class Organization(SQLModel, table=True):
     # SESSIONS_API_MAX_ORGANIZATIONS_PER_USER counts. A user id, kept without a foreign key
     # (added to a table others reference, which SQLite could only do by copying it).
     created_by_user_id: uuid.UUID | None = Field(default=None, index=True)
-    # The most any of its sessions can last, in whole seconds (rounded up): from its start to
-    # its expiry or its release, whichever is later. Raised by every insert of sessions; a
-    # usage report reads sessions started this long before its range (models.usage).
+    # The longest any of its ended sessions lasted, in whole seconds (rounded up), raised in the
+    # transaction that ends (or imports) one: a usage report reads the sessions started this
+    # long before its range, and the live ones (models.usage).
     longest_session_seconds: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
 
 

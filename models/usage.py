@@ -8,8 +8,11 @@ the highest level within a bucket is its peak concurrency. Everything is counted
 microseconds and rounded only when shown.
 
 The sessions are read from the (organization, created_at) index, from `from` minus the
-longest a session of the organization can last (`Organization.longest_session_seconds`, kept
-by every insert) up to `to`: the cost follows the range, not the history.
+longest any ended session of the organization lasted (`Organization.longest_session_seconds`,
+raised as sessions end or are imported ended) up to `to`, and the live ones from their
+partial index (never more than the fleet has devices): the cost follows the range, not the
+history. On PostgreSQL both reads see one snapshot (REPEATABLE READ), as SQLite's read
+transaction does: a session that ends meanwhile is found by one of them.
 """
 
 from __future__ import annotations
@@ -110,6 +113,8 @@ def report(
     it one row per bucket and value that ran or started a session, in time then value order."""
     cuts = buckets(start, end, granularity)
     with db.reading() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
         longest = conn.execute(
             text("SELECT longest_session_seconds FROM organizations WHERE id = :org").bindparams(
                 bindparam("org", type_=Uuid())
@@ -175,15 +180,23 @@ def _statement(dialect: str, bucket_count: int, group_by: str | None) -> str:
     created, released, expires = (
         micros.format(column=f"sessions.{name}") for name in ("created_at", "released_at", "expires_at")
     )
+    # A live session counts up to now, or up to its expiry should the sweep not have ended it yet.
+    columns = (
+        f"{group} AS grp, {created} AS created_us, "
+        f"{least}(COALESCE({released}, {least}({expires}, :now_us)), :to_us) AS ended_us"
+    )
     # The bucket starts, numbered: the marks the sweep is cut at.
     bounds = ", ".join(f"({k}, CAST(:b{k} AS BIGINT))" for k in range(bucket_count))
     return f"""
 WITH ran AS (
     SELECT grp, created_us, {greatest}(created_us, :from_us) AS s, ended_us AS e FROM (
-        SELECT {group} AS grp, {created} AS created_us,
-               {least}(COALESCE({released}, {least}({expires}, :now_us)), :to_us) AS ended_us
+        SELECT {columns}
         FROM sessions {join}
         WHERE sessions.organization_id = :org AND sessions.created_at >= :lower AND sessions.created_at < :upper
+        UNION ALL
+        SELECT {columns}
+        FROM sessions {join}
+        WHERE sessions.organization_id = :org AND sessions.released_at IS NULL AND sessions.created_at < :lower
     ) AS candidates
     WHERE ended_us > {greatest}(created_us, :from_us)
 ),
@@ -227,7 +240,8 @@ def _minus(moment: datetime, seconds: int) -> datetime:
 
 def note_lengths(*, conn: Connection, lengths: Iterable[tuple[uuid.UUID, timedelta]]) -> None:
     """Raise each organization's longest session length (whole seconds, rounded up) to cover
-    these sessions: what a report reads back from its range (see the module's docstring)."""
+    these ended sessions: how far back from its range a report reads (see the module's
+    docstring). Called in the transaction that ends them."""
     longest: dict[uuid.UUID, int] = {}
     for organization_id, length in lengths:
         seconds = math.ceil(length.total_seconds())

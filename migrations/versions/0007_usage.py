@@ -1,12 +1,13 @@
-"""usage: the longest a session of each organization can last
+"""usage: the longest any ended session of each organization lasted
 
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03 09:30:00.000000
 
 A usage report (getUsage) reads the sessions that ran in its range from the index on
-(organization_id, created_at): those started up to this many seconds before the range. Every
-insert of sessions keeps it; here it is computed once from the sessions already stored.
+(organization_id, created_at): those started up to this many seconds before the range (and
+the live ones from their own index). The transactions that end sessions keep it; here it is
+computed once from the sessions already stored.
 """
 
 from alembic import op
@@ -18,16 +19,11 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-# A session lasts from its start to its expiry or its release, whichever is later; whole
-# seconds, rounded up (SQLite: one second more, for julianday's rounding).
+# How long an ended session lasted, in whole seconds rounded up (SQLite: one second more, for
+# julianday's rounding).
 LENGTH = {
-    "sqlite": (
-        "CAST((MAX(julianday(expires_at), julianday(COALESCE(released_at, expires_at)))"
-        " - julianday(created_at)) * 86400 + 1 AS INTEGER)"
-    ),
-    "postgresql": (
-        "CAST(CEIL(EXTRACT(EPOCH FROM GREATEST(expires_at, COALESCE(released_at, expires_at)) - created_at)) AS BIGINT)"
-    ),
+    "sqlite": "CAST((julianday(released_at) - julianday(created_at)) * 86400 + 1 AS INTEGER)",
+    "postgresql": "CAST(CEIL(EXTRACT(EPOCH FROM released_at - created_at)) AS BIGINT)",
 }
 
 
@@ -38,7 +34,8 @@ def upgrade() -> None:
     length = LENGTH[op.get_bind().dialect.name]
     op.execute(
         "UPDATE organizations SET longest_session_seconds = COALESCE("
-        f"(SELECT MAX({length}) FROM sessions WHERE sessions.organization_id = organizations.id), 0)"
+        f"(SELECT MAX({length}) FROM sessions WHERE sessions.organization_id = organizations.id"
+        " AND released_at IS NOT NULL), 0)"
     )
 
 

@@ -344,10 +344,20 @@ def test_a_usage_report_reads_its_range_from_the_index_of_session_starts(client,
     reports = [(sql, parameters) for sql, parameters in captured if "WITH ran" in sql]
     assert len(reports) == 1, captured
     plan = _plan_text(*reports[0])
-    assert_bounded(plan, "sessions", {"organization_id"}, sorted_ok=True)
-    if isinstance(plan[0], str):  # SQLite: the range of starts bounds the search
-        (search,) = [line for line in plan if line.startswith("SEARCH sessions")]
-        assert "created_at>? AND created_at<?" in search, plan
+    if isinstance(plan[0], str):  # SQLite: the range of starts, and the live sessions
+        searches = sorted(line for line in plan if re.match(r"(SEARCH|SCAN) sessions\b", line))
+        assert len(searches) == 2, plan
+        live, started = searches
+        assert live.startswith("SEARCH sessions USING INDEX ix_sessions_live_organization_created_at "), plan
+        assert started.startswith("SEARCH ") and started.endswith(
+            " (organization_id=? AND created_at>? AND created_at<?)"
+        ), plan
     else:
-        (read,) = [node for node in _nodes(plan) if node.get("Relation Name") == "sessions"]
-        assert "created_at >=" in read["Index Cond"] and "created_at <" in read["Index Cond"], read
+        reads = {
+            node["Index Name"]: node["Index Cond"]
+            for node in _nodes(plan)
+            if node.get("Relation Name") == "sessions" and node["Node Type"] in ("Index Scan", "Index Only Scan")
+        }
+        assert len(reads) == 2 and len([n for n in _nodes(plan) if n.get("Relation Name") == "sessions"]) == 2, plan
+        assert "created_at >=" in reads["uq_sessions_organization_created_at"], reads
+        assert "created_at <" in reads["ix_sessions_live_organization_created_at"], reads

@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from sessions_api.core.timestamps import format_utc, utcnow
-from sessions_api.models import Role, session_import
+from sessions_api.models import Role, leases, session_import
 from tests.support.api import SESSIONS, assert_error, organization_path
 
 T0 = datetime(2026, 11, 30, tzinfo=UTC)
@@ -126,6 +126,34 @@ def test_a_session_longer_than_any_before_it_is_still_found(client, admin, team,
     imported(team, [Ran(T0 - timedelta(days=40), T0 + timedelta(hours=1), user, devices["ios"])])
     rows = get_usage(client, admin, team, **{"from": "2026-11-30T00:00:00Z", "to": "2026-11-30T02:00:00Z"})
     assert [(row["deviceMinutes"], row["peakConcurrency"]) for row in rows] == [(60.0, 1)]
+
+
+def test_a_live_session_started_long_before_the_range_is_found(client, admin, team, devices):
+    """Live sessions are read from their own index, however long ago they started."""
+    started = utcnow() - timedelta(days=40)
+    imported(team, [Ran(started, None, str(admin.user.id), devices["ios"])])  # expires in 30 days: passed
+    day = started + timedelta(days=20)
+    rows = get_usage(client, admin, team, **{"from": format_utc(day), "to": format_utc(day + timedelta(hours=1))})
+    assert sum(row["deviceMinutes"] for row in rows) == pytest.approx(60, abs=0.011)  # 1 or 2 buckets
+    assert {(row["sessions"], row["peakConcurrency"]) for row in rows} == {(0, 1)}
+
+
+@pytest.mark.parametrize("how", ["released", "expired"])
+def test_a_session_that_ends_after_a_long_life_is_still_found(client, admin, team, devices, how):
+    """Ending a session raises how far back a report reads, in the transaction that ends it
+    (by a release, or by the expiry sweep)."""
+    started = utcnow() - timedelta(days=(10 if how == "released" else 35))
+    imported(team, [Ran(started, None, str(admin.user.id), devices["ios"])])
+    if how == "released":
+        listed = client.get(SESSIONS, params={"status": "live"}, headers=admin.acting_on(team.id)).json()["data"]
+        response = client.post(f"{SESSIONS}/{listed[0]['id']}/release", headers=admin.acting_on(team.id))
+        assert response.status_code == 200
+    else:
+        assert leases.release_expired() == 1  # what each server process's sweep calls
+    day = started + timedelta(days=5)
+    rows = get_usage(client, admin, team, **{"from": format_utc(day), "to": format_utc(day + timedelta(days=1))})
+    assert sum(row["deviceMinutes"] for row in rows) == pytest.approx(1440, abs=0.011)  # two days
+    assert {row["peakConcurrency"] for row in rows} == {1}
 
 
 def test_peak_concurrency_counts_what_ran_at_one_instant(client, admin, team, devices):

@@ -91,20 +91,22 @@ def test_other_commands_refuse_it_too(private_database_url):
 
 
 def test_migration_0007_finds_each_organizations_longest_session(private_database_url):
-    """The backfill of `longest_session_seconds`: from a session's start to its expiry or its
-    release, whichever is later, rounded up (SQLite's julianday may add a second)."""
+    """The backfill of `longest_session_seconds`: the longest an ended session lasted, rounded
+    up (SQLite's julianday may add a second); a live session's expiry does not count."""
     db.configure(Settings(database_url=private_database_url))
     schema_version.ensure_current(migrate=True)
     user, _personal = tenancy.create_user("longest@example.com")
     team, quiet = tenancy.create_organization("Long"), tenancy.create_organization("Quiet")
     members.add_member(team.id, user.id, Role.admin)
     device = devices.add_device("ios", "phone", "iPhone", "18")
-    spans = [(0, 7200.5, None), (10_000, 60, 86_400)]  # (start offset, released after, expires after)
+    spans = [(0, 7200.5, None), (10_000, 60, 86_400), (20_000, None, 10 * 86_400)]  # start, released, expires
     lines = []
     for offset, released, expires in spans:
         start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=offset)
         record = {"organization": str(team.id), "user": str(user.id), "device": str(device.id)}
-        record |= {"createdAt": format_utc(start), "releasedAt": format_utc(start + timedelta(seconds=released))}
+        record["createdAt"] = format_utc(start)
+        if released is not None:
+            record["releasedAt"] = format_utc(start + timedelta(seconds=released))
         if expires is not None:
             record["expiresAt"] = format_utc(start + timedelta(seconds=expires))
         lines.append(json.dumps(record))
@@ -117,5 +119,5 @@ def test_migration_0007_finds_each_organizations_longest_session(private_databas
         command.upgrade(config, "head")
         longest = dict(conn.execute(text("SELECT id, longest_session_seconds FROM organizations")).all())
     as_stored = {str(uuid.UUID(str(key))): value for key, value in longest.items()}
-    assert 86_400 <= as_stored[str(team.id)] <= 86_401  # the expiry, later than the release
+    assert 7201 <= as_stored[str(team.id)] <= 7202
     assert as_stored[str(quiet.id)] == 0
