@@ -113,7 +113,7 @@ def test_writes_and_deliveries_lose_nothing_and_lease_no_device_twice(tmp_path: 
     out = tmp_path / "writes.json"
     done = _bench(
         "bench.writes",
-        *("--workers", "1", "--duration", "1", "--concurrency", "4", "--devices", "8"),
+        *("--workers", "1", "--duration", "2", "--concurrency", "4", "--devices", "8"),
         *("--backlog", "40", "--slow-ms", "20", "--lag-rate", "20", "--drain-timeout", "60"),
         *("--data-dir", str(tmp_path), "--no-report", "--json", str(out)),
     )

@@ -40,7 +40,7 @@ def live_api(tmp_path_factory, database_url_for_module):
     env = server_env(
         database_url_for_module,
         SESSIONS_API_VALIDATE_RESPONSES="true",
-        SESSIONS_API_AUTH_FAILURE_LIMIT="1000/minute",
+        SESSIONS_API_AUTH_FAILURE_LIMIT="100000/minute",
         SESSIONS_API_RATE_LIMIT="100000/minute",
         SESSIONS_API_WEBHOOK_POLL_SECONDS="3600",
         SESSIONS_API_WEBHOOK_TIMEOUT_SECONDS="2",
