@@ -73,6 +73,7 @@ def filter_workloads(server: Server, manifest: dict, ids: list[str]) -> dict[str
 # the sessions that ran in the range, which grow with the size (the data spans the same days).
 USAGE_RANGE = "from=2026-10-01T00:00:00Z&to=2026-11-01T00:00:00Z"
 USAGE_TARGET_MS = 1000  # p99 of a month's report, at every size
+USAGE_CONNECTIONS = 2  # a report is an admin's: two at once, not a crowd
 
 
 def usage_workloads(manifest: dict) -> dict[str, Workload]:
@@ -137,9 +138,10 @@ def run_curve(args, sizes: list[int], log, run_dir: Path) -> dict:
             run_wrk(server.base_url, write_script(loads["get"], run_dir), seconds=pass_seconds, connections=4)
             for name, load in loads.items():
                 script = write_script(load, run_dir)
+                connections = USAGE_CONNECTIONS if name.startswith("usage") else args.connections
                 if args.warmup > 0:
-                    run_wrk(server.base_url, script, seconds=args.warmup, connections=args.connections)
-                result = run_wrk(server.base_url, script, seconds=args.duration, connections=args.connections)
+                    run_wrk(server.base_url, script, seconds=args.warmup, connections=connections)
+                result = run_wrk(server.base_url, script, seconds=args.duration, connections=connections)
                 entry["workloads"][name] = {"title": load.title, **_summary(result)}
                 log(
                     f"{size:>9,} {name:22s} {result['rps']:8.0f} req/s p50 {result['p50_us'] / 1000:6.2f}ms "
@@ -218,8 +220,8 @@ def render(results: dict) -> str:
     out = [f"Run of {results['started_at']} (commit `{results['commit']}`): `{results['command']}`.\n"]
     out.append(
         f"wrk: {results['settings']['connections']} connections, {results['settings']['duration_s']:g} s per "
-        "workload and size, one worker. Cells: requests/s, p50 / p99 ms; the last size's requests/s against "
-        "the first's in brackets (× slower).\n"
+        f"workload and size (getUsage: {USAGE_CONNECTIONS} connections), one worker. Cells: requests/s, "
+        "p50 / p99 ms; each size's requests/s against the first's in brackets (× slower).\n"
     )
     out.append(f"| workload | {head} |\n| --- |" + " ---: |" * len(sizes))
     first = results["sizes"][sizes[0]]["workloads"]
