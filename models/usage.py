@@ -127,9 +127,9 @@ def report(
         if longest is None:
             raise NotFound(NO_SUCH_ORGANIZATION)
         swept = _sweep(conn, organization_id, cuts, longest, group_by, now or utcnow())
-    if len(swept) > MAX_ROWS:
+    if len(swept) > MAX_ROWS:  # the statement reads one row more, never all of them
         raise InvalidInput(
-            f"The report would hold {len(swept)} rows, more than {MAX_ROWS}: ask for fewer buckets "
+            f"The report would hold more than {MAX_ROWS} rows: ask for fewer buckets "
             "(a shorter range or a coarser granularity)."
         )
     rows = [
@@ -223,6 +223,7 @@ SELECT bucket, grp, SUM(started), SUM(level * (COALESCE(next_t, t) - t)), MAX(le
 FROM swept
 GROUP BY bucket, grp
 HAVING SUM(started) > 0 OR SUM(level * (COALESCE(next_t, t) - t)) > 0 OR MAX(level) > 0
+LIMIT {MAX_ROWS + 1}
 """
 
 

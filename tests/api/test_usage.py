@@ -404,4 +404,4 @@ def test_a_grouped_report_of_more_than_ten_thousand_rows_is_refused(client, admi
     params = {"from": format_utc(start), "to": format_utc(start + timedelta(hours=1000)), "granularity": "hour"}
     assert len(get_usage(client, admin, team, **params, groupBy="platform")) == 1000
     response = client.get(usage_path(team.id), params={**params, "groupBy": "user"}, headers=admin.acting_on(team.id))
-    assert "11000 rows" in assert_error(response, 400, "invalid_request")["error"]["message"]
+    assert "more than 10000 rows" in assert_error(response, 400, "invalid_request")["error"]["message"]
