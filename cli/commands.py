@@ -21,6 +21,7 @@ from sessions_api.models import (
     api_keys,
     devices,
     members,
+    plans,
     schema_version,
     session_import,
     tenancy,
@@ -57,6 +58,10 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return value
+
+
+def _plan_limit(text: str) -> int | None:
+    return None if text == "default" else _positive(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     org = _group(commands, "org", "organizations")
     create = _command(org, "create", "create an organization", _org_create)
     create.add_argument("--name", required=True)
+    plan = _command(org, "plan", "set an organization's plan: the most live sessions it may hold", _org_plan)
+    plan.add_argument("--org", required=True, type=_uuid)
+    plan.add_argument(
+        "--max-live",
+        required=True,
+        type=_plan_limit,
+        help="most live sessions at once, or 'default' for its kind's (SESSIONS_API_[SELF_SERVICE_]MAX_LIVE_SESSIONS)",
+    )
 
     user = _group(commands, "user", "users")
     create = _command(user, "create", "create a user and their Personal organization", _user_create)
@@ -189,6 +202,16 @@ def _report(args, result: dict, text: str) -> None:
 def _org_create(args) -> None:
     org = tenancy.create_organization(args.name)
     _report(args, {"id": str(org.id), "name": org.name}, f"organization {org.id} ({org.name})")
+
+
+def _org_plan(args) -> None:
+    max_live = plans.set_plan(args.org, args.max_live)
+    kind = "its own" if args.max_live is not None else "the default of its kind"
+    _report(
+        args,
+        {"id": str(args.org), "plan": {"maxLiveSessions": max_live}},
+        f"organization {args.org}: at most {max_live} live sessions ({kind})",
+    )
 
 
 def _user_create(args) -> None:

@@ -37,9 +37,13 @@ class Database:
         self._on_dispose: list[Callable[[], None]] = []
 
     @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A connection for reads; its transaction is rolled back when it is returned."""
+    def reading(self, *, snapshot: bool = False) -> Iterator[Connection]:
+        """A connection for reads; its transaction is rolled back when it is returned. With
+        `snapshot`, every statement of it sees the same snapshot: SQLite's read transactions
+        always do; PostgreSQL's then run at REPEATABLE READ."""
         with self.engine.connect() as conn:
+            if snapshot and conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
             yield conn
 
     @contextmanager
@@ -124,9 +128,9 @@ def dispose() -> None:
 
 
 @contextmanager
-def reading() -> Iterator[Connection]:
+def reading(*, snapshot: bool = False) -> Iterator[Connection]:
     """A connection for reads from the bound database (see `Database.reading`)."""
-    with current().reading() as conn:
+    with current().reading(snapshot=snapshot) as conn:
         yield conn
 
 

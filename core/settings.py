@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     default_session_minutes: PositiveInt = 60
     max_session_minutes: PositiveInt = 240
     max_live_sessions: PositiveInt = 50
+    # The plan of organizations created through the API (their users' own, self-service): so few
+    # live sessions that making organizations does not multiply a user's share of the fleet.
+    # The operator gives any organization its own plan (`sessions-api org plan`).
+    self_service_max_live_sessions: PositiveInt = 2
     # Caps on what one caller can create without end (tenants stay apart): organizations one
     # user creates through the API, live API keys one user holds (made through the API), and
     # webhook endpoints per organization. Past a cap: 409 `limit_reached`.

@@ -6,13 +6,11 @@ the one the request acts on (the principal's), so handlers act on that one.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from sqlalchemy import Row
-
 from sessions_api.handlers.sessions import API_BASE
-from sessions_api.models import Role, tenancy
+from sessions_api.models import Role, plans, tenancy
+from sessions_api.models.tenancy import OrganizationRow
 
 
 def listOrganizations(token_info: dict[str, Any]) -> dict[str, Any]:
@@ -34,5 +32,20 @@ def renameOrganization(organizationId: str, body: dict[str, Any], token_info: di
     return organization_json(tenancy.rename_organization(token_info["principal"], body["name"]))
 
 
-def organization_json(row: Row[uuid.UUID, str, bool, Role]) -> dict[str, Any]:
-    return {"id": str(row.id), "name": row.name, "personal": row.personal, "role": row.role.value}
+def getConcurrency(organizationId: str, token_info: dict[str, Any]) -> dict[str, Any]:
+    view = plans.concurrency(token_info["principal"].organization_id)
+    return {
+        "live": view.live,
+        "maxLiveSessions": view.max_live_sessions,
+        "byPlatform": [
+            {"platform": row.platform, "live": row.live, "available": row.available} for row in view.by_platform
+        ],
+    }
+
+
+def organization_json(row: OrganizationRow) -> dict[str, Any]:
+    """An organization as a member sees it; its plan only for its admins."""
+    shown: dict[str, Any] = {"id": str(row.id), "name": row.name, "personal": row.personal, "role": row.role.value}
+    if row.role is Role.admin:
+        shown["plan"] = {"maxLiveSessions": row.max_live_sessions}
+    return shown

@@ -38,7 +38,7 @@ from sqlmodel import col
 from sessions_api.core import db, settings
 from sessions_api.core.retry import retried
 from sessions_api.core.timestamps import utcnow
-from sessions_api.models import audit, session_facts, usage, webhooks
+from sessions_api.models import audit, plans, session_facts, usage, webhooks
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.errors import Conflict, Unprocessable
 from sessions_api.models.sessions import (
@@ -233,17 +233,12 @@ def _lease(
     organization_id = caller.organization_id
     config = settings.current()
     now = utcnow()
-    live = conn.execute(
-        select(func.count()).where(
-            col(SessionRecord.organization_id) == organization_id,
-            col(SessionRecord.released_at).is_(None),
-            col(SessionRecord.expires_at) > now,
-        )
-    ).scalar_one()
-    if live >= config.max_live_sessions:
+    live = plans.live_sessions(conn=conn, organization_id=organization_id, now=now)
+    plan = plans.max_live_sessions(conn=conn, organization_id=organization_id)
+    if live >= plan:
         raise Conflict(
             "concurrency_limit_reached",
-            f"The organization already has its maximum of {config.max_live_sessions} live sessions; release one first.",
+            f"The organization holds {live} live sessions, the most its plan allows ({plan}); release one first.",
         )
     device_id = _pick_free_device(conn=conn, wanted=wanted, now=now)
     expired = _release_expired(conn=conn, now=now, device_id=device_id)  # an expired lease still holding it ends now
@@ -278,13 +273,11 @@ def _pick_free_device(*, conn: Connection, wanted: DeviceWanted, now: datetime) 
     for column, value in wanted_columns:
         if value is not None:
             matching.append(column == value)
-    held = exists().where(
-        col(SessionRecord.device_id) == col(Device.id),
-        col(SessionRecord.released_at).is_(None),
-        col(SessionRecord.expires_at) > now,
-    )
     query = (
-        select(col(Device.id)).where(*matching, col(Device.disabled).is_(False), ~held).order_by(func.random()).limit(1)
+        select(col(Device.id))
+        .where(*matching, col(Device.disabled).is_(False), ~plans.device_held(now))
+        .order_by(func.random())
+        .limit(1)
     )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=Device, skip_locked=True)

@@ -53,6 +53,8 @@ class Organization(SQLModel, table=True):
     # transaction that ends (or imports) one: a usage report reads the sessions started this
     # long before its range, and the live ones (models.usage).
     longest_session_seconds: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
+    # Its plan, as the operator set it; None: the default plan of its kind (models.plans).
+    max_live_sessions: int | None = Field(default=None)
 
 
 class User(SQLModel, table=True):
@@ -264,6 +266,7 @@ class AuditEventType(enum.StrEnum):
     member_removed = "member.removed"
     organization_created = "organization.created"
     organization_renamed = "organization.renamed"
+    organization_plan_changed = "organization.plan_changed"
     session_started = "session.started"
     session_released = "session.released"
     session_expired = "session.expired"

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from sessions_api.core import db, settings
-from sessions_api.models import api_keys, audit, members
+from sessions_api.models import api_keys, audit, members, plans
 from sessions_api.models.errors import (
     NO_SUCH_ORGANIZATION,
     Forbidden,
@@ -28,6 +28,9 @@ from sessions_api.models.instants import take_turns
 from sessions_api.models.tables import AuditEventType, Membership, Organization, Role, User
 from sessions_api.models.text import clean_name, is_email_address
 
+# An organization as its members see it: (id, name, personal, their role, its plan's most live sessions).
+OrganizationRow = Row[uuid.UUID, str, bool, Role, int]
+
 
 def create_organization(name: str) -> Organization:
     """The operator's: an organization with no members yet."""
@@ -37,7 +40,7 @@ def create_organization(name: str) -> Organization:
     return organization
 
 
-def create_organization_for(caller: api_keys.Principal, name: str) -> Row[uuid.UUID, str, bool, Role]:
+def create_organization_for(caller: api_keys.Principal, name: str) -> OrganizationRow:
     """A new organization whose admin is the caller, as `organizations_of` shows it. A key
     bound to an organization acts on that one only, so it creates none."""
     if caller.bound_organization_id is not None:
@@ -87,13 +90,13 @@ def find_user(email: str) -> User | None:
     return User.model_validate(row._mapping) if row is not None else None
 
 
-def get_organization(caller: api_keys.Principal) -> Row[uuid.UUID, str, bool, Role]:
+def get_organization(caller: api_keys.Principal) -> OrganizationRow:
     """The organization the caller acts on, as `organizations_of` shows it."""
     with db.reading() as conn:
         return _organization_view(conn=conn, user_id=caller.user_id, organization_id=caller.organization_id)
 
 
-def rename_organization(caller: api_keys.Principal, name: str) -> Row[uuid.UUID, str, bool, Role]:
+def rename_organization(caller: api_keys.Principal, name: str) -> OrganizationRow:
     """Rename the organization the caller acts on. A Personal organization keeps its user's name."""
     name = clean_name(name, "organization name")
     organization_id = caller.organization_id
@@ -120,7 +123,7 @@ def rename_organization(caller: api_keys.Principal, name: str) -> Row[uuid.UUID,
         return _organization_view(conn=conn, user_id=caller.user_id, organization_id=organization_id)
 
 
-def organizations_of(user_id: uuid.UUID, only: uuid.UUID | None = None) -> Sequence[Row[uuid.UUID, str, bool, Role]]:
+def organizations_of(user_id: uuid.UUID, only: uuid.UUID | None = None) -> Sequence[OrganizationRow]:
     """(id, name, personal, role) of the user's organizations (at most 1000), Personal first,
     then by name; with `only`, just that one."""
     query = _organizations_query(user_id).limit(1000)  # the documented most
@@ -130,18 +133,22 @@ def organizations_of(user_id: uuid.UUID, only: uuid.UUID | None = None) -> Seque
         return conn.execute(query).all()
 
 
-def _organizations_query(user_id: uuid.UUID) -> Select[uuid.UUID, str, bool, Role]:
+def _organizations_query(user_id: uuid.UUID) -> Select[uuid.UUID, str, bool, Role, int]:
     return (
-        select(col(Organization.id), col(Organization.name), col(Organization.personal), col(Membership.role))
+        select(
+            col(Organization.id),
+            col(Organization.name),
+            col(Organization.personal),
+            col(Membership.role),
+            plans.max_live_sessions_column().label("max_live_sessions"),
+        )
         .join(Membership, col(Membership.organization_id) == col(Organization.id))
         .where(col(Membership.user_id) == user_id)
         .order_by(col(Organization.personal).desc(), col(Organization.name), col(Organization.id))
     )
 
 
-def _organization_view(
-    *, conn: Connection, user_id: uuid.UUID, organization_id: uuid.UUID
-) -> Row[uuid.UUID, str, bool, Role]:
+def _organization_view(*, conn: Connection, user_id: uuid.UUID, organization_id: uuid.UUID) -> OrganizationRow:
     row = conn.execute(_organizations_query(user_id).where(col(Organization.id) == organization_id)).first()
     if row is None:
         raise NotFound(NO_SUCH_ORGANIZATION)

@@ -11,8 +11,8 @@ The sessions are read from the (organization, created_at) index, from `from` min
 longest any ended session of the organization lasted (`Organization.longest_session_seconds`,
 raised as sessions end or are imported ended) up to `to`, and the live ones from their
 partial index (never more than the fleet has devices): the cost follows the range, not the
-history. On PostgreSQL both reads see one snapshot (REPEATABLE READ), as SQLite's read
-transaction does: a session that ends meanwhile is found by one of them.
+history. Both reads see one snapshot (`db.reading(snapshot=True)`): a session that ends
+meanwhile is found by one of them.
 """
 
 from __future__ import annotations
@@ -113,9 +113,8 @@ def report(
     """The organization's usage in [start, end): without `group_by` one row per bucket, with
     it one row per bucket and value that ran or started a session, in time then value order."""
     cuts = buckets(start, end, granularity)
-    with db.reading() as conn:
+    with db.reading(snapshot=True) as conn:
         if conn.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
             # The sweep sorts every start and end of the range: in memory, not in temporary files.
             conn.exec_driver_sql(f"SET LOCAL work_mem = '{_POSTGRESQL_SORT_MEMORY}'")
         longest = conn.execute(

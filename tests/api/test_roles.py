@@ -47,6 +47,7 @@ MATRIX = {
     "renameOrganization": (200, 403, 403, 403, 404, 404),
     "listMembers": (200, 200, 200, 200, 404, 404),
     "getUsage": (200, 403, 403, 403, 404, 404),
+    "getConcurrency": (200, 200, 200, 200, 404, 404),
     "listInvitations": (200, 403, 403, 403, 404, 404),
     "createInvitation": (201, 403, 403, 403, 404, 404),
     "revokeInvitation": (204, 403, 403, 403, 404, 404),
@@ -132,6 +133,7 @@ def test_every_operation_answers_each_kind_of_caller_as_the_spec_says(client, wo
             organization_path(team.id), json={"name": "Team B"}, headers=caller.headers
         ),
         "listMembers": lambda: client.get(members_path(team.id), headers=caller.headers),
+        "getConcurrency": lambda: client.get(f"{organization_path(team.id)}/concurrency", headers=caller.headers),
         "getUsage": lambda: client.get(
             f"{organization_path(team.id)}/usage",
             params={"from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"},

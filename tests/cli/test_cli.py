@@ -301,3 +301,16 @@ def test_usage_refuses_in_one_line(cli, extra, says):
     code, out, err = cli(*argv, *[arg.format(team=team["id"]) for arg in extra])
     assert code == 1 and says in err.lower() and len(err.strip().splitlines()) == 1, err
     assert out == ""
+
+
+def test_the_operator_sets_a_plan_and_puts_the_default_back(cli):
+    team = cli.json("org", "create", "--name", "Planned")
+    assert cli.json("org", "plan", "--org", team["id"], "--max-live", "3") == {
+        "id": team["id"],
+        "plan": {"maxLiveSessions": 3},
+    }
+    assert cli.json("org", "plan", "--org", team["id"], "--max-live", "default")["plan"] == {"maxLiveSessions": 50}
+    code, _, err = cli("org", "plan", "--org", team["id"], "--max-live", "0")
+    assert code == 2 and "at least 1" in err
+    code, _, err = cli("org", "plan", "--org", "00000000-0000-0000-0000-000000000009", "--max-live", "3")
+    assert code == 1 and "No organization" in err

@@ -359,3 +359,17 @@ def test_the_python_client_reads_usage_per_platform(live_api, client_package):
     used_seconds = 5 * 3600 - 13e-6 + (2 * 14 * 3600 - 8.000008)
     assert (row.platform, row.sessions, row.peak_concurrency) == ("android", 7, 7)
     assert row.device_minutes == round(used_seconds / 60, 2) and row.start == datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def test_the_python_client_reads_the_live_concurrency_and_the_plan(live_api, client_package):
+    """Alice's Personal organization holds two live sessions on android (of the four devices,
+    one holds Bob's: one is free) under the default plan, which she sees as its admin."""
+    organizations = importlib.import_module(f"{client_package.__name__}.api.organizations")
+    get_concurrency = importlib.import_module(f"{organizations.__name__}.get_concurrency")
+    get_organization = importlib.import_module(f"{organizations.__name__}.get_organization")
+    client = client_package.AuthenticatedClient(base_url=live_api["base"], token=live_api["secret"])
+    organization_id = live_api["alice"]["defaultOrganization"]
+    view = get_concurrency.sync(organization_id, client=client)
+    assert (view.live, view.max_live_sessions) == (2, 50)
+    assert [(row.platform.value, row.live, row.available) for row in view.by_platform] == [("android", 2, 1)]
+    assert get_organization.sync(organization_id, client=client).plan.max_live_sessions == 50

@@ -62,6 +62,7 @@ STATUSES = {
     "renameOrganization": {"200", "403", "404", "415", "422"},
     "listMembers": {"200", "404"},
     "getUsage": {"200", "403", "404"},
+    "getConcurrency": {"200", "404"},
     "listInvitations": {"200", "403", "404"},
     "createInvitation": {"201", "403", "404", "415", "422"},
     "revokeInvitation": {"204", "403", "404", "409"},

@@ -164,3 +164,13 @@ export const weekly: UsageQuery = { from: "2026-11-01T00:00:00Z", to: "2026-12-0
 export const openEnded: UsageQuery = { from: "2026-11-01T00:00:00Z" };
 export const asCsv: paths["/organizations/{organizationId}/usage"]["get"]["responses"][200]["content"]["text/csv"] =
   "start,end,sessions,deviceMinutes,peakConcurrency\r\n";
+
+type Concurrency = components["schemas"]["Concurrency"];
+
+/** Whether a start on `platform` could lease now: the organization's plan has room and a device is free. */
+export function canStart(view: Concurrency, platform: components["schemas"]["Platform"]): boolean {
+  const entry = view.byPlatform.find((row) => row.platform === platform);
+  return view.live < view.maxLiveSessions && entry !== undefined && entry.available > 0;
+}
+// @ts-expect-error a platform is ios or android
+export const windows: components["schemas"]["PlatformConcurrency"] = { platform: "windows", live: 0, available: 1 };

@@ -1,0 +1,102 @@
+"""Plans: the most live sessions each organization may hold (the operator's, or its kind's
+default), shown to admins, and the live concurrency view that never contradicts a refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+from sessions_api.core import settings as current_settings
+from sessions_api.models import Role, devices, plans
+from tests.support.api import AUDIT_EVENTS, ORGANIZATIONS, SESSIONS, assert_error, organization_path
+
+
+@pytest.fixture
+def fleet(world):
+    ios = [world.device(platform="ios", type="simulator", name=f"iPhone {n}", os_version="18.2") for n in range(3)]
+    android = [world.device(platform="android", type="emulator", name="Pixel 9", os_version="15")]
+    return {"ios": ios, "android": android}
+
+
+def _start(client, member, organization_id, platform="ios"):
+    return client.post(SESSIONS, json={"platform": platform}, headers=member.acting_on(organization_id))
+
+
+def _concurrency(client, member, organization_id):
+    response = client.get(f"{organization_path(organization_id)}/concurrency", headers=member.headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_an_organizations_own_plan_bounds_its_live_sessions(client, admin, team, fleet):
+    assert plans.set_plan(team.id, 1) == 1  # what `sessions-api org plan` calls
+    first = _start(client, admin, team.id)
+    assert first.status_code == 201
+    refused = assert_error(_start(client, admin, team.id), 409, "concurrency_limit_reached")
+    assert "holds 1 live sessions" in refused["error"]["message"] and "(1)" in refused["error"]["message"]
+    client.post(f"{SESSIONS}/{first.json()['id']}/release", headers=admin.acting_on(team.id))
+    assert _start(client, admin, team.id).status_code == 201
+
+
+def test_organizations_made_through_the_api_get_the_self_service_plan(client, admin, fleet):
+    made = client.post(ORGANIZATIONS, json={"name": "Side project"}, headers=admin.headers).json()
+    limit = current_settings.current().self_service_max_live_sessions
+    assert made["plan"] == {"maxLiveSessions": limit}
+    for _ in range(limit):
+        assert _start(client, admin, made["id"]).status_code == 201
+    assert_error(_start(client, admin, made["id"]), 409, "concurrency_limit_reached")
+
+
+def test_the_plan_is_shown_to_admins_only(client, admin, world, team):
+    reader = world.member(of=[(team, Role.readwrite)])
+    default = current_settings.current().max_live_sessions
+    assert client.get(organization_path(team.id), headers=admin.headers).json()["plan"] == {"maxLiveSessions": default}
+    assert "plan" not in client.get(organization_path(team.id), headers=reader.headers).json()
+    listed = client.get(ORGANIZATIONS, headers=reader.headers).json()["data"]
+    assert all("plan" not in organization for organization in listed if organization["role"] != "admin")
+
+
+def test_a_plan_change_is_audited_and_default_goes_back_to_the_kinds(client, admin, team):
+    default = current_settings.current().max_live_sessions
+    plans.set_plan(team.id, 7)
+    assert plans.set_plan(team.id, None) == default
+    events = client.get(
+        AUDIT_EVENTS, params={"type": "organization.plan_changed"}, headers=admin.acting_on(team.id)
+    ).json()["data"]
+    assert [event["data"] for event in events] == [
+        {"before": {"maxLiveSessions": 7}, "after": {"maxLiveSessions": default}},
+        {"before": {"maxLiveSessions": default}, "after": {"maxLiveSessions": 7}},
+    ]
+    assert {(event["origin"], event["actor"]["user"], event["actor"]["key"]) for event in events} == {
+        ("cli", None, None)
+    }
+
+
+def test_the_live_view_counts_what_the_allocator_counts(client, admin, world, team, fleet):
+    other_team = world.organization("Other")
+    other = world.member(of=[(other_team, Role.admin)])
+    plans.set_plan(team.id, 3)
+    devices.set_disabled(fleet["ios"][2].id, True)  # offline: never available
+    assert _concurrency(client, admin, team.id) == {
+        "live": 0,
+        "maxLiveSessions": 3,
+        "byPlatform": [
+            {"platform": "android", "live": 0, "available": 1},
+            {"platform": "ios", "live": 0, "available": 2},
+        ],
+    }
+    assert _start(client, admin, team.id).status_code == 201
+    assert _start(client, other, other_team.id).status_code == 201  # another organization takes the last iPhone
+    view = _concurrency(client, admin, team.id)
+    assert (view["live"], view["byPlatform"][1]) == (1, {"platform": "ios", "live": 1, "available": 0})
+    assert_error(_start(client, admin, team.id), 409, "no_device_available")  # as the view says
+    assert _start(client, admin, team.id, "android").status_code == 201
+    plans.set_plan(team.id, 2)
+    view = _concurrency(client, admin, team.id)
+    assert (view["live"], view["maxLiveSessions"]) == (2, 2)
+    assert_error(_start(client, admin, team.id, "android"), 409, "concurrency_limit_reached")
+
+
+def test_another_organizations_view_is_not_found(client, admin, world):
+    other = world.organization("Other")
+    response = client.get(f"{organization_path(other.id)}/concurrency", headers=admin.headers)
+    assert_error(response, 404, "not_found")
