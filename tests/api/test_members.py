@@ -20,7 +20,13 @@ def test_a_new_organization_has_its_creator_as_admin(client, world):
     created = client.post(ORGANIZATIONS, json={"name": "  Acme QA  "}, headers=alice.headers)
     assert created.status_code == 201
     organization = created.json()
-    assert organization == {"id": organization["id"], "name": "Acme QA", "personal": False, "role": "admin"}
+    assert organization == {
+        "id": organization["id"],
+        "name": "Acme QA",
+        "personal": False,
+        "role": "admin",
+        "plan": {"maxLiveSessions": 2},  # the self-service plan, shown to its admin
+    }
     assert created.headers["Location"] == organization_path(organization["id"])
     assert client.get(organization_path(organization["id"]), headers=alice.headers).json() == organization
     assert organization in client.get(ORGANIZATIONS, headers=alice.headers).json()["data"]
