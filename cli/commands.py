@@ -15,7 +15,7 @@ from sessions_api.cli.serve import serve as serve_command
 from sessions_api.core import db
 from sessions_api.core.settings import Settings
 from sessions_api.core.timestamps import format_utc, parse_rfc3339
-from sessions_api.handlers.usage import usage_columns, usage_csv, usage_json
+from sessions_api.handlers.usage import usage_body, usage_columns, usage_csv
 from sessions_api.models import (
     Role,
     api_keys,
@@ -276,10 +276,11 @@ def _usage(args) -> None:
     if args.csv:
         sys.stdout.write(usage_csv(rows, args.group_by))
         return
-    shown = [usage_json(row, args.group_by) for row in rows]
+    body = usage_body(rows, args.group_by)
     if args.json:
-        print(json.dumps({"object": "list", "data": shown}))
+        print(json.dumps(body))
         return
+    shown = body["data"]
     columns = usage_columns(args.group_by)
     cells = [columns] + [[f"{row[c]:.2f}" if c == "deviceMinutes" else str(row[c]) for c in columns] for row in shown]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]

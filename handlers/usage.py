@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sessions_api.core.timestamps import format_utc
@@ -29,7 +30,7 @@ def getUsage(
     rows = usage.report(token_info["principal"].organization_id, start, end, granularity, groupBy)
     if media_type == CSV:
         return usage_csv(rows, groupBy), 200, {"Content-Type": f"{CSV}; charset=utf-8"}
-    return {"object": "list", "data": [usage_json(row, groupBy) for row in rows]}
+    return usage_body(rows, groupBy)
 
 
 def usage_columns(group_by: str | None) -> list[str]:
@@ -37,8 +38,11 @@ def usage_columns(group_by: str | None) -> list[str]:
     return ["start", "end", *([group_by] if group_by else []), "sessions", "deviceMinutes", "peakConcurrency"]
 
 
-def usage_json(row: usage.UsageRow, group_by: str | None) -> dict[str, Any]:
-    return dict(zip(usage_columns(group_by), _values(row, group_by, float), strict=True))
+def usage_body(rows: Iterable[usage.UsageRow], group_by: str | None) -> dict[str, Any]:
+    """The JSON answer: deviceMinutes a number with at most two decimals."""
+    columns = usage_columns(group_by)
+    data = [dict(zip(columns, values, strict=True)) for values in _values(rows, group_by, _minutes_number)]
+    return {"object": "list", "data": data}
 
 
 def usage_csv(rows: Iterable[usage.UsageRow], group_by: str | None) -> str:
@@ -46,17 +50,21 @@ def usage_csv(rows: Iterable[usage.UsageRow], group_by: str | None) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180
     writer.writerow(usage_columns(group_by))
-    writer.writerows(_values(row, group_by, str) for row in rows)
+    writer.writerows(_values(rows, group_by, _minutes_text))
     return out.getvalue()
 
 
-def _values(row: usage.UsageRow, group_by: str | None, minutes: type[float] | type[str]) -> list[Any]:
-    group = [row.group] if group_by else []
-    return [
-        format_utc(row.start),
-        format_utc(row.end),
-        *group,
-        row.sessions,
-        minutes(row.device_minutes),
-        row.peak_concurrency,
-    ]
+def _values(rows: Iterable[usage.UsageRow], group_by: str | None, minutes: Any) -> Iterator[list[Any]]:
+    text = functools.cache(format_utc)  # a report has few distinct bucket bounds
+    for row in rows:
+        group = [row.group] if group_by else []
+        yield [text(row.start), text(row.end), *group, row.sessions, minutes(row), row.peak_concurrency]
+
+
+def _minutes_number(row: usage.UsageRow) -> float:
+    return row.device_centiminutes / 100
+
+
+def _minutes_text(row: usage.UsageRow) -> str:
+    hundredths = row.device_centiminutes
+    return f"{hundredths // 100}.{hundredths % 100:02d}"

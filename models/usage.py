@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Uuid, bindparam, text, update
@@ -44,7 +43,6 @@ _POSTGRESQL_SORT_MEMORY = "64MB"  # per report, for its one sort (PostgreSQL's d
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FIRST = datetime.min.replace(tzinfo=UTC)
 _LAST = datetime.max.replace(tzinfo=UTC)
-_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -57,8 +55,9 @@ class UsageRow:
     peak_concurrency: int
 
     @property
-    def device_minutes(self) -> Decimal:
-        return (Decimal(self.device_microseconds) / 60_000_000).quantize(_CENT, rounding=ROUND_HALF_UP)
+    def device_centiminutes(self) -> int:
+        """Device minutes in hundredths, rounded half up (what the API shows with two decimals)."""
+        return (self.device_microseconds * 100 + 30_000_000) // 60_000_000
 
 
 def buckets(start: datetime, end: datetime, granularity: str) -> list[tuple[datetime, datetime]]:
@@ -133,8 +132,9 @@ def report(
             f"The report would hold more than {MAX_ROWS} rows: ask for fewer buckets "
             "(a shorter range or a coarser granularity)."
         )
+    values: dict[Any, str | None] = {}  # each group's value as the API names it, made once
     rows = [
-        UsageRow(cuts[k][0], cuts[k][1], _group_value(group, group_by), int(started), int(used), int(peak))
+        UsageRow(cuts[k][0], cuts[k][1], _group_value(group, group_by, values), int(started), int(used), int(peak))
         for k, group, started, used, peak in swept
     ]
     if group_by is None:  # every bucket has a row, zeros where nothing ran
@@ -143,10 +143,13 @@ def report(
     return sorted(rows, key=lambda row: (row.start, row.group or ""))
 
 
-def _group_value(value: Any, group_by: str | None) -> str | None:
-    if group_by is None:
-        return None
-    return str(uuid.UUID(str(value))) if group_by == "user" else str(value)
+def _group_value(value: Any, group_by: str | None, made: dict[Any, str | None]) -> str | None:
+    if value not in made:
+        if group_by is None:
+            made[value] = None
+        else:
+            made[value] = str(uuid.UUID(str(value))) if group_by == "user" else str(value)
+    return made[value]
 
 
 def _sweep(
