@@ -124,8 +124,8 @@ def rename_organization(caller: api_keys.Principal, name: str) -> OrganizationRo
 
 
 def organizations_of(user_id: uuid.UUID, only: uuid.UUID | None = None) -> Sequence[OrganizationRow]:
-    """(id, name, personal, role) of the user's organizations (at most 1000), Personal first,
-    then by name; with `only`, just that one."""
+    """(id, name, personal, role, plan) of the user's organizations (at most 1000), Personal
+    first, then by name; with `only`, just that one."""
     query = _organizations_query(user_id).limit(1000)  # the documented most
     if only is not None:
         query = query.where(col(Organization.id) == only)
