@@ -64,6 +64,18 @@ def _plan_limit(text: str) -> int | None:
     return None if text == "default" else _positive(text)
 
 
+def _queue_limit(text: str) -> int | None:
+    if text == "default":
+        return None
+    if text.isascii() and text.isdigit() and int(text) <= 10_000:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to 10000")
+
+
+# An option not given: that limit of the plan stays as it is.
+_UNCHANGED = plans.UNCHANGED
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -111,13 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
     org = _group(commands, "org", "organizations")
     create = _command(org, "create", "create an organization", _org_create)
     create.add_argument("--name", required=True)
-    plan = _command(org, "plan", "set an organization's plan: the most live sessions it may hold", _org_plan)
+    plan = _command(
+        org, "plan", "set an organization's plan: the most live sessions and queued starts it may have", _org_plan
+    )
     plan.add_argument("--org", required=True, type=_uuid)
     plan.add_argument(
         "--max-live",
-        required=True,
         type=_plan_limit,
+        default=_UNCHANGED,
         help="most live sessions at once, or 'default' for its kind's (SESSIONS_API_[SELF_SERVICE_]MAX_LIVE_SESSIONS)",
+    )
+    plan.add_argument(
+        "--max-queued",
+        type=_queue_limit,
+        default=_UNCHANGED,
+        help="most queued starts at once (0: no queue), or 'default' "
+        "for its kind's (SESSIONS_API_[SELF_SERVICE_]MAX_QUEUED_SESSIONS)",
     )
 
     user = _group(commands, "user", "users")
@@ -205,12 +226,17 @@ def _org_create(args) -> None:
 
 
 def _org_plan(args) -> None:
-    max_live = plans.set_plan(args.org, args.max_live)
-    kind = "its own" if args.max_live is not None else "the default of its kind"
+    if args.max_live is _UNCHANGED and args.max_queued is _UNCHANGED:
+        raise ValueError("give --max-live, --max-queued or both")
+    plan = plans.set_plan(args.org, args.max_live, args.max_queued)
     _report(
         args,
-        {"id": str(args.org), "plan": {"maxLiveSessions": max_live}},
-        f"organization {args.org}: at most {max_live} live sessions ({kind})",
+        {
+            "id": str(args.org),
+            "plan": {"maxLiveSessions": plan.max_live_sessions, "maxQueuedSessions": plan.max_queued_sessions},
+        },
+        f"organization {args.org}: at most {plan.max_live_sessions} live sessions "
+        f"and {plan.max_queued_sessions} queued starts",
     )
 
 

@@ -53,3 +53,9 @@ WEBHOOK_ATTEMPTS = Counter(
     "Webhook delivery attempts, by outcome: succeeded, retrying (failed, tried again later), failed (no retry left).",
     ["outcome"],
 )
+QUEUE_WAIT = Histogram(
+    "sessions_api_queue_wait_seconds",
+    "How long session requests waited in the queue, by how they left it: started or timed_out.",
+    ["outcome"],
+    buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0),
+)

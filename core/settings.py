@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     # live sessions that making organizations does not multiply a user's share of the fleet.
     # The operator gives any organization its own plan (`sessions-api org plan`).
     self_service_max_live_sessions: PositiveInt = 2
+    # Queued starts (models.queue): how many requests an organization may have waiting (the
+    # default plan's, the self-service plan's), the longest a request may wait (s), how often
+    # (s) each process serves the queue when nothing wakes it (a release in the process does at
+    # once), and how often (s) a long-poll (`Prefer: wait`) looks again at its request.
+    max_queued_sessions: Annotated[int, Field(ge=0, le=10_000)] = 100
+    self_service_max_queued_sessions: Annotated[int, Field(ge=0, le=10_000)] = 10
+    max_queue_wait_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 1800
+    queue_poll_seconds: Annotated[float, Field(gt=0)] = 1.0
+    long_poll_check_seconds: Annotated[float, Field(gt=0, le=5)] = 0.1
     # Caps on what one caller can create without end (tenants stay apart): organizations one
     # user creates through the API, live API keys one user holds (made through the API), and
     # webhook endpoints per organization. Past a cap: 409 `limit_reached`.

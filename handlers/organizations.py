@@ -36,9 +36,12 @@ def getConcurrency(organizationId: str, token_info: dict[str, Any]) -> dict[str,
     view = plans.concurrency(token_info["principal"].organization_id)
     return {
         "live": view.live,
-        "maxLiveSessions": view.max_live_sessions,
+        "queued": view.queued,
+        "maxLiveSessions": view.plan.max_live_sessions,
+        "maxQueuedSessions": view.plan.max_queued_sessions,
         "byPlatform": [
-            {"platform": row.platform, "live": row.live, "available": row.available} for row in view.by_platform
+            {"platform": row.platform, "live": row.live, "queued": row.queued, "available": row.available}
+            for row in view.by_platform
         ],
     }
 
@@ -47,5 +50,5 @@ def organization_json(row: OrganizationRow) -> dict[str, Any]:
     """An organization as a member sees it; its plan only for its admins."""
     shown: dict[str, Any] = {"id": str(row.id), "name": row.name, "personal": row.personal, "role": row.role.value}
     if row.role is Role.admin:
-        shown["plan"] = {"maxLiveSessions": row.max_live_sessions}
+        shown["plan"] = {"maxLiveSessions": row.max_live_sessions, "maxQueuedSessions": row.max_queued_sessions}
     return shown

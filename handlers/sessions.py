@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sessions_api.core import settings
 from sessions_api.handlers.listing import list_body
-from sessions_api.models import leases, session_facts, sessions
+from sessions_api.models import leases, queue, session_facts, sessions
+from sessions_api.models.errors import InvalidInput
 from sessions_api.models.paging import cursor
 
 API_BASE = "/api/v1"
@@ -60,11 +62,28 @@ def createSession(
         render=session_json,
         idempotency_key=idempotency_key,
         facts=body.get("facts", {}),
+        queue_wait_seconds=_queue_wait(body.get("queue")),
     )
-    headers = {"Location": f"{API_BASE}/sessions/{started.body['id']}"}
+    if started.queued_request_id is not None:
+        request = queue.get_request(principal.organization_id, started.queued_request_id)
+        answer, status = queue.request_document(request), 202
+        headers = {"Location": f"{API_BASE}/session-requests/{answer['id']}"}
+    else:
+        answer, status = started.body, 201
+        headers = {"Location": f"{API_BASE}/sessions/{answer['id']}"}
     if started.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return started.body, 201, headers
+    return answer, status, headers
+
+
+def _queue_wait(options: dict[str, Any] | None) -> int | None:
+    """How long a start with `queue` may wait, within this server's maximum."""
+    if options is None:
+        return None
+    most = settings.current().max_queue_wait_seconds
+    if options["maxWaitSeconds"] > most:
+        raise InvalidInput(f"queue.maxWaitSeconds must be at most {most} on this server.")
+    return int(options["maxWaitSeconds"])
 
 
 def updateSession(sessionId: str, body: dict[str, Any], token_info: dict[str, Any]) -> dict[str, Any]:

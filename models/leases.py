@@ -38,7 +38,7 @@ from sqlmodel import col
 from sessions_api.core import db, settings
 from sessions_api.core.retry import retried
 from sessions_api.core.timestamps import utcnow
-from sessions_api.models import audit, plans, session_facts, usage, webhooks
+from sessions_api.models import audit, plans, queue, session_facts, usage, webhooks
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.errors import Conflict, Unprocessable
 from sessions_api.models.sessions import (
@@ -64,7 +64,7 @@ class DeviceWanted:
     name: str | None = None
     max_duration_minutes: int | None = None
 
-    def fingerprint(self, facts: Mapping[str, Any] | None = None) -> str:
+    def fingerprint(self, facts: Mapping[str, Any] | None = None, queue_wait_seconds: int | None = None) -> str:
         """What an Idempotency-Key is bound to: the request in the API's own names, hashed."""
         request: dict[str, Any] = {
             "platform": self.platform,
@@ -73,15 +73,36 @@ class DeviceWanted:
             "name": self.name,
             "maxDurationMinutes": self.max_duration_minutes,
         }
-        if facts:  # a start without facts keeps the fingerprint it always had
+        if facts:  # a start without facts (or queue) keeps the fingerprint it always had
             request["facts"] = dict(facts)
+        if queue_wait_seconds is not None:
+            request["queue"] = {"maxWaitSeconds": queue_wait_seconds}
         return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+    def columns(self) -> dict[str, Any]:
+        """What a queued start keeps of it (models.queue), by the table's names."""
+        return {
+            "platform": self.platform,
+            "os_version": self.os_version,
+            "type": self.type,
+            "name": self.name,
+            "max_duration_minutes": self.max_duration_minutes,
+        }
 
 
 @dataclass(frozen=True)
 class Started:
+    """A start's answer: the session's `body`, or the id of the request it queued instead."""
+
     body: dict[str, Any]
     replayed: bool
+    queued_request_id: uuid.UUID | None = None
+
+
+# What an Idempotency-Key keeps of a queued start: its request's id (a replay shows it as it is now).
+_QUEUED_KEY = "sessionRequest"
+# The refusals a start with `queue` waits out instead.
+_WAITED_OUT = {"concurrency_limit_reached": queue.CONCURRENCY, "no_device_available": queue.DEVICE}
 
 
 def start_session(
@@ -90,12 +111,14 @@ def start_session(
     render: Callable[[Row[Any]], dict[str, Any]],
     idempotency_key: str | None = None,
     facts: Mapping[str, Any] | None = None,
+    queue_wait_seconds: int | None = None,
 ) -> Started:
     """Lease a free matching device to the organization the caller acts on, with the session's
     `facts` (models.session_facts); `render` shapes the answer, which is kept for replay under
-    `idempotency_key`."""
+    `idempotency_key`. With `queue_wait_seconds`, a start that cannot lease now (or would pass
+    a request already waiting) is queued for that long instead (models.queue)."""
     organization_id = caller.organization_id
-    request_hash = wanted.fingerprint(facts)
+    request_hash = wanted.fingerprint(facts, queue_wait_seconds)
     stored_facts = session_facts.stored(facts or {})
     tags = session_facts.tags_of(facts or {})
 
@@ -107,22 +130,79 @@ def start_session(
                     conn=conn, organization_id=organization_id, key=idempotency_key, request_hash=request_hash
                 )
                 if stored is not None:
-                    return Started(stored, replayed=True)
-            body = render(_lease(conn=conn, caller=caller, wanted=wanted, facts=stored_facts, tags=tags))
+                    queued_id = stored.get(_QUEUED_KEY)
+                    return Started(stored, replayed=True, queued_request_id=queued_id and uuid.UUID(queued_id))
+            started = _start_or_queue(
+                conn=conn,
+                caller=caller,
+                wanted=wanted,
+                facts=(stored_facts, tags),
+                wait=queue_wait_seconds,
+                render=render,
+            )
             if idempotency_key is not None:
+                queued = started.queued_request_id
+                kept = started.body if queued is None else {_QUEUED_KEY: str(queued)}
                 conn.execute(
                     insert(IdempotencyRecord).values(
                         organization_id=organization_id,
                         key=idempotency_key,
                         request_hash=request_hash,
-                        response_body=json.dumps(body),
+                        response_body=json.dumps(kept),
                         created_at=utcnow(),
                     )
                 )
-            return Started(body, replayed=False)
+            return started
 
     # Another writer took the device (or the instant, or the key) first: look again.
     return retried(attempt, attempts=_ATTEMPTS, retry_if=lambda exc: isinstance(exc, IntegrityError))
+
+
+def _start_or_queue(
+    *,
+    conn: Connection,
+    caller: Principal,
+    wanted: DeviceWanted,
+    facts: tuple[Mapping[str, Any], tuple[str, ...]],
+    wait: int | None,
+    render: Callable[[Row[Any]], dict[str, Any]],
+) -> Started:
+    """Lease now; with `wait`, queue instead when leasing now is refused for want of a device
+    or of room in the plan, or would pass a request already waiting."""
+    stored_facts, tags = facts
+    organization_id = caller.organization_id
+    if wait is not None and queue.must_wait(conn=conn, organization_id=organization_id, platform=wanted.platform):
+        reason = queue.CONCURRENCY if _at_plan_limit(conn=conn, organization_id=organization_id) else queue.DEVICE
+    else:
+        try:
+            session = lease(
+                conn=conn,
+                organization_id=organization_id,
+                user_id=caller.user_id,
+                actor=caller.actor,
+                wanted=wanted,
+                facts=stored_facts,
+                tags=tags,
+            )
+            return Started(render(session), replayed=False)
+        except Conflict as refused:
+            if wait is None or refused.code not in _WAITED_OUT:
+                raise
+            reason = _WAITED_OUT[refused.code]
+    queued = queue.enqueue(
+        conn=conn,
+        caller=caller,
+        wanted=wanted.columns(),
+        facts={"columns": dict(stored_facts), "tags": list(tags)},
+        wait_seconds=wait,
+        reason=reason,
+    )
+    return Started({}, replayed=False, queued_request_id=queued)
+
+
+def _at_plan_limit(*, conn: Connection, organization_id: uuid.UUID) -> bool:
+    live = plans.live_sessions(conn=conn, organization_id=organization_id, now=utcnow())
+    return live >= plans.max_live_sessions(conn=conn, organization_id=organization_id)
 
 
 def release_session(caller: Principal, session_id: uuid.UUID) -> Row[Any]:
@@ -226,11 +306,21 @@ def _stored_answer(
     return body
 
 
-def _lease(
-    *, conn: Connection, caller: Principal, wanted: DeviceWanted, facts: Mapping[str, Any], tags: tuple[str, ...]
+def lease(
+    *,
+    conn: Connection,
+    organization_id: uuid.UUID,
+    user_id: uuid.UUID,
+    actor: audit.Actor,
+    wanted: DeviceWanted,
+    facts: Mapping[str, Any],
+    tags: tuple[str, ...],
+    device_id: uuid.UUID | None = None,
 ) -> Row[Any]:
-    """Lease a device to the caller's organization and record it; returns the new session."""
-    organization_id = caller.organization_id
+    """Lease a device to the organization (whose turn the caller holds) for `user_id`, and
+    record it as `actor`'s; returns the new session. Refused with 409 (no device free, or the
+    plan's limit reached) or 422 (no such device) before anything is written. With
+    `device_id`, only that device (if it is free and matches)."""
     config = settings.current()
     now = utcnow()
     live = plans.live_sessions(conn=conn, organization_id=organization_id, now=now)
@@ -240,18 +330,16 @@ def _lease(
             "concurrency_limit_reached",
             f"The organization holds {live} live sessions, the most its plan allows ({plan}); release one first.",
         )
-    device_id = _pick_free_device(conn=conn, wanted=wanted, now=now)
+    device_id = _pick_free_device(conn=conn, wanted=wanted, now=now, only=device_id)
     expired = _release_expired(conn=conn, now=now, device_id=device_id)  # an expired lease still holding it ends now
     minutes = min(wanted.max_duration_minutes or config.default_session_minutes, config.max_session_minutes)
-    new = NewSession(
-        organization_id, caller.user_id, device_id, duration=timedelta(minutes=minutes), facts=facts, tags=tags
-    )
+    new = NewSession(organization_id, user_id, device_id, duration=timedelta(minutes=minutes), facts=facts, tags=tags)
     (session_id,) = insert_sessions(conn=conn, batch=[new])
     session = session_view(conn=conn, organization_id=organization_id, session_id=session_id)
     started = audit.Event(
         organization_id,
         AuditEventType.session_started,
-        caller.actor,
+        actor,
         audit.TargetKind.session,
         session_id,
         after={"device": device_id, "expiresAt": session.expires_at},
@@ -263,8 +351,10 @@ def _lease(
     return session
 
 
-def _pick_free_device(*, conn: Connection, wanted: DeviceWanted, now: datetime) -> uuid.UUID:
+def _pick_free_device(*, conn: Connection, wanted: DeviceWanted, now: datetime, only: uuid.UUID | None) -> uuid.UUID:
     matching: list[ColumnElement[bool]] = [col(Device.platform) == wanted.platform]
+    if only is not None:
+        matching.append(col(Device.id) == only)
     wanted_columns = (
         (col(Device.os_version), wanted.os_version),
         (col(Device.type), wanted.type),

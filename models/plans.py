@@ -1,4 +1,5 @@
-"""Plans: how many live sessions an organization may hold, and the live view of its concurrency.
+"""Plans: how many live sessions an organization may hold and how many starts it may have
+queued (models.queue), and the live view of its concurrency.
 
 An organization's plan is what the operator set (`sessions-api org plan`), or else the default
 of its kind: organizations created through the API get the self-service plan
@@ -12,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Exists, case, exists, func, literal, select, update
 from sqlmodel import col
@@ -20,26 +22,56 @@ from sessions_api.core import db, settings
 from sessions_api.core.timestamps import utcnow
 from sessions_api.models import audit
 from sessions_api.models.errors import NO_SUCH_ORGANIZATION, NotFound
-from sessions_api.models.tables import AuditEventType, Device, Organization, SessionRecord
+from sessions_api.models.tables import (
+    AuditEventType,
+    Device,
+    Organization,
+    SessionRecord,
+    SessionRequest,
+    SessionRequestStatus,
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    max_live_sessions: int
+    max_queued_sessions: int
 
 
 def max_live_sessions_column() -> ColumnElement[int]:
-    """An organization's plan, as a column of a query of organizations."""
+    """An organization's most live sessions, as a column of a query of organizations."""
     config = settings.current()
-    default = case(
-        (col(Organization.created_by_user_id).is_not(None), literal(config.self_service_max_live_sessions)),
-        else_=literal(config.max_live_sessions),
+    return _planned(
+        col(Organization.max_live_sessions), config.self_service_max_live_sessions, config.max_live_sessions
     )
-    return func.coalesce(col(Organization.max_live_sessions), default)
+
+
+def max_queued_sessions_column() -> ColumnElement[int]:
+    """An organization's most queued requests, as a column of a query of organizations."""
+    config = settings.current()
+    return _planned(
+        col(Organization.max_queued_sessions), config.self_service_max_queued_sessions, config.max_queued_sessions
+    )
+
+
+def _planned(operator_set: Any, self_service: int, default: int) -> ColumnElement[int]:
+    of_its_kind = case(
+        (col(Organization.created_by_user_id).is_not(None), literal(self_service)), else_=literal(default)
+    )
+    return func.coalesce(operator_set, of_its_kind)
+
+
+def plan_of(*, conn: Connection, organization_id: uuid.UUID) -> Plan:
+    found = conn.execute(
+        select(max_live_sessions_column(), max_queued_sessions_column()).where(col(Organization.id) == organization_id)
+    ).first()
+    if found is None:
+        raise NotFound(NO_SUCH_ORGANIZATION)
+    return Plan(int(found[0]), int(found[1]))
 
 
 def max_live_sessions(*, conn: Connection, organization_id: uuid.UUID) -> int:
-    found = conn.execute(
-        select(max_live_sessions_column()).where(col(Organization.id) == organization_id)
-    ).scalar_one_or_none()
-    if found is None:
-        raise NotFound(NO_SUCH_ORGANIZATION)
-    return int(found)
+    return plan_of(conn=conn, organization_id=organization_id).max_live_sessions
 
 
 def live_sessions(*, conn: Connection, organization_id: uuid.UUID, now: datetime) -> int:
@@ -60,23 +92,31 @@ def _holding(now: datetime) -> ColumnElement[bool]:
     return col(SessionRecord.released_at).is_(None) & (col(SessionRecord.expires_at) > now)
 
 
-def set_plan(organization_id: uuid.UUID, max_live: int | None) -> int:
-    """The operator's: give the organization its own plan (None: back to its kind's default);
-    audited. Returns the plan now in force."""
+# A limit set_plan() is not given: it stays as it is.
+UNCHANGED: Any = object()
+
+
+def set_plan(organization_id: uuid.UUID, max_live: int | None = UNCHANGED, max_queued: int | None = UNCHANGED) -> Plan:
+    """The operator's: give the organization its own limits (None: back to its kind's default;
+    a limit not given stays as it is); audited. Returns the plan now in force."""
+    changes = {
+        name: value
+        for name, value in (("max_live_sessions", max_live), ("max_queued_sessions", max_queued))
+        if value is not UNCHANGED
+    }
     with db.writing() as conn:
-        before = max_live_sessions(conn=conn, organization_id=organization_id)
-        conn.execute(
-            update(Organization).where(col(Organization.id) == organization_id).values(max_live_sessions=max_live)
-        )
-        after = max_live_sessions(conn=conn, organization_id=organization_id)
+        before = plan_of(conn=conn, organization_id=organization_id)
+        if changes:
+            conn.execute(update(Organization).where(col(Organization.id) == organization_id).values(**changes))
+        after = plan_of(conn=conn, organization_id=organization_id)
         changed = audit.Event(
             organization_id,
             AuditEventType.organization_plan_changed,
             audit.OPERATOR,
             audit.TargetKind.organization,
             organization_id,
-            before={"maxLiveSessions": before},
-            after={"maxLiveSessions": after},
+            before={"maxLiveSessions": before.max_live_sessions, "maxQueuedSessions": before.max_queued_sessions},
+            after={"maxLiveSessions": after.max_live_sessions, "maxQueuedSessions": after.max_queued_sessions},
         )
         audit.record(conn=conn, events=[changed])
         return after
@@ -86,19 +126,22 @@ def set_plan(organization_id: uuid.UUID, max_live: int | None) -> int:
 class PlatformConcurrency:
     platform: str
     live: int  # the organization's live sessions on this platform
+    queued: int  # the organization's requests waiting for a device of this platform
     available: int  # the fleet's devices of this platform a start could lease now
 
 
 @dataclass(frozen=True)
 class Concurrency:
     live: int
-    max_live_sessions: int
+    queued: int
+    plan: Plan
     by_platform: list[PlatformConcurrency]
 
 
 def concurrency(organization_id: uuid.UUID) -> Concurrency:
-    """The live view: the organization's live sessions against its plan, and per platform of
-    the fleet its live sessions and the devices free for it, from one snapshot's rows."""
+    """The live view: the organization's live sessions and queued requests against its plan,
+    and per platform of the fleet its live sessions, its queued requests and the devices free
+    for it, from one snapshot's rows."""
     now = utcnow()
     with db.reading(snapshot=True) as conn:
         platforms = conn.execute(
@@ -116,6 +159,19 @@ def concurrency(organization_id: uuid.UUID) -> Concurrency:
                 .group_by(col(SessionRecord.platform))
             ).all()
         )
-        plan = max_live_sessions(conn=conn, organization_id=organization_id)
-    by_platform = [PlatformConcurrency(name, int(live.get(name, 0)), int(free)) for name, free in platforms]
-    return Concurrency(sum(live.values()), plan, by_platform)
+        queued = dict(
+            conn.execute(
+                select(col(SessionRequest.platform), func.count())
+                .where(
+                    col(SessionRequest.organization_id) == organization_id,
+                    col(SessionRequest.status) == SessionRequestStatus.queued,
+                )
+                .group_by(col(SessionRequest.platform))
+            ).all()
+        )
+        plan = plan_of(conn=conn, organization_id=organization_id)
+    by_platform = [
+        PlatformConcurrency(name, int(live.get(name, 0)), int(queued.get(name, 0)), int(free))
+        for name, free in platforms
+    ]
+    return Concurrency(sum(live.values()), sum(queued.values()), plan, by_platform)

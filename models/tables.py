@@ -55,6 +55,7 @@ class Organization(SQLModel, table=True):
     longest_session_seconds: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
     # Its plan, as the operator set it; None: the default plan of its kind (models.plans).
     max_live_sessions: int | None = Field(default=None)
+    max_queued_sessions: int | None = Field(default=None)
 
 
 class User(SQLModel, table=True):
@@ -226,6 +227,53 @@ class SessionRecord(SQLModel, table=True):
     metadata_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
     result: str | None = Field(default=None, max_length=16)
     result_reason: str | None = Field(default=None, max_length=1000)
+
+
+class SessionRequestStatus(enum.StrEnum):
+    queued = "queued"
+    started = "started"
+    timed_out = "timed_out"
+    cancelled = "cancelled"
+
+
+class SessionRequest(SQLModel, table=True):
+    """A start that waits in its organization's queue for a device (models.queue), with what it
+    asked for. `created_at` (when it was queued) is unique within the organization: the order
+    the queue serves and the paging cursor of its list."""
+
+    __tablename__ = "session_requests"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "created_at", name="uq_session_requests_organization_created_at"),
+        Index("ix_session_requests_organization_status_created_at", "organization_id", "status", "created_at"),
+        # What the queue's servers read: every organization's waiting requests, oldest first.
+        Index(
+            "ix_session_requests_queued_created_at",
+            "created_at",
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id")
+    user_id: uuid.UUID = Field(foreign_key="users.id")
+    # Who asked, as the audit log names them: the API key it came with.
+    key_id: uuid.UUID | None = Field(default=None, foreign_key="api_keys.id")
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    deadline: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(max_length=16)
+    # Why it waits (or last waited): `concurrency` (the plan's limit) or `device` (none free).
+    reason: str = Field(max_length=16)
+    # When it left the queue (started, timed out or cancelled).
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    session_id: uuid.UUID | None = Field(default=None, foreign_key="sessions.id")
+    # What it asks for (models.leases.DeviceWanted) and the session's facts, as JSON text.
+    platform: str = Field(max_length=32)
+    os_version: str | None = Field(default=None, max_length=64)
+    type: str | None = Field(default=None, max_length=32)
+    name: str | None = Field(default=None, max_length=200)
+    max_duration_minutes: int | None = None
+    facts: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
 
 
 class SessionTag(SQLModel, table=True):

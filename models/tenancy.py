@@ -29,7 +29,7 @@ from sessions_api.models.tables import AuditEventType, Membership, Organization,
 from sessions_api.models.text import clean_name, is_email_address
 
 # An organization as its members see it: (id, name, personal, their role, its plan's most live sessions).
-OrganizationRow = Row[uuid.UUID, str, bool, Role, int]
+OrganizationRow = Row[uuid.UUID, str, bool, Role, int, int]
 
 
 def create_organization(name: str) -> Organization:
@@ -133,7 +133,7 @@ def organizations_of(user_id: uuid.UUID, only: uuid.UUID | None = None) -> Seque
         return conn.execute(query).all()
 
 
-def _organizations_query(user_id: uuid.UUID) -> Select[uuid.UUID, str, bool, Role, int]:
+def _organizations_query(user_id: uuid.UUID) -> Select[uuid.UUID, str, bool, Role, int, int]:
     return (
         select(
             col(Organization.id),
@@ -141,6 +141,7 @@ def _organizations_query(user_id: uuid.UUID) -> Select[uuid.UUID, str, bool, Rol
             col(Organization.personal),
             col(Membership.role),
             plans.max_live_sessions_column().label("max_live_sessions"),
+            plans.max_queued_sessions_column().label("max_queued_sessions"),
         )
         .join(Membership, col(Membership.organization_id) == col(Organization.id))
         .where(col(Membership.user_id) == user_id)

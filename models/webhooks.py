@@ -292,6 +292,27 @@ def enqueue(*, conn: Connection, changes: Iterable[audit.Event]) -> None:
         conn.execute(insert(WebhookDelivery), rows)
 
 
+def enqueue_document(
+    *, conn: Connection, organization_id: uuid.UUID, event_type: str, occurred: str, data: Mapping[str, Any]
+) -> None:
+    """Write one event that is not a session change (a queued start's: models.queue) into the
+    outbox, one delivery per enabled endpoint of the organization that subscribes to it."""
+    targets = conn.execute(
+        select(col(WebhookEndpoint.id), col(WebhookEndpoint.events)).where(
+            col(WebhookEndpoint.organization_id) == organization_id, col(WebhookEndpoint.enabled).is_(True)
+        )
+    ).all()
+    subscribed = sorted((id for id, events in targets if event_type in events), key=lambda id: id.bytes)
+    if subscribed:
+        now = utcnow()
+        payload = _payload(event_type, occurred, data)
+        event_id = uuid.uuid4()
+        conn.execute(
+            insert(WebhookDelivery),
+            [_delivery(endpoint_id, event_id, event_type, payload, now) for endpoint_id in subscribed],
+        )
+
+
 def _payload(event_type: str, occurred: str, data: Mapping[str, Any]) -> str:
     """The body every attempt sends, byte for byte: Standard Webhooks' `{type, timestamp, data}`."""
     return json.dumps({"type": event_type, "timestamp": occurred, "data": data}, separators=(",", ":"))

@@ -61,6 +61,13 @@ class Dispatcher:
         self.state = state
         self.operations = state.operations
 
+    def _nudge_background_work(self) -> None:
+        """A write may have added to the outbox, or freed a device (or queued a start)."""
+        if self.state.webhook_sender is not None:
+            self.state.webhook_sender.nudge()
+        if self.state.queue_server is not None:
+            self.state.queue_server.nudge()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
@@ -68,8 +75,8 @@ class Dispatcher:
         if operation is None:
             raise HTTPException(404)
         result = await _call(operation, await arguments(operation, scope, receive))
-        if operation.writes and self.state.webhook_sender is not None:
-            self.state.webhook_sender.nudge()  # the write may have added to the outbox
+        if operation.writes:
+            self._nudge_background_work()
         status, headers = 200, _NO_HEADERS
         if isinstance(result, tuple):
             result, status, *rest = result

@@ -1,4 +1,5 @@
-"""What each server process runs besides requests: the expiry sweep and the webhook sender."""
+"""What each server process runs besides requests: the expiry sweep, the webhook sender and
+the queue server."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from sessions_api.core import compiled_reads, db, db_threads
 from sessions_api.core.metrics import EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
 from sessions_api.models import leases, schema_version
+from sessions_api.web.queue import QueueServer
 from sessions_api.web.state import AppState
 from sessions_api.web.webhooks import WebhookSender
 
@@ -28,7 +30,7 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
         delivers the webhooks' outbox."""
         with db.bound(state.database):
             await compiled_reads.open_pool(state.database)
-            sweeper = asyncio.create_task(_sweep_expired_sessions(state.settings.expiry_sweep_seconds))
+            sweeper = asyncio.create_task(_sweep_expired_sessions(state))
             statistics = (
                 asyncio.create_task(_refresh_statistics(state.settings.statistics_refresh_seconds))
                 if state.settings.is_sqlite
@@ -36,6 +38,8 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
             )
             webhook_sender = state.webhook_sender = WebhookSender()
             dispatching = asyncio.create_task(webhook_sender.run())
+            queue_server = state.queue_server = QueueServer(on_change=webhook_sender.nudge)
+            serving_queue = asyncio.create_task(queue_server.run())
             try:
                 yield
             finally:
@@ -43,6 +47,8 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
                 if statistics is not None:
                     statistics.cancel()
                 dispatching.cancel()
+                serving_queue.cancel()
+                state.queue_server = None
                 webhook_sender.stop()
                 state.webhook_sender = None
                 await db_threads.drain(timeout=_DRAIN_SECONDS)
@@ -52,9 +58,9 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
     return serving
 
 
-async def _sweep_expired_sessions(interval: float) -> None:
+async def _sweep_expired_sessions(state: AppState) -> None:
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(state.settings.expiry_sweep_seconds)
         try:
             released = await db_threads.write(leases.release_expired)
         except Exception:  # the database may be away: try again next time
@@ -64,6 +70,8 @@ async def _sweep_expired_sessions(interval: float) -> None:
         EXPIRED_SESSIONS_RELEASED.inc(released)
         if released:
             logger.info("released %d expired session(s)", released)
+            if state.queue_server is not None:
+                state.queue_server.nudge()  # their devices are free
 
 
 async def _refresh_statistics(interval: float) -> None:

@@ -17,6 +17,7 @@ from starlette.types import Scope
 from sessions_api.core.db import Database
 from sessions_api.core.settings import Settings
 from sessions_api.web.operations import Operations
+from sessions_api.web.queue import QueueServer
 from sessions_api.web.rate_limits import RateLimits
 from sessions_api.web.webhooks import WebhookSender
 
@@ -33,6 +34,9 @@ class AppState:
     recording_key_use: set[Any] = field(default_factory=set)
     # The webhook sender of the app's lifespan, while it serves: a write nudges it.
     webhook_sender: WebhookSender | None = None
+    # The queue server of the app's lifespan, while it serves: a write nudges it (a release
+    # frees a device; a queued start may be servable at once).
+    queue_server: QueueServer | None = None
 
     def enter(self, scope: Scope) -> None:
         """Leave this state in the request's scope (the outermost middleware does)."""

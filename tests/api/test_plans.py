@@ -28,7 +28,7 @@ def _concurrency(client, member, organization_id):
 
 
 def test_an_organizations_own_plan_bounds_its_live_sessions(client, admin, team, fleet):
-    assert plans.set_plan(team.id, 1) == 1  # what `sessions-api org plan` calls
+    assert plans.set_plan(team.id, 1).max_live_sessions == 1  # what `sessions-api org plan` calls
     first = _start(client, admin, team.id)
     assert first.status_code == 201
     refused = assert_error(_start(client, admin, team.id), 409, "concurrency_limit_reached")
@@ -39,8 +39,9 @@ def test_an_organizations_own_plan_bounds_its_live_sessions(client, admin, team,
 
 def test_organizations_made_through_the_api_get_the_self_service_plan(client, admin, fleet):
     made = client.post(ORGANIZATIONS, json={"name": "Side project"}, headers=admin.headers).json()
-    limit = current_settings.current().self_service_max_live_sessions
-    assert made["plan"] == {"maxLiveSessions": limit}
+    config = current_settings.current()
+    limit = config.self_service_max_live_sessions
+    assert made["plan"] == {"maxLiveSessions": limit, "maxQueuedSessions": config.self_service_max_queued_sessions}
     for _ in range(limit):
         assert _start(client, admin, made["id"]).status_code == 201
     assert_error(_start(client, admin, made["id"]), 409, "concurrency_limit_reached")
@@ -48,23 +49,36 @@ def test_organizations_made_through_the_api_get_the_self_service_plan(client, ad
 
 def test_the_plan_is_shown_to_admins_only(client, admin, world, team):
     reader = world.member(of=[(team, Role.readwrite)])
-    default = current_settings.current().max_live_sessions
-    assert client.get(organization_path(team.id), headers=admin.headers).json()["plan"] == {"maxLiveSessions": default}
+    config = current_settings.current()
+    default = {"maxLiveSessions": config.max_live_sessions, "maxQueuedSessions": config.max_queued_sessions}
+    assert client.get(organization_path(team.id), headers=admin.headers).json()["plan"] == default
     assert "plan" not in client.get(organization_path(team.id), headers=reader.headers).json()
     listed = client.get(ORGANIZATIONS, headers=reader.headers).json()["data"]
     assert all("plan" not in organization for organization in listed if organization["role"] != "admin")
 
 
 def test_a_plan_change_is_audited_and_default_goes_back_to_the_kinds(client, admin, team):
-    default = current_settings.current().max_live_sessions
+    config = current_settings.current()
+    default, queued = config.max_live_sessions, config.max_queued_sessions
     plans.set_plan(team.id, 7)
-    assert plans.set_plan(team.id, None) == default
+    assert plans.set_plan(team.id, None).max_live_sessions == default
+    assert plans.set_plan(team.id, max_queued=0) == plans.Plan(default, 0)  # the other limit stays
     events = client.get(
         AUDIT_EVENTS, params={"type": "organization.plan_changed"}, headers=admin.acting_on(team.id)
     ).json()["data"]
     assert [event["data"] for event in events] == [
-        {"before": {"maxLiveSessions": 7}, "after": {"maxLiveSessions": default}},
-        {"before": {"maxLiveSessions": default}, "after": {"maxLiveSessions": 7}},
+        {
+            "before": {"maxLiveSessions": default, "maxQueuedSessions": queued},
+            "after": {"maxLiveSessions": default, "maxQueuedSessions": 0},
+        },
+        {
+            "before": {"maxLiveSessions": 7, "maxQueuedSessions": queued},
+            "after": {"maxLiveSessions": default, "maxQueuedSessions": queued},
+        },
+        {
+            "before": {"maxLiveSessions": default, "maxQueuedSessions": queued},
+            "after": {"maxLiveSessions": 7, "maxQueuedSessions": queued},
+        },
     ]
     assert {(event["origin"], event["actor"]["user"], event["actor"]["key"]) for event in events} == {
         ("cli", None, None)
@@ -78,16 +92,18 @@ def test_the_live_view_counts_what_the_allocator_counts(client, admin, world, te
     devices.set_disabled(fleet["ios"][2].id, True)  # offline: never available
     assert _concurrency(client, admin, team.id) == {
         "live": 0,
+        "queued": 0,
         "maxLiveSessions": 3,
+        "maxQueuedSessions": current_settings.current().max_queued_sessions,
         "byPlatform": [
-            {"platform": "android", "live": 0, "available": 1},
-            {"platform": "ios", "live": 0, "available": 2},
+            {"platform": "android", "live": 0, "queued": 0, "available": 1},
+            {"platform": "ios", "live": 0, "queued": 0, "available": 2},
         ],
     }
     assert _start(client, admin, team.id).status_code == 201
     assert _start(client, other, other_team.id).status_code == 201  # another organization takes the last iPhone
     view = _concurrency(client, admin, team.id)
-    assert (view["live"], view["byPlatform"][1]) == (1, {"platform": "ios", "live": 1, "available": 0})
+    assert (view["live"], view["byPlatform"][1]) == (1, {"platform": "ios", "live": 1, "queued": 0, "available": 0})
     assert_error(_start(client, admin, team.id), 409, "no_device_available")  # as the view says
     assert _start(client, admin, team.id, "android").status_code == 201
     plans.set_plan(team.id, 2)
