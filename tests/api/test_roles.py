@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from sessions_api.models import Role
+from sessions_api.models import Role, devices
 from tests.support.api import (
     API,
     API_KEYS,
@@ -20,6 +20,7 @@ from tests.support.api import (
     DEVICES,
     ME,
     ORGANIZATIONS,
+    SESSION_REQUESTS,
     SESSIONS,
     UNREACHABLE_HOOK,
     WEBHOOK_ENDPOINTS,
@@ -40,6 +41,9 @@ MATRIX = {
     "createSession": (201, 201, 403, 201, 403, 403),
     "releaseSession": (200, 200, 403, 200, 403, 403),
     "updateSession": (200, 200, 403, 200, 403, 403),
+    "listSessionRequests": (200, 200, 200, 200, 403, 403),
+    "getSessionRequest": (200, 200, 200, 200, 403, 403),
+    "cancelSessionRequest": (200, 200, 403, 200, 403, 403),
     "listDevices": (200, 200, 200, 200, 403, 403),
     "listOrganizations": (200, 200, 200, 200, 403, 403),
     "createOrganization": (201, 201, 201, 403, 403, 403),
@@ -80,6 +84,8 @@ def team(world):
     organization = world.organization("Team")
     world.device(platform="ios", type="simulator", name="iPhone 16", os_version="18.2")
     world.device(platform="ios", type="simulator", name="iPhone 15", os_version="18.2")
+    # Offline: a start on Android waits in the queue.
+    devices.set_disabled(world.device(platform="android", type="emulator", name="Pixel 9", os_version="15").id, True)
     return organization
 
 
@@ -103,6 +109,8 @@ def test_every_operation_answers_each_kind_of_caller_as_the_spec_says(client, wo
         API_KEYS, json={"name": "ci", "organization": str(team.id)}, headers=colleague.headers
     ).json()
     session = client.post(SESSIONS, json={"platform": "ios"}, headers=owner.acting_on(team.id)).json()
+    waiting = {"platform": "android", "queue": {"maxWaitSeconds": 600}}
+    queued = client.post(SESSIONS, json=waiting, headers=owner.acting_on(team.id)).json()
     hook = {"url": UNREACHABLE_HOOK, "events": ["session.released"]}
     endpoint = client.post(WEBHOOK_ENDPOINTS, json=hook, headers=owner.acting_on(team.id)).json()
     caller = _caller(world, team, kind)
@@ -125,6 +133,9 @@ def test_every_operation_answers_each_kind_of_caller_as_the_spec_says(client, wo
         "createSession": lambda: client.post(SESSIONS, json={"platform": "ios"}, headers=headers),
         "releaseSession": lambda: client.post(f"{SESSIONS}/{session['id']}/release", headers=headers),
         "updateSession": lambda: client.patch(f"{SESSIONS}/{session['id']}", json={"build": "b"}, headers=headers),
+        "listSessionRequests": lambda: client.get(SESSION_REQUESTS, headers=headers),
+        "getSessionRequest": lambda: client.get(f"{SESSION_REQUESTS}/{queued['id']}", headers=headers),
+        "cancelSessionRequest": lambda: client.post(f"{SESSION_REQUESTS}/{queued['id']}/cancel", headers=headers),
         "listDevices": lambda: client.get(DEVICES, headers=headers),
         "listOrganizations": lambda: client.get(ORGANIZATIONS, headers=headers),
         "createOrganization": lambda: client.post(ORGANIZATIONS, json={"name": "Spin-off"}, headers=headers),

@@ -307,10 +307,22 @@ def test_the_operator_sets_a_plan_and_puts_the_default_back(cli):
     team = cli.json("org", "create", "--name", "Planned")
     assert cli.json("org", "plan", "--org", team["id"], "--max-live", "3") == {
         "id": team["id"],
-        "plan": {"maxLiveSessions": 3},
+        "plan": {"maxLiveSessions": 3, "maxQueuedSessions": 100},
     }
-    assert cli.json("org", "plan", "--org", team["id"], "--max-live", "default")["plan"] == {"maxLiveSessions": 50}
+    # Each limit changes alone; the other stays as it was.
+    assert cli.json("org", "plan", "--org", team["id"], "--max-queued", "0")["plan"] == {
+        "maxLiveSessions": 3,
+        "maxQueuedSessions": 0,
+    }
+    assert cli.json("org", "plan", "--org", team["id"], "--max-live", "default", "--max-queued", "default")["plan"] == {
+        "maxLiveSessions": 50,
+        "maxQueuedSessions": 100,
+    }
     code, _, err = cli("org", "plan", "--org", team["id"], "--max-live", "0")
     assert code == 2 and "at least 1" in err
+    code, _, err = cli("org", "plan", "--org", team["id"], "--max-queued", "10001")
+    assert code == 2 and "0 to 10000" in err
+    code, _, err = cli("org", "plan", "--org", team["id"])
+    assert code == 1 and "--max-live, --max-queued or both" in err
     code, _, err = cli("org", "plan", "--org", "00000000-0000-0000-0000-000000000009", "--max-live", "3")
     assert code == 1 and "No organization" in err

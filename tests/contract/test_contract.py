@@ -72,6 +72,10 @@ def live_api(tmp_path_factory, database_url_for_module):
         lines.append(json.dumps(record))
     (workdir / "sessions.jsonl").write_text("\n".join(lines))
     cli_json(env, "session", "import", str(workdir / "sessions.jsonl"))
+    offline = cli_json(
+        env, "device", "add", "--platform", "ios", "--type", "physical", "--name", "iPhone SE", "--os-version", "17.5"
+    )
+    cli_json(env, "device", "disable", offline["id"])
     key = cli_json(env, "key", "create", "--user", alice["id"])
     # Bob's organization, which invites Alice: the invitation the key's user answers.
     other = cli_json(env, "org", "create", "--name", "Other")
@@ -94,6 +98,10 @@ def live_api(tmp_path_factory, database_url_for_module):
             base, admin, "POST", f"/organizations/{team['id']}/invitations", {**to_alice, "email": "x@example.com"}
         )
         live = api_call(base, admin, "GET", "/sessions?status=live&limit=1", None)["data"][0]
+        # A start waiting for the offline device: it stays queued until cancelled.
+        waiting = {"platform": "ios", "name": "iPhone SE", "queue": {"maxWaitSeconds": 1800}}
+        queued = api_call(base, admin, "POST", "/sessions", waiting)
+        assert queued["status"] == "queued", queued
         # Named in schemathesis.toml.
         ids = {
             "LIVE_SESSION_ID": live["id"],
@@ -104,6 +112,7 @@ def live_api(tmp_path_factory, database_url_for_module):
             "DECLINABLE_INVITATION_ID": to_decline["id"],
             "LEAVER_ID": leaver["id"],
             "REVOCABLE_INVITATION_ID": to_revoke["id"],
+            "QUEUED_REQUEST_ID": queued["id"],
         }
         yield base, key["secret"], team["id"], workdir, ids
 

@@ -373,3 +373,31 @@ def test_the_python_client_reads_the_live_concurrency_and_the_plan(live_api, cli
     assert (view.live, view.max_live_sessions) == (2, 50)
     assert [(row.platform.value, row.live, row.available) for row in view.by_platform] == [("android", 2, 1)]
     assert get_organization.sync(organization_id, client=client).plan.max_live_sessions == 50
+
+
+def test_the_python_client_queues_a_start_long_polls_and_cancels_it(live_api, client_package):
+    """Last in this module: it adds a session to Alice's organization. Of the four devices, one
+    is free: a start with `queue` takes it (201); the next waits (202) until cancelled."""
+    create_session = importlib.import_module(f"{client_package.__name__}.api.sessions.create_session")
+    release_session = importlib.import_module(f"{client_package.__name__}.api.sessions.release_session")
+    requests = importlib.import_module(f"{client_package.__name__}.api.session_requests")
+    get_request = importlib.import_module(f"{requests.__name__}.get_session_request")
+    cancel_request = importlib.import_module(f"{requests.__name__}.cancel_session_request")
+    list_requests = importlib.import_module(f"{requests.__name__}.list_session_requests")
+    models = importlib.import_module(f"{client_package.__name__}.models")
+    client = client_package.AuthenticatedClient(base_url=live_api["base"], token=live_api["secret"])
+    body = models.CreateSessionRequest(
+        platform=models.Platform.ANDROID, queue=models.QueueOptions(max_wait_seconds=600)
+    )
+    started = create_session.sync(client=client, body=body)
+    assert isinstance(started, models.Session), started
+    queued = create_session.sync(client=client, body=body)
+    assert isinstance(queued, models.SessionRequest), queued
+    assert (queued.status, queued.reason, queued.position) == (models.SessionRequestStatus.QUEUED, "device", 1)
+    polled = get_request.sync(queued.id, client=client, prefer="wait=1")
+    assert polled.status == models.SessionRequestStatus.QUEUED and polled.session is None
+    cancelled = cancel_request.sync(queued.id, client=client)
+    assert cancelled.status == models.SessionRequestStatus.CANCELLED and cancelled.position is None
+    listed = list_requests.sync(client=client, status=models.SessionRequestStatus.CANCELLED)
+    assert [request.id for request in listed.data] == [queued.id]
+    release_session.sync(started.id, client=client)

@@ -6,6 +6,7 @@ from typing import Any
 
 API = "/api/v1"
 SESSIONS = f"{API}/sessions"
+SESSION_REQUESTS = f"{API}/session-requests"
 DEVICES = f"{API}/devices"
 ORGANIZATIONS = f"{API}/organizations"
 API_KEYS = f"{API}/api-keys"

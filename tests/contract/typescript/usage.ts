@@ -173,4 +173,25 @@ export function canStart(view: Concurrency, platform: components["schemas"]["Pla
   return view.live < view.maxLiveSessions && entry !== undefined && entry.available > 0;
 }
 // @ts-expect-error a platform is ios or android
-export const windows: components["schemas"]["PlatformConcurrency"] = { platform: "windows", live: 0, available: 1 };
+export const windows: components["schemas"]["PlatformConcurrency"] = { platform: "windows", live: 0, queued: 0, available: 1 };
+
+type SessionRequest = components["schemas"]["SessionRequest"];
+type Started = operations["createSession"]["responses"];
+
+/** Start a session on a busy fleet: 201 is the session, 202 a request to long-poll until it starts. */
+export async function startOrWait(base: string, key: string, org: string): Promise<Session> {
+  const headers = { Authorization: `Bearer ${key}`, "X-Organization-Id": org, "Content-Type": "application/json" };
+  const body: components["schemas"]["CreateSessionRequest"] = { platform: "ios", queue: { maxWaitSeconds: 600 } };
+  const response = await fetch(`${base}/sessions`, { method: "POST", headers, body: JSON.stringify(body) });
+  if (response.status === 201) return (await response.json()) as Started[201]["content"]["application/json"];
+  if (response.status !== 202) throw new Error(((await response.json()) as ApiError).error.code);
+  let request = (await response.json()) as Started[202]["content"]["application/json"];
+  for (let poll = 0; poll < 30 && request.status === "queued"; poll++) {
+    const waited = await fetch(`${base}/session-requests/${request.id}`, { headers: { ...headers, Prefer: "wait=60" } });
+    request = (await waited.json()) as SessionRequest;
+  }
+  if (request.status !== "started" || request.session === null) throw new Error(`the start ${request.status}`);
+  return request.session;
+}
+// @ts-expect-error a request that waits has a reason: concurrency or device
+export const why: SessionRequest["reason"] = "budget";
