@@ -55,6 +55,14 @@ class DatabaseCollector(Collector):
         for state, count in counts.devices_by_state.items():
             devices.add_metric([state], count)
         yield devices
+        queued = GaugeMetricFamily(
+            "sessions_api_queued_session_requests",
+            "Starts waiting in the queue, by class of organization (custom plan, self_service, default).",
+            labels=["organization_class"],
+        )
+        for kind, count in counts.queued_by_class.items():
+            queued.add_metric([kind], count)
+        yield queued
 
 
 class _ThisProcess(Collector):

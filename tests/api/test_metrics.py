@@ -7,27 +7,15 @@ import re
 import time
 from datetime import timedelta
 
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from sessions_api.core.settings import Settings
 from sessions_api.core.timestamps import format_utc, utcnow
 from sessions_api.models import Role, members, session_import
 from sessions_api.web.app import create_app
-from tests.support.api import SESSIONS, UNREACHABLE_HOOK, WEBHOOK_ENDPOINTS
+from tests.support.api import SESSIONS, UNREACHABLE_HOOK, WEBHOOK_ENDPOINTS, scrape
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def scrape(client) -> dict[tuple[str, tuple], float]:
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
 
 
 def _requests(samples, operation, status, method="GET") -> float:

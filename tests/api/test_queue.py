@@ -16,7 +16,7 @@ from sessions_api.core.timestamps import parse_rfc3339
 from sessions_api.models import Role, devices, leases, plans, queue_serving, sessions
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.errors import Conflict
-from tests.support.api import AUDIT_EVENTS, SESSION_REQUESTS, SESSIONS, assert_error, organization_path
+from tests.support.api import AUDIT_EVENTS, SESSION_REQUESTS, SESSIONS, assert_error, organization_path, scrape
 
 REQUESTS = SESSION_REQUESTS
 
@@ -330,3 +330,38 @@ def test_a_queued_start_keeps_what_was_asked(client, admin, team, iphones):
     session = _until_started(client, admin, team.id, queued["id"])["session"]
     lasts = parse_rfc3339(session["expiresAt"]) - parse_rfc3339(session["createdAt"])
     assert (session["device"]["osVersion"], lasts) == ("18.2", timedelta(minutes=5))
+
+
+def test_metrics_show_the_queue_depth_by_class_and_the_waits(client, admin, world, team, iphones):
+    """The depth is read from the database at each scrape, by class of organization; the wait
+    of each request that left the queue is observed by the process that served it."""
+
+    def waits(samples, outcome):
+        return samples.get(("sessions_api_queue_wait_seconds_count", (("outcome", outcome),)), 0.0)
+
+    before = scrape(client)
+    held = [_start(client, admin, team.id).json() for _ in iphones]
+    own_plan = world.organization("Planned")
+    plans.set_plan(own_plan.id, max_queued=5)
+    planner = world.member(of=[(own_plan, Role.admin)])
+    for member, organization_id in ((admin, team.id), (admin, team.id), (planner, own_plan.id)):
+        assert _start(client, member, organization_id).status_code == 202
+    depth = scrape(client)
+    assert [
+        depth[("sessions_api_queued_session_requests", (("organization_class", kind),))]
+        for kind in ("default", "custom", "self_service")
+    ] == [2, 1, 0]
+    _release(client, admin, team.id, held[0]["id"])
+    for _ in range(100):
+        if waits(scrape(client), "started") == waits(before, "started") + 1:
+            break
+        time.sleep(0.02)
+    after = scrape(client)
+    assert waits(after, "started") == waits(before, "started") + 1
+    assert (
+        sum(
+            after[("sessions_api_queued_session_requests", (("organization_class", kind),))]
+            for kind in ("default", "custom", "self_service")
+        )
+        == 2
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 API = "/api/v1"
 SESSIONS = f"{API}/sessions"
 SESSION_REQUESTS = f"{API}/session-requests"
@@ -82,3 +84,14 @@ def join(client: Any, admin_headers: dict[str, str], organization_id: object, me
     accepted = client.post(f"{API}/invitations/{invited.json()['id']}/accept", headers=member.headers)
     assert accepted.status_code == 200, accepted.text
     return accepted.json()
+
+
+def scrape(client) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
