@@ -4,6 +4,7 @@ deadline, can be cancelled and long-polled, and the counters never contradict an
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -16,7 +17,16 @@ from sessions_api.core.timestamps import parse_rfc3339
 from sessions_api.models import Role, devices, leases, plans, queue_serving, sessions
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.errors import Conflict
-from tests.support.api import AUDIT_EVENTS, SESSION_REQUESTS, SESSIONS, assert_error, organization_path, scrape
+from tests.support.api import (
+    AUDIT_EVENTS,
+    SESSION_REQUESTS,
+    SESSIONS,
+    WEBHOOK_ENDPOINTS,
+    assert_error,
+    organization_path,
+    scrape,
+)
+from tests.support.receiver import receiving
 
 REQUESTS = SESSION_REQUESTS
 
@@ -32,6 +42,8 @@ def settings(database_url: str) -> Settings:
         metrics_listen="api",
         queue_poll_seconds=0.05,
         long_poll_check_seconds=0.02,
+        webhook_allow_private=True,  # the receiver of the webhook test is on 127.0.0.1
+        webhook_poll_seconds=0.05,
     )
 
 
@@ -365,3 +377,30 @@ def test_metrics_show_the_queue_depth_by_class_and_the_waits(client, admin, worl
         )
         == 2
     )
+
+
+def test_webhooks_tell_a_start_queued_started_and_timed_out(client, admin, team, iphones):
+    events = ["session.queued", "session.started", "session.queue_timed_out"]
+    with receiving() as receiver:
+        hook = {"url": receiver.url("/hook"), "events": events}
+        endpoint = client.post(WEBHOOK_ENDPOINTS, json=hook, headers=admin.acting_on(team.id)).json()
+        held = [_start(client, admin, team.id).json() for _ in iphones]
+        served = _start(client, admin, team.id).json()
+        timed_out = _start(client, admin, team.id, wait=1).json()
+        _release(client, admin, team.id, held[0]["id"])
+        started = _until_started(client, admin, team.id, served["id"])
+        ended = _request(client, admin, team.id, timed_out["id"], wait=5)
+        deliveries = receiver.wait_for("/hook", len(iphones) + 4)
+    assert all(delivery.verifies_with(endpoint["secret"]) for delivery in deliveries)
+    bodies = [json.loads(delivery.body) for delivery in deliveries]
+    by_type: dict[str, list[dict]] = {}
+    for body in bodies:
+        by_type.setdefault(body["type"], []).append(body)
+    queued = {body["data"]["id"]: body for body in by_type["session.queued"]}
+    assert queued.keys() == {served["id"], timed_out["id"]}  # delivered concurrently: in any order
+    assert queued[served["id"]]["data"] == served  # the request as the 202 answered it
+    assert queued[served["id"]]["timestamp"] == served["queuedAt"]
+    (expired,) = by_type["session.queue_timed_out"]
+    assert expired["data"] == ended and expired["timestamp"] == ended["deadline"]
+    started_ids = [body["data"]["id"] for body in by_type["session.started"]]
+    assert started["session"]["id"] in started_ids and len(started_ids) == len(iphones) + 1
