@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import json
 import sys
 import uuid
@@ -11,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from sessions_api.cli.progress import ImportProgress
 from sessions_api.cli.serve import serve as serve_command
 from sessions_api.core import db
 from sessions_api.core.settings import Settings
@@ -95,11 +98,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sessions-api", description="Operate the Sessions API server.")
+    parser.add_argument(
+        "--version", action="version", version=f"sessions-api {importlib.metadata.version('sessions-api')}"
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="run the HTTP server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--demo", action="store_true", help="load demo data and print a working API key")
     serve.add_argument("--workers", type=_positive, default=1, help="number of server processes (default 1)")
     serve.add_argument(
@@ -122,11 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     org = _group(commands, "org", "organizations")
     create = _command(org, "create", "create an organization", _org_create)
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", required=True, help="its name (1 to 200 characters)")
     plan = _command(
         org, "plan", "set an organization's plan: the most live sessions and queued starts it may have", _org_plan
     )
-    plan.add_argument("--org", required=True, type=_uuid)
+    plan.add_argument("--org", required=True, type=_uuid, help="the organization's id")
     plan.add_argument(
         "--max-live",
         type=_plan_limit,
@@ -143,38 +149,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     user = _group(commands, "user", "users")
     create = _command(user, "create", "create a user and their Personal organization", _user_create)
-    create.add_argument("--email", required=True)
-    create.add_argument("--name")
+    create.add_argument("--email", required=True, help="their email address (unique)")
+    create.add_argument("--name", help="their name, as shown to the members of their organizations")
 
     member = _group(commands, "member", "memberships")
     add = _command(member, "add", "add a user to an organization (or change their role)", _member_add)
-    add.add_argument("--org", required=True, type=_uuid)
-    add.add_argument("--user", required=True, type=_uuid)
-    add.add_argument("--role", required=True, choices=[role.value for role in Role])
+    add.add_argument("--org", required=True, type=_uuid, help="the organization's id")
+    add.add_argument("--user", required=True, type=_uuid, help="the user's id")
+    add.add_argument("--role", required=True, choices=[role.value for role in Role], help="their role in it")
 
     key = _group(commands, "key", "API keys")
     create = _command(key, "create", "create an API key; its secret is printed once", _key_create)
-    create.add_argument("--user", required=True, type=_uuid)
+    create.add_argument("--user", required=True, type=_uuid, help="the id of the user the key acts as")
     create.add_argument("--org", type=_uuid, help="bind the key to this organization")
-    create.add_argument("--name")
+    create.add_argument("--name", help="what the key is for (shown in listApiKeys)")
     create.add_argument(
         "--expires-at", type=_instant, help="RFC 3339 instant with an offset from which the key fails (default never)"
     )
     revoke = _command(key, "revoke", "revoke an API key", _key_revoke)
-    revoke.add_argument("key_id", type=_uuid)
+    revoke.add_argument("key_id", type=_uuid, help="the key's id")
 
     device = _group(commands, "device", "devices")
     add = _command(device, "add", "add a device to the fleet", _device_add)
-    add.add_argument("--platform", required=True)
-    add.add_argument("--type", required=True)
-    add.add_argument("--name", required=True)
-    add.add_argument("--os-version", required=True)
+    add.add_argument("--platform", required=True, help="ios or android")
+    add.add_argument("--type", required=True, help="its kind: simulator, emulator or physical")
+    add.add_argument("--name", required=True, help="its model name, e.g. 'iPhone 16'")
+    add.add_argument("--os-version", required=True, help="the operating system version it runs")
     for action, help_text in (
         ("disable", "take a device offline: never leased; a session on it runs to its end"),
         ("enable", "bring a disabled device back"),
     ):
         toggle = _command(device, action, help_text, _device_toggle)
-        toggle.add_argument("device_id", type=_uuid)
+        toggle.add_argument("device_id", type=_uuid, help="the device's id")
 
     secrets = _group(commands, "secrets", "secrets kept at rest (SESSIONS_API_SECRET_KEYS)")
     _command(
@@ -199,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     session = _group(commands, "session", "sessions")
     imp = _command(session, "import", "import sessions from a JSON lines file ('-' for stdin)", _session_import)
-    imp.add_argument("file")
+    imp.add_argument("file", help="the JSON lines file, or '-' for stdin (progress shows on a terminal's stderr)")
     return parser
 
 
@@ -289,11 +295,10 @@ def _device_toggle(args) -> None:
 
 
 def _session_import(args) -> None:
-    if args.file == "-":
-        count = session_import.import_sessions(sys.stdin)
-    else:
-        with open(args.file, encoding="utf-8") as lines:
-            count = session_import.import_sessions(lines)
+    with contextlib.ExitStack() as closing:
+        source = sys.stdin if args.file == "-" else closing.enter_context(open(args.file, encoding="utf-8"))
+        progress = closing.enter_context(ImportProgress(source))
+        count = session_import.import_sessions(progress.counting(source), on_progress=progress.rows)
     _report(args, {"imported": count}, f"imported {count} sessions")
 
 

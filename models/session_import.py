@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
 from typing import Any
@@ -42,8 +42,9 @@ _FIELDS = {"id", "organization", "user", "device", "createdAt", "releasedAt", "e
 _REQUIRED = ("organization", "user", "device")
 
 
-def import_sessions(lines: Iterable[str]) -> int:
+def import_sessions(lines: Iterable[str], on_progress: Callable[[int], None] | None = None) -> int:
     """Import every session in `lines` in one transaction; returns how many were imported.
+    `on_progress` hears how many are written so far, after each chunk.
 
     Raises InvalidInput naming the first bad line (1-based); nothing is imported then.
     """
@@ -64,6 +65,8 @@ def import_sessions(lines: Iterable[str]) -> int:
                 checker.check(chunk)
                 insert_sessions(conn=conn, batch=[new for _, new in chunk])
                 count += len(chunk)
+                if on_progress is not None:
+                    on_progress(count)
             schema_version.refresh_statistics(conn)  # the planner sees the history just written
         finally:
             if sqlite:  # the connection goes back to the pool with its usual cache

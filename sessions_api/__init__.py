@@ -8,3 +8,11 @@ top-level folders (pyproject.toml maps them), in three floors whose imports only
 
 The contract, `openapi/sessions.yaml`, ships as `sessions_api.openapi`.
 """
+
+from pathlib import Path
+
+# Run from the repository's root (`python -m sessions_api`, the current directory first on the
+# path), this is the root's `sessions_api/` folder, whose subpackages are its siblings: look
+# for them there too, so that any kind of install works from any directory.
+if not (Path(__file__).parent / "cli").is_dir():
+    __path__.append(str(Path(__file__).parent.parent))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -326,3 +328,79 @@ def test_the_operator_sets_a_plan_and_puts_the_default_back(cli):
     assert code == 1 and "--max-live, --max-queued or both" in err
     code, _, err = cli("org", "plan", "--org", "00000000-0000-0000-0000-000000000009", "--max-live", "3")
     assert code == 1 and "No organization" in err
+
+
+def test_an_import_shows_its_progress_on_a_terminal_and_nothing_in_a_pipe(cli, database_url, tmp_path):
+    user = cli.json("user", "create", "--email", "bulk@example.com")
+    device = cli.json(
+        "device", "add", "--platform", "ios", "--type", "simulator", "--name", "iPhone 16", "--os-version", "18.2"
+    )
+    count = 12_000
+    lines = tmp_path / "bulk.jsonl"
+    start = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    lines.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "organization": user["defaultOrganization"],
+                    "user": user["id"],
+                    "device": device["id"],
+                    "createdAt": datetime.fromtimestamp(start + 60 * n, UTC).isoformat().replace("+00:00", "Z"),
+                    "releasedAt": datetime.fromtimestamp(start + 60 * n + 30, UTC).isoformat().replace("+00:00", "Z"),
+                }
+            )
+            + "\n"
+            for n in range(count)
+        )
+    )
+    command = [str(Path(sys.executable).parent / "sessions-api"), "session", "import", "--json"]
+    env = {**os.environ, "DATABASE_URL": database_url}
+    # Half the file through a pipe on stdin ('-'), stderr a pipe: nothing but the JSON answer.
+    half = "".join(lines.read_text().splitlines(keepends=True)[: count // 2])
+    piped = subprocess.run([*command, "-"], input=half, capture_output=True, text=True, env=env, timeout=300)
+    assert (piped.returncode, json.loads(piped.stdout), piped.stderr) == (0, {"imported": count // 2}, "")
+    # The whole file again into a fresh database would do; here: a second file of new rows.
+    rest = tmp_path / "rest.jsonl"
+    rest.write_text("".join(lines.read_text().splitlines(keepends=True)[count // 2 :]))
+    primary, secondary = pty.openpty()
+    done = subprocess.run([*command, str(rest)], stdout=subprocess.PIPE, stderr=secondary, env=env, timeout=300)
+    os.close(secondary)
+    shown = _read_all(primary)
+    assert done.returncode == 0 and json.loads(done.stdout) == {"imported": count // 2}
+    assert f"{count // 2:,} rows" in shown and "rows/s" in shown and "left" in shown, shown
+
+
+def _read_all(descriptor: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(descriptor, 65536)
+        except OSError:  # EIO: the other end is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(descriptor)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_the_command_says_its_version_and_every_argument_has_help():
+    from sessions_api.cli.commands import build_parser
+
+    parser = build_parser()
+    undocumented = []
+
+    def walk(command, path):
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif not action.help:
+                undocumented.append((" ".join(path), action.dest))
+
+    walk(parser, ["sessions-api"])
+    assert undocumented == []
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "sessions-api"), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0 and shown.stdout.startswith("sessions-api ")

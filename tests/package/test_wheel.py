@@ -143,3 +143,18 @@ def test_the_installed_wheel_runs_from_anywhere_on_sqlite(installed, tmp_path):
 def test_the_installed_wheel_runs_on_postgresql(installed, postgres, tmp_path):
     url = postgres.create_empty()
     _check_a_running_installed_server(installed, url, tmp_path)
+
+
+def test_python_m_sessions_api_runs_from_the_repository_root_with_the_wheel_installed(installed):
+    """From the root, the current directory's `sessions_api/` folder comes first on the path."""
+    python = installed.parent / "python"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SESSIONS_API_", "PYTHON"))}
+    for where in (ROOT, ROOT.parent):
+        shown = _run([str(python), "-m", "sessions_api", "--help"], cwd=where, env=env)
+        assert "usage: sessions-api" in shown.stdout, where
+    version = _run([str(installed), "--version"], env=env).stdout.strip()
+    assert version == f"sessions-api {_project_version()}"
+
+
+def _project_version() -> str:
+    return re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
