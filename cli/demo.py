@@ -24,7 +24,6 @@ _DEVICES = [
 @dataclass(frozen=True)
 class Demo:
     secret: str
-    personal_organization_id: str
     team_organization_id: str | None
 
 
@@ -34,7 +33,7 @@ def load_demo(sessions_per_org: int = 240, seed: int = 7) -> Demo:
     if existing is not None:
         team_id = next((row.id for row in tenancy.organizations_of(existing.id) if not row.personal), None)
         _, secret = api_keys.create_key(existing.id, name="demo")
-        return Demo(secret, str(existing.default_organization_id), str(team_id) if team_id else None)
+        return Demo(secret, str(team_id) if team_id else None)
 
     rng = random.Random(seed)
     demo_user, personal = tenancy.create_user(DEMO_EMAIL, "Demo User")
@@ -74,4 +73,4 @@ def load_demo(sessions_per_org: int = 240, seed: int = 7) -> Demo:
     lines = [json.dumps(record) for record in records]
     session_import.import_sessions(lines)
     _, secret = api_keys.create_key(demo_user.id, name="demo")
-    return Demo(secret, str(personal.id), str(team.id))
+    return Demo(secret, str(team.id))

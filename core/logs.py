@@ -51,8 +51,8 @@ class RequestContextFilter(logging.Filter):
 def lean_records() -> None:
     """Records without what no line of ours shows: the caller's file, line and function, the
     thread's and the process's names (the logging HOWTO's "Optimization" settings). Finding
-    the caller walks the stack for every record: with an access line per request, 13% more
-    getSession requests/s without it (BENCHMARKS.md). Tests' captured logs show no file:line."""
+    the caller walks the stack for every record, and there is an access line per request
+    (what it costs is in BENCHMARKS.md). Tests' captured logs show no file:line."""
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

@@ -1,10 +1,22 @@
 """The data layer (floor 2): SQLModel tables and one module per domain.
 
+The tables (`tables`, with their column types in `types`); organizations and users
+(`tenancy`), memberships (`members`), API keys and the caller they identify (`api_keys`),
+invitations (`invitations`), the audit log (`audit`); the fleet (`devices`); sessions
+(`sessions`), their leases (`leases`), their facts (`session_facts`), their import
+(`session_import`), each organization's plan and live view (`plans`), queued starts
+(`queue`) and the decisions that serve them (`queue_serving`), usage in device minutes
+(`usage`); webhooks: endpoints and the outbox (`webhooks`) and one delivery's attempt
+(`webhook_delivery`). Shared pieces: instants unique within a scope and writers' turns
+(`instants`), cursor paging (`paging`), ids and instants as the API's text (`as_text`), names
+callers give (`text`), the errors the HTTP layer maps (`errors`), the schema version
+(`schema_version`), and what metrics read at each scrape (`gauges`).
+
 It imports only the infrastructure (`sessions_api.core`), never the HTTP layer or the CLI.
 Public functions (the ones handlers and the CLI call) open one transaction each
 (`core.db.reading()` or `core.db.writing()`); the functions they call take that connection
 as a required keyword (`def insert_sessions(*, conn, batch)`). A new domain gets a module of
-its own here (`audit.py`, `webhooks.py`, ...), its tables in `tables.py`, and a migration.
+its own here, its tables in `tables`, and a migration.
 """
 
 from sessions_api.models.tables import (

@@ -2,14 +2,13 @@
 
 A page of 100 sessions holds 400 ids and 300 instants. Read through the column types, each
 becomes a Python object (a UUID, an aware datetime) only to be turned back into text for
-the JSON; read as text, a 100-session page costs a third less CPU (BENCHMARKS.md, "What
-each change bought").
+the JSON; read as text, a page costs less CPU (BENCHMARKS.md, "What each change bought").
 
 On PostgreSQL the database formats its native types. On SQLite, `Uuid` is stored as 32
 lowercase hex digits and `UTCDateTime` as the fixed-width text 'YYYY-MM-DD HH:MM:SS.ffffff'
 in UTC (SQLAlchemy's storage formats); the stored text is read as it is and reshaped by
-slicing as rows are read, which costs less than SQLite's string functions (0.18 against
-0.45 ms for a page of 100, measured with the sqlite3 driver alone).
+slicing as rows are read, which costs less than SQLite's string functions (measured with the
+sqlite3 driver alone).
 """
 
 from __future__ import annotations

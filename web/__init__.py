@@ -3,10 +3,11 @@
 `app` builds the app and says a request's path through it; `state` is what one app owns;
 `operations` is the table of operations read from the spec once; `requests` reads a request
 once; `validation` holds the compiled rules for parameters and bodies; `dispatch` refuses
-ambiguous requests and calls handlers; `security` is the bearer handler (key, organization,
-roles); `rate_limits` the budgets; `errors` maps every failure to the one error envelope;
-`observe`, `body_limit`, `probes`, `metrics` and `documents` are the other middlewares and
-what they serve; `protocols` is uvicorn's protocol with bounded heads; `lifespan` and
-`webhooks` run each app's background work. It imports the data layer and the
-infrastructure below it, never the CLI.
+ambiguous requests and calls handlers; `jsonifier` is Connexion's JSON with orjson;
+`security` is the bearer handler (key, organization, roles); `rate_limits` the budgets;
+`errors` maps every failure to the one error envelope; `observe`, `body_limit`, `probes`,
+`metrics` and `documents` are the other middlewares and what they serve; `protocols` is
+uvicorn's protocol with bounded heads; `lifespan` runs each app's background work: the
+webhook sender (`webhooks`) and the queue server (`queue`). It imports the data layer and
+the infrastructure below it, never the CLI.
 """

@@ -3,8 +3,8 @@ Swagger UI at `{base}/ui/` that renders it (swagger-ui-bundle's files). None of 
 API key.
 
 Connexion's own `{base}/openapi.json` inlines every `$ref`, which leaves code generators with
-anonymous, badly named models, so it is switched off (`serve_spec=False`) and this middleware
-serves the file itself: the YAML byte for byte, the JSON as the same document. Both are built
+anonymous, badly named models, so `create_app` leaves out Connexion's Swagger UI middleware (which serves it) and this
+middleware serves the file itself: the YAML byte for byte, the JSON as the same document. Both are built
 once at startup. Only the `servers` block can differ: behind a proxy that mounts the app under a
 path prefix (ASGI `root_path`), the relative server URL gets that prefix.
 """

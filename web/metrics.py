@@ -84,7 +84,8 @@ def scrape_registry(database: db.Database) -> CollectorRegistry:
 
 def exposition() -> bytes:
     """The text exposition of a scrape, with the bound database's counts (it reads the
-    database: call it off the event loop)."""
+    database: call it off the event loop). Dead workers' live gauges are dropped first."""
+    forget_dead_workers()
     return generate_latest(scrape_registry(db.current()))
 
 

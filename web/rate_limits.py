@@ -91,13 +91,13 @@ class RateLimits:
         self.start = _budget("start", settings.start_rate_limit)
         self.auth_failures = _budget("auth-failures", settings.auth_failure_limit)
         # limits' asyncio storages, in memory too: its synchronous memory storage expires keys
-        # on a thread it starts every 10 ms under load (a fifth of a getSession's CPU, measured);
+        # on a thread it starts every 10 ms under load (a large share of a getSession's CPU);
         # the asyncio one, on a task of the loop.
         self._uri = _async_uri(settings.rate_limit_storage)
         self._options: dict[str, Any] = {}
         if not settings.rate_limit_storage.startswith("memory://"):
             timeout = settings.rate_limit_storage_timeout_ms / 1000
-            # redis-py with hiredis: about a sixth less CPU per command than coredis, measured.
+            # redis-py with hiredis: less CPU per command than coredis.
             self._options = {
                 "implementation": "redispy",
                 "key_prefix": settings.rate_limit_key_prefix,

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
+from prometheus_client.mmap_dict import MmapedDict
 from starlette.testclient import TestClient
 
 from sessions_api.core.settings import Settings
@@ -113,3 +117,17 @@ def test_the_database_says_how_many_webhook_deliveries_are_pending(client, world
     assert client.post(SESSIONS, json={"platform": "ios"}, headers=admin.acting_on(team.id)).status_code == 201
     # Its host never resolves: whether or not an attempt was made yet, the delivery is pending.
     assert scrape(client)[("sessions_api_webhook_deliveries_pending", ())] == 1
+
+
+def test_a_scrape_drops_the_live_gauges_of_workers_that_are_gone(client, tmp_path, monkeypatch):
+    """Under `serve --workers N` uvicorn replaces a worker that dies: its `livesum` gauges (the
+    database calls it had in flight) must not stay in the sums."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = tmp_path / f"gauge_livesum_{gone.pid}.db"
+    mine = tmp_path / f"gauge_livesum_{os.getpid()}.db"
+    for path in (stale, mine):
+        MmapedDict(str(path)).close()  # an empty file of prometheus-client's own format
+    assert client.get("/metrics").status_code == 200
+    assert not stale.exists() and mine.exists()

@@ -31,3 +31,15 @@ def test_the_infrastructure_loads_nothing_above_it():
     assert _web_modules_loaded_by("sessions_api.core.db") == "[]"
     loaded_by_app = _web_modules_loaded_by("sessions_api.web.app")
     assert "'connexion'" in loaded_by_app and "sessions_api.cli" not in loaded_by_app
+
+
+def test_each_packages_docstring_names_every_module_in_it():
+    """What a package's docstring says it holds is what it holds (they drift otherwise)."""
+    import importlib
+    import pkgutil
+
+    for package_name in ("core", "models", "web", "handlers", "cli"):
+        package = importlib.import_module(f"sessions_api.{package_name}")
+        modules = {info.name for info in pkgutil.iter_modules(package.__path__)}
+        unnamed = sorted(name for name in modules if f"`{name}`" not in (package.__doc__ or ""))
+        assert unnamed == [], f"sessions_api.{package_name} does not name {unnamed}"
