@@ -2,7 +2,7 @@
 of the Sessions API contract that are pure functions of their input.
 
 None of this imports the product: the peers are independent implementations of the same
-contract (`openapi/sessions.yaml`, README "Using the API"), checked against the product by
+contract (`openapi/sessions.yaml`, docs/consumers/index.md), checked against the product by
 `bench.check` before anything is measured.
 """
 

@@ -297,7 +297,7 @@ DEFAULT_DOC = """# Benchmarks
 
 The Sessions API against a performance-aware FastAPI, a performance-aware Litestar, a
 FastAPI + SQLModel reference and a Starlette floor, side by side.
-See the README's "Benchmarks" section for the command.
+See docs/contributors/benchmarks.md for the command.
 """
 
 

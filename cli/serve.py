@@ -39,7 +39,7 @@ def serve(args: argparse.Namespace) -> None:
     if not settings.secret_keys:
         logger.warning(
             "SESSIONS_API_SECRET_KEYS is not set: webhook signing secrets are stored as they are; "
-            "set it to Fernet keys to seal them at rest (README, Deploying)"
+            "set it to Fernet keys to seal them at rest (docs/operators/deploy.md)"
         )
     if settings.metrics and settings.metrics_address():
         _serve_metrics_apart(*settings.metrics_address())  # type: ignore[misc]

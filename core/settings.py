@@ -24,7 +24,8 @@ METRICS_ON_API_PORT = "api"
 
 
 class Settings(BaseSettings):
-    """Every knob of the server. Add one as a field here and a row in the README's table."""
+    """Every knob of the server. Add one as a field here and a row in the table of
+    docs/operators/configuration.md (tests/package/test_docs.py compares them)."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

@@ -7,7 +7,7 @@ and an `X-Request-Id` that its warning in the log also carries, and refuses a re
 and headers over `SESSIONS_API_MAX_HEADER_BYTES` with 431 `headers_too_large` before they
 are buffered. It subclasses the protocol uvicorn would pick (httptools, else h11) and
 overrides `send_400_response`, `data_received`, `on_message_begin` and
-`on_headers_complete` (README, "Upgrade checklist").
+`on_headers_complete` (docs/contributors/internals.md).
 """
 
 from __future__ import annotations
