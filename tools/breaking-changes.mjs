@@ -366,7 +366,7 @@ function main () {
   console.log(
     `\n${refused.length} breaking change${refused.length === 1 ? '' : 's'} would break existing clients. ` +
     'If that is deliberate, bump the major part of info.version, or list each change with a reason in ' +
-    `${path.relative(ROOT, DEFAULT_ACCEPTED)} under the new info.version (README: "For spec reviewers").`
+    `${path.relative(ROOT, DEFAULT_ACCEPTED)} under the new info.version (docs/reviewers/index.md).`
   )
   return 1
 }

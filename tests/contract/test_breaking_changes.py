@@ -308,6 +308,7 @@ def test_an_accepted_change_passes_only_under_a_new_version(repo):
         f"{operation}: query parameter `limit`: maximum changed 500 → 400: the server accepts fewer values"
         for operation in (
             "GET /sessions",
+            "GET /session-requests",
             "GET /devices",
             "GET /organizations/{organizationId}/members",
             "GET /organizations/{organizationId}/invitations",
