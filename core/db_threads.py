@@ -112,8 +112,17 @@ async def _run(pool: str, function: Callable[..., T], *args: Any, **kwargs: Any)
             in_use.dec()
 
     waiting.inc()
+    running = asyncio.ensure_future(anyio.to_thread.run_sync(call, limiter=_limiter(pool)))
     try:
-        return await anyio.to_thread.run_sync(call, limiter=_limiter(pool))
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        # Nothing stops a call running on its thread: its cancelled caller waits for it to
+        # return, so that no transaction outlives the task that started it (an app that stops
+        # waits for its background work, then disposes of its database).
+        if not started:
+            running.cancel()
+        await asyncio.wait([running])
+        raise
     finally:
         if not started:  # cancelled while it waited for a thread
             waiting.dec()

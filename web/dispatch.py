@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sessions_api.core import db_threads
 from sessions_api.web.operations import Operation
+from sessions_api.web.queue import QUEUE_CHANGES
 from sessions_api.web.requests import ParsedRequest, parsed_of, routed_handler_path
 from sessions_api.web.state import AppState
 from sessions_api.web.validation import parse_content_type
@@ -61,11 +62,12 @@ class Dispatcher:
         self.state = state
         self.operations = state.operations
 
-    def _nudge_background_work(self) -> None:
-        """A write may have added to the outbox, or freed a device (or queued a start)."""
+    def _nudge_background_work(self, operation: Operation) -> None:
+        """A write may have added to the outbox; a start or a release may have queued a start or
+        freed a device."""
         if self.state.webhook_sender is not None:
             self.state.webhook_sender.nudge()
-        if self.state.queue_server is not None:
+        if self.state.queue_server is not None and operation.operation_id in QUEUE_CHANGES:
             self.state.queue_server.nudge()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,7 +78,7 @@ class Dispatcher:
             raise HTTPException(404)
         result = await _call(operation, await arguments(operation, scope, receive))
         if operation.writes:
-            self._nudge_background_work()
+            self._nudge_background_work(operation)
         status, headers = 200, _NO_HEADERS
         if isinstance(result, tuple):
             result, status, *rest = result

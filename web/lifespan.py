@@ -40,17 +40,18 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
             dispatching = asyncio.create_task(webhook_sender.run())
             queue_server = state.queue_server = QueueServer(on_change=webhook_sender.nudge)
             serving_queue = asyncio.create_task(queue_server.run())
+            background = [task for task in (sweeper, statistics, dispatching, serving_queue) if task is not None]
             try:
                 yield
             finally:
-                sweeper.cancel()
-                if statistics is not None:
-                    statistics.cancel()
-                dispatching.cancel()
-                serving_queue.cancel()
+                for task in background:
+                    task.cancel()
                 state.queue_server = None
                 webhook_sender.stop()
                 state.webhook_sender = None
+                # A task cancelled while its database call runs on a thread stops when the call
+                # returns: wait for that, so that no transaction outlives the app's database.
+                await asyncio.wait(background, timeout=_DRAIN_SECONDS)
                 await db_threads.drain(timeout=_DRAIN_SECONDS)
                 await compiled_reads.close_pool(state.database)
                 state.database.dispose()

@@ -18,6 +18,11 @@ from sessions_api.models import queue_serving
 logger = logging.getLogger(__name__)
 
 
+# The operations after which this process serves the queue at once: a start may have queued a
+# request (or found a device expired), a release frees a device.
+QUEUE_CHANGES = frozenset({"createSession", "releaseSession"})
+
+
 class QueueServer:
     def __init__(self, on_change: Callable[[], None]) -> None:
         # Set when a request of this process may have freed a device.
