@@ -1,19 +1,18 @@
 """Serving the queue of starts (models.queue): each server process runs rounds (web.queue),
 when one of its requests may have freed a device and every `queue_poll_seconds`.
 
-A round first times out the requests whose deadline passed, then serves organizations one
-request at a time, the organization holding the fewest live sessions first (ties: the one
-waiting longest), and sorts them again after each start: an organization under its plan is
-never passed over for one that already holds more. Within an organization its requests are
+A round first times out the requests whose deadline passed, then starts one request at a time.
+Each start is one decision, taken from one reading of the queue (the oldest requests), each
+waiting organization's live sessions and plan, and the free devices: the organization holding
+the fewest live sessions goes first (ties: the one waiting longest), so an organization under
+its plan is never passed over for one that already holds more; within it, its requests are
 tried oldest first, so a newer one only gets a device no older one can use.
 
-Each start from the queue is one transaction, under the organization's turn (the turn every
-start of it takes) and with the request's row locked: the session, its events and the
-request's new status commit together or not at all, so a process that dies mid-round starts
-nothing twice and loses nothing; on PostgreSQL the turn also keeps two processes from
-serving one organization out of order.
+Decisions take turns across processes (the `queue` turn: a PostgreSQL advisory lock; SQLite
+has one writer), and each is one transaction with the waiting requests' rows locked: the
+session, its events and the request's new status commit together or not at all, so a process
+that dies mid-round starts nothing twice and loses nothing.
 """
-
 from __future__ import annotations
 
 import json
