@@ -13,6 +13,7 @@ has one writer), and each is one transaction with the waiting requests' rows loc
 session, its events and the request's new status commit together or not at all, so a process
 that dies mid-round starts nothing twice and loses nothing.
 """
+
 from __future__ import annotations
 
 import json
