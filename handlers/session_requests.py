@@ -20,7 +20,7 @@ def listSessionRequests(
     token_info: dict[str, Any], limit: int = 100, before: str | None = None, status: str | None = None
 ) -> dict[str, Any]:
     page = queue.list_page(token_info["principal"].organization_id, limit, cursor(before), status)
-    return list_body(page, queue.request_document)  # type: ignore[arg-type]
+    return list_body(page, queue.request_document)
 
 
 async def getSessionRequest(

@@ -28,21 +28,15 @@ from tests.support.api import (
 )
 from tests.support.receiver import receiving
 
-REQUESTS = SESSION_REQUESTS
-
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    # The queue is served every 50 ms (and at once after a release in this process).
-    return Settings(
-        database_url=database_url,
-        validate_responses=True,
-        rate_limit="100000/second",
-        start_rate_limit="100000/second",
-        metrics_listen="api",
+def settings(settings: Settings) -> Settings:
+    """The suite's settings, with the queue served every 50 ms (and at once after a release in
+    this process), and webhooks allowed to the receiver on 127.0.0.1."""
+    return settings.replace(
         queue_poll_seconds=0.05,
         long_poll_check_seconds=0.02,
-        webhook_allow_private=True,  # the receiver of the webhook test is on 127.0.0.1
+        webhook_allow_private=True,
         webhook_poll_seconds=0.05,
     )
 
@@ -68,7 +62,7 @@ def _request(client, member, organization_id, request_id, wait=None):
     headers = member.acting_on(organization_id)
     if wait is not None:
         headers["Prefer"] = f"wait={wait}"
-    response = client.get(f"{REQUESTS}/{request_id}", headers=headers)
+    response = client.get(f"{SESSION_REQUESTS}/{request_id}", headers=headers)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -94,7 +88,7 @@ def test_a_start_on_a_busy_fleet_is_queued_and_started_when_a_device_frees_up(cl
     response = _start(client, admin, team.id, facts={"build": "1.2.3", "tags": ["smoke"]})
     assert response.status_code == 202, response.text
     queued = response.json()
-    assert response.headers["location"] == f"{REQUESTS}/{queued['id']}"
+    assert response.headers["location"] == f"{SESSION_REQUESTS}/{queued['id']}"
     assert (queued["status"], queued["reason"], queued["position"], queued["session"]) == ("queued", "device", 1, None)
     assert queued["user"] == str(admin.user.id) and queued["organization"] == str(team.id)
     view = _concurrency(client, admin, team.id)
@@ -116,7 +110,7 @@ def test_the_queue_serves_an_organization_oldest_first(client, admin, team, ipho
     held = [_start(client, admin, team.id).json() for _ in iphones]
     waiting = [_start(client, admin, team.id).json() for _ in range(4)]
     assert [request["position"] for request in waiting] == [1, 2, 3, 4]
-    listed = client.get(REQUESTS, params={"status": "queued"}, headers=admin.acting_on(team.id)).json()["data"]
+    listed = client.get(SESSION_REQUESTS, params={"status": "queued"}, headers=admin.acting_on(team.id)).json()["data"]
     assert [request["id"] for request in listed] == [request["id"] for request in reversed(waiting)]
     assert [request["position"] for request in listed] == [4, 3, 2, 1]
 
@@ -218,18 +212,22 @@ def test_cancel_takes_a_request_out_of_the_queue(client, admin, world, team, iph
     reader = world.member(of=[(team, Role.readonly)])
     held = [_start(client, admin, team.id).json() for _ in iphones]
     first, second = (_start(client, admin, team.id).json() for _ in range(2))
-    assert_error(client.post(f"{REQUESTS}/{first['id']}/cancel", headers=reader.acting_on(team.id)), 403, "forbidden")
-    cancelled = client.post(f"{REQUESTS}/{first['id']}/cancel", headers=admin.acting_on(team.id))
+    assert_error(
+        client.post(f"{SESSION_REQUESTS}/{first['id']}/cancel", headers=reader.acting_on(team.id)), 403, "forbidden"
+    )
+    cancelled = client.post(f"{SESSION_REQUESTS}/{first['id']}/cancel", headers=admin.acting_on(team.id))
     assert cancelled.status_code == 200
     assert (cancelled.json()["status"], cancelled.json()["position"]) == ("cancelled", None)
-    again = client.post(f"{REQUESTS}/{first['id']}/cancel", headers=admin.acting_on(team.id))
+    again = client.post(f"{SESSION_REQUESTS}/{first['id']}/cancel", headers=admin.acting_on(team.id))
     assert again.json() == cancelled.json()  # cancelling a cancelled request changes nothing
     assert _request(client, admin, team.id, second["id"])["position"] == 1
     _release(client, admin, team.id, held[0]["id"])
     _until_started(client, admin, team.id, second["id"])
     assert _request(client, admin, team.id, first["id"])["status"] == "cancelled"
     assert_error(
-        client.post(f"{REQUESTS}/{second['id']}/cancel", headers=admin.acting_on(team.id)), 409, "request_not_queued"
+        client.post(f"{SESSION_REQUESTS}/{second['id']}/cancel", headers=admin.acting_on(team.id)),
+        409,
+        "request_not_queued",
     )
 
 
@@ -263,7 +261,7 @@ def test_a_long_poll_without_a_change_answers_after_its_wait(client, admin, team
     # Unknown preferences and a `wait` that is no number are ignored: answered at once.
     headers = {**admin.acting_on(team.id), "Prefer": "respond-async, wait=soon"}
     began = time.monotonic()
-    assert client.get(f"{REQUESTS}/{queued['id']}", headers=headers).status_code == 200
+    assert client.get(f"{SESSION_REQUESTS}/{queued['id']}", headers=headers).status_code == 200
     assert time.monotonic() - began < 0.9
 
 
@@ -288,12 +286,14 @@ def test_another_organizations_request_is_not_found(client, admin, world, team, 
     for _ in iphones:
         _start(client, admin, team.id)
     queued = _start(client, admin, team.id).json()
-    response = client.get(f"{REQUESTS}/{queued['id']}", headers=other.acting_on(other_team.id))
+    response = client.get(f"{SESSION_REQUESTS}/{queued['id']}", headers=other.acting_on(other_team.id))
     assert_error(response, 404, "not_found")
     assert_error(
-        client.post(f"{REQUESTS}/{queued['id']}/cancel", headers=other.acting_on(other_team.id)), 404, "not_found"
+        client.post(f"{SESSION_REQUESTS}/{queued['id']}/cancel", headers=other.acting_on(other_team.id)),
+        404,
+        "not_found",
     )
-    assert client.get(REQUESTS, headers=other.acting_on(other_team.id)).json()["data"] == []
+    assert client.get(SESSION_REQUESTS, headers=other.acting_on(other_team.id)).json()["data"] == []
 
 
 def test_a_wait_beyond_the_servers_maximum_is_refused(client, admin, team, iphones):
