@@ -91,6 +91,7 @@ def test_several_windows_each_hold(settings, world):
     alice = world.member()
     app = create_app(settings.replace(rate_limit="2/second;3/minute"))
     with TestClient(app) as client:
+        _start_well_inside_a_window(1, margin=0.7)  # the three requests fit in one second's window
         first = client.get(SESSIONS, headers=alice.headers)
         assert parse_list(first.headers["RateLimit-Policy"]) == {
             "key-1s": {"q": 2, "w": 1},
