@@ -11,6 +11,7 @@ same rows with the same conditions, so the view never contradicts a refused star
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -81,6 +82,24 @@ def live_sessions(*, conn: Connection, organization_id: uuid.UUID, now: datetime
             select(func.count()).where(col(SessionRecord.organization_id) == organization_id, _holding(now))
         ).scalar_one()
     )
+
+
+def live_against_plans(
+    *, conn: Connection, organization_ids: Collection[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, tuple[int, int]]:
+    """Each organization's live sessions and the most its plan allows, counted as the allocator
+    counts them (what the queue's decisions read)."""
+    live = dict(
+        conn.execute(
+            select(col(SessionRecord.organization_id), func.count())
+            .where(col(SessionRecord.organization_id).in_(organization_ids), _holding(now))
+            .group_by(col(SessionRecord.organization_id))
+        ).all()
+    )
+    limits = conn.execute(
+        select(col(Organization.id), max_live_sessions_column()).where(col(Organization.id).in_(organization_ids))
+    ).all()
+    return {organization_id: (int(live.get(organization_id, 0)), int(most)) for organization_id, most in limits}
 
 
 def device_held(now: datetime) -> Exists:

@@ -34,7 +34,7 @@ from sessions_api.models import audit, leases, plans, queue
 from sessions_api.models.errors import Conflict, Unprocessable
 from sessions_api.models.instants import take_turns
 from sessions_api.models.sessions import lock_organizations
-from sessions_api.models.tables import Device, Organization, Origin, SessionRecord, SessionRequest, SessionRequestStatus
+from sessions_api.models.tables import Device, Origin, SessionRequest, SessionRequestStatus
 
 # The most starts one round makes, and the most queued requests (oldest first) one decision
 # looks at: a round stays short, the next one goes on.
@@ -138,26 +138,9 @@ def _waiting(*, conn: Connection, now: datetime) -> dict[uuid.UUID, _Waiting]:
         by_organization.setdefault(row.organization_id, []).append(row)
     if not by_organization:
         return {}
-    live = dict(
-        conn.execute(
-            select(col(SessionRecord.organization_id), func.count())
-            .where(
-                col(SessionRecord.organization_id).in_(by_organization),
-                col(SessionRecord.released_at).is_(None),
-                col(SessionRecord.expires_at) > now,
-            )
-            .group_by(col(SessionRecord.organization_id))
-        ).all()
-    )
-    max_live = dict(
-        conn.execute(
-            select(col(Organization.id), plans.max_live_sessions_column()).where(
-                col(Organization.id).in_(by_organization)
-            )
-        ).all()
-    )
+    standing = plans.live_against_plans(conn=conn, organization_ids=list(by_organization), now=now)
     return {
-        organization_id: _Waiting(requests, int(live.get(organization_id, 0)), int(max_live[organization_id]))
+        organization_id: _Waiting(requests, *standing[organization_id])
         for organization_id, requests in by_organization.items()
     }
 
