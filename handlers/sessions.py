@@ -7,7 +7,7 @@ from typing import Any
 
 from sessions_api.core import settings
 from sessions_api.handlers.listing import list_body
-from sessions_api.models import leases, queue, session_facts, sessions
+from sessions_api.models import leases, session_facts, sessions
 from sessions_api.models.errors import InvalidInput
 from sessions_api.models.paging import cursor
 
@@ -64,16 +64,11 @@ def createSession(
         facts=body.get("facts", {}),
         queue_wait_seconds=_queue_wait(body.get("queue")),
     )
-    if started.queued_request_id is not None:
-        request = queue.get_request(principal.organization_id, started.queued_request_id)
-        answer, status = queue.request_document(request), 202
-        headers = {"Location": f"{API_BASE}/session-requests/{answer['id']}"}
-    else:
-        answer, status = started.body, 201
-        headers = {"Location": f"{API_BASE}/sessions/{answer['id']}"}
+    queued = started.queued_request_id is not None
+    headers = {"Location": f"{API_BASE}/{'session-requests' if queued else 'sessions'}/{started.body['id']}"}
     if started.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return answer, status, headers
+    return started.body, 202 if queued else 201, headers
 
 
 def _queue_wait(options: dict[str, Any] | None) -> int | None:

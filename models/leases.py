@@ -92,7 +92,8 @@ class DeviceWanted:
 
 @dataclass(frozen=True)
 class Started:
-    """A start's answer: the session's `body`, or the id of the request it queued instead."""
+    """A start's answer: the session, or the request it queued instead (its id here), as the
+    API answers either, read in the start's own transaction."""
 
     body: dict[str, Any]
     replayed: bool
@@ -130,8 +131,11 @@ def start_session(
                     conn=conn, organization_id=organization_id, key=idempotency_key, request_hash=request_hash
                 )
                 if stored is not None:
-                    queued_id = stored.get(_QUEUED_KEY)
-                    return Started(stored, replayed=True, queued_request_id=queued_id and uuid.UUID(queued_id))
+                    if _QUEUED_KEY not in stored:
+                        return Started(stored, replayed=True)
+                    queued_id = uuid.UUID(stored[_QUEUED_KEY])  # shown as it is now
+                    view = queue.view_in(conn=conn, organization_id=organization_id, request_id=queued_id)
+                    return Started(queue.request_document(view), replayed=True, queued_request_id=queued_id)
             started = _start_or_queue(
                 conn=conn,
                 caller=caller,
@@ -197,7 +201,7 @@ def _start_or_queue(
         wait_seconds=wait,
         reason=reason,
     )
-    return Started({}, replayed=False, queued_request_id=queued)
+    return Started(queue.request_document(queued), replayed=False, queued_request_id=queued.row.id)
 
 
 def _at_plan_limit(*, conn: Connection, organization_id: uuid.UUID) -> bool:

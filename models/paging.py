@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select
+from sqlalchemy import ColumnElement, Connection, Row, Select
 from sqlalchemy.orm import Mapped
 
 from sessions_api.core import db
@@ -38,14 +38,18 @@ def read_page(
     limit: int,
     before: datetime | None,
     *where: ColumnElement[bool],
+    conn: Connection | None = None,
 ) -> Page:
     """Up to `limit` rows of `view` that meet `where`, whose `instant` (unique among them) is
-    strictly before `before`, newest first."""
+    strictly before `before`, newest first; read on `conn` if given (a transaction that reads
+    more beside the page), else in a transaction of its own."""
     if before is not None:
         where = (*where, instant < before)
     query = view.where(*where).order_by(instant.desc()).limit(limit + 1)
-    with db.reading() as conn:
+    if conn is not None:
         return page_of(conn.execute(query).all(), limit)
+    with db.reading() as reading:
+        return page_of(reading.execute(query).all(), limit)
 
 
 def cursor(before: str | None) -> datetime | None:

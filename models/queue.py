@@ -33,7 +33,7 @@ from sessions_api.models.api_keys import Principal
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import Conflict, NotFound
 from sessions_api.models.instants import InstantAllocator
-from sessions_api.models.paging import Page, read_page
+from sessions_api.models.paging import read_page
 from sessions_api.models.sessions import session_document, session_view
 from sessions_api.models.tables import SessionRequest, SessionRequestStatus
 
@@ -53,7 +53,6 @@ _VIEW_COLUMNS: tuple[ColumnElement[Any] | Mapped[Any], ...] = (
     uuid_text(col(SessionRequest.user_id)).label("user"),
     col(SessionRequest.status),
     col(SessionRequest.reason),
-    col(SessionRequest.created_at).label("queued_at_instant"),
     rfc3339_text(col(SessionRequest.created_at)).label("created_at"),
     rfc3339_text(col(SessionRequest.deadline)).label("deadline"),
     rfc3339_text(col(SessionRequest.ended_at)).label("ended_at"),
@@ -96,9 +95,10 @@ def enqueue(
     facts: Mapping[str, Any],
     wait_seconds: int,
     reason: str,
-) -> uuid.UUID:
+) -> RequestView:
     """Queue a start in the caller's organization (whose turn the caller holds), or refuse it
-    with `409 queue_full`; `wanted` is models.leases.DeviceWanted's fields."""
+    with `409 queue_full`; `wanted` is models.leases.DeviceWanted's fields. Returns the request
+    as the API answers it."""
     organization_id = caller.organization_id
     plan = plans.plan_of(conn=conn, organization_id=organization_id)
     queued = _queued_count(conn=conn, organization_id=organization_id)
@@ -129,14 +129,9 @@ def enqueue(
         )
     )
     view = view_in(conn=conn, organization_id=organization_id, request_id=request_id)
-    webhooks.enqueue_document(
-        conn=conn,
-        organization_id=organization_id,
-        event_type=QUEUED_EVENT,
-        occurred=view.row.created_at,
-        data=request_document(view),
-    )
-    return request_id
+    queued_event = webhooks.Document(organization_id, QUEUED_EVENT, view.row.created_at, request_document(view))
+    webhooks.enqueue_documents(conn=conn, events=[queued_event])
+    return view
 
 
 def view_in(*, conn: Connection, organization_id: uuid.UUID, request_id: uuid.UUID) -> RequestView:
@@ -178,8 +173,8 @@ def list_page(organization_id: uuid.UUID, limit: int, before: datetime | None, s
     where = [col(SessionRequest.organization_id) == organization_id]
     if status is not None:
         where.append(col(SessionRequest.status) == status)
-    page: Page = read_page(_VIEW, col(SessionRequest.created_at), limit, before, *where)
-    with db.reading(snapshot=True) as conn:
+    with db.reading(snapshot=True) as conn:  # the page, positions and sessions of one moment
+        page = read_page(_VIEW, col(SessionRequest.created_at), limit, before, *where, conn=conn)
         return ViewedPage(_viewed(conn=conn, rows=page.rows), page.has_more)
 
 
@@ -223,14 +218,13 @@ def time_out(*, conn: Connection, now: datetime) -> list[RequestView]:
         .returning(col(SessionRequest.id), col(SessionRequest.organization_id))
     ).all()
     views = [view_in(conn=conn, organization_id=row.organization_id, request_id=row.id) for row in ended]
-    for view in views:
-        webhooks.enqueue_document(
-            conn=conn,
-            organization_id=view.row.organization_id,
-            event_type=TIMED_OUT_EVENT,
-            occurred=view.row.ended_at,
-            data=request_document(view),
-        )
+    webhooks.enqueue_documents(
+        conn=conn,
+        events=[
+            webhooks.Document(view.row.organization_id, TIMED_OUT_EVENT, view.row.ended_at, request_document(view))
+            for view in views
+        ],
+    )
     return views
 
 

@@ -260,15 +260,7 @@ def enqueue(*, conn: Connection, changes: Iterable[audit.Event]) -> None:
     session_changes = [change for change in changes if change.type in SESSION_EVENTS]
     if not session_changes:
         return
-    organizations = {change.organization_id for change in session_changes}
-    subscribers: dict[uuid.UUID, list[tuple[uuid.UUID, list[str]]]] = {}
-    endpoints = conn.execute(
-        select(col(WebhookEndpoint.id), col(WebhookEndpoint.organization_id), col(WebhookEndpoint.events)).where(
-            col(WebhookEndpoint.organization_id).in_(organizations), col(WebhookEndpoint.enabled).is_(True)
-        )
-    )
-    for endpoint in endpoints:
-        subscribers.setdefault(endpoint.organization_id, []).append((endpoint.id, endpoint.events))
+    subscribers = _subscribers(conn=conn, organization_ids={change.organization_id for change in session_changes})
     now = utcnow()
     rows = []
     for change in session_changes:
@@ -285,32 +277,58 @@ def enqueue(*, conn: Connection, changes: Iterable[audit.Event]) -> None:
         payload = _payload(change.type.value, occurred, session_document(session))
         event_id = uuid.uuid4()
         rows += [_delivery(endpoint_id, event_id, change.type.value, payload, now) for endpoint_id in targets]
+    _insert_deliveries(conn=conn, rows=rows)
+
+
+@dataclass(frozen=True)
+class Document:
+    """An event that is not a session change (a queued start's: models.queue): its type, when it
+    happened and its `data`, ready to send."""
+
+    organization_id: uuid.UUID
+    event_type: str
+    occurred: str
+    data: Mapping[str, Any]
+
+
+def enqueue_documents(*, conn: Connection, events: Sequence[Document]) -> None:
+    """Write `events` into the outbox, one delivery per enabled endpoint of their organization
+    that subscribes to their type."""
+    if not events:
+        return
+    subscribers = _subscribers(conn=conn, organization_ids={event.organization_id for event in events})
+    now = utcnow()
+    rows = []
+    for event in events:
+        targets = [id for id, types in subscribers.get(event.organization_id, []) if event.event_type in types]
+        if targets:
+            payload = _payload(event.event_type, event.occurred, event.data)
+            event_id = uuid.uuid4()
+            rows += [_delivery(endpoint_id, event_id, event.event_type, payload, now) for endpoint_id in targets]
+    _insert_deliveries(conn=conn, rows=rows)
+
+
+def _subscribers(
+    *, conn: Connection, organization_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, list[tuple[uuid.UUID, list[str]]]]:
+    """The enabled endpoints of these organizations, with the event types each subscribes to."""
+    subscribers: dict[uuid.UUID, list[tuple[uuid.UUID, list[str]]]] = {}
+    endpoints = conn.execute(
+        select(col(WebhookEndpoint.id), col(WebhookEndpoint.organization_id), col(WebhookEndpoint.events)).where(
+            col(WebhookEndpoint.organization_id).in_(organization_ids), col(WebhookEndpoint.enabled).is_(True)
+        )
+    )
+    for endpoint in endpoints:
+        subscribers.setdefault(endpoint.organization_id, []).append((endpoint.id, endpoint.events))
+    return subscribers
+
+
+def _insert_deliveries(*, conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         # Each row's foreign key locks its endpoint (KEY SHARE) as it is inserted: in the order a
         # settling sender locks them (by id), or the two could wait for each other in a circle.
         rows.sort(key=lambda row: row["endpoint_id"].bytes)
         conn.execute(insert(WebhookDelivery), rows)
-
-
-def enqueue_document(
-    *, conn: Connection, organization_id: uuid.UUID, event_type: str, occurred: str, data: Mapping[str, Any]
-) -> None:
-    """Write one event that is not a session change (a queued start's: models.queue) into the
-    outbox, one delivery per enabled endpoint of the organization that subscribes to it."""
-    targets = conn.execute(
-        select(col(WebhookEndpoint.id), col(WebhookEndpoint.events)).where(
-            col(WebhookEndpoint.organization_id) == organization_id, col(WebhookEndpoint.enabled).is_(True)
-        )
-    ).all()
-    subscribed = sorted((id for id, events in targets if event_type in events), key=lambda id: id.bytes)
-    if subscribed:
-        now = utcnow()
-        payload = _payload(event_type, occurred, data)
-        event_id = uuid.uuid4()
-        conn.execute(
-            insert(WebhookDelivery),
-            [_delivery(endpoint_id, event_id, event_type, payload, now) for endpoint_id in subscribed],
-        )
 
 
 def _payload(event_type: str, occurred: str, data: Mapping[str, Any]) -> str:
