@@ -404,3 +404,18 @@ def test_webhooks_tell_a_start_queued_started_and_timed_out(client, admin, team,
     assert expired["data"] == ended and expired["timestamp"] == ended["deadline"]
     started_ids = [body["data"]["id"] for body in by_type["session.started"]]
     assert started["session"]["id"] in started_ids and len(started_ids) == len(iphones) + 1
+
+
+def test_the_list_of_requests_pages_by_queued_at_without_gap_or_repeat(client, admin, team, iphones):
+    for _ in iphones:
+        _start(client, admin, team.id)
+    queued = [_start(client, admin, team.id).json()["id"] for _ in range(5)]
+    seen, before = [], None
+    for _ in range(5):
+        params = {"limit": 2, **({"before": before} if before else {})}
+        page = client.get(SESSION_REQUESTS, params=params, headers=admin.acting_on(team.id)).json()
+        seen += [request["id"] for request in page["data"]]
+        before = page.get("nextCursor")
+        if before is None:
+            break
+    assert seen == list(reversed(queued))
