@@ -34,7 +34,7 @@ import asyncio
 import sqlite3
 import threading
 from collections import namedtuple
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,15 @@ from sqlalchemy import Dialect, Select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from sessions_api.core import db
+from sessions_api.core import db, heavy_reads
+
+
+async def _on_threads(read: Callable[[Mapping[str, Any]], list[Any]], values: Mapping[str, Any]) -> list[Any]:
+    # Imported here: db_threads imports the metrics, and `serve` must set up their
+    # multiprocess directory before prometheus-client is first imported.
+    from sessions_api.core import db_threads
+
+    return await db_threads.read(read, values)
 
 
 class CompiledRead:
@@ -56,16 +64,14 @@ class CompiledRead:
 
     async def all(self, values: Mapping[str, Any]) -> list[Any]:
         database = db.current()
+        if heavy_reads.is_heavy():  # on the heavy reads' threads, within the time limit
+            return await _on_threads(self._through_engine, values)
         plan = self._plan(database)
         if database.settings.is_sqlite:
             return plan.rows(_run_sqlite(database, plan.sql, plan.parameters(values)))
         pool = await _postgresql_pool(database)
         if pool is None:
-            # Imported here: db_threads imports the metrics, and `serve` must set up their
-            # multiprocess directory before prometheus-client is first imported.
-            from sessions_api.core import db_threads
-
-            return await db_threads.read(self._through_engine, values)
+            return await _on_threads(self._through_engine, values)
         return plan.rows(await _run_postgresql(pool, plan.sql, plan.parameters(values)))
 
     async def first(self, values: Mapping[str, Any]) -> Any | None:

@@ -9,13 +9,16 @@ the connection as a required keyword (`def insert_sessions(*, conn, batch)`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 
+from sessions_api.core import heavy_reads
 from sessions_api.core import settings as settings_module
 from sessions_api.core.settings import Settings
 
@@ -44,7 +47,12 @@ class Database:
         with self.engine.connect() as conn:
             if snapshot and conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            yield conn
+            ends_by = heavy_reads.deadline()
+            if ends_by is None:
+                yield conn
+                return
+            with _time_limited(conn, ends_by):
+                yield conn
 
     @contextmanager
     def writing(self, *, lock_timeout_ms: int | None = None) -> Iterator[Connection]:
@@ -69,6 +77,36 @@ class Database:
         self.engine.dispose()
         for close in self._on_dispose:
             close()
+
+
+# PostgreSQL's SQLSTATE for a statement cancelled, here by its statement_timeout.
+_QUERY_CANCELED = "57014"
+
+
+@contextmanager
+def _time_limited(conn: Connection, ends_by: float) -> Iterator[None]:
+    """Stop `conn`'s statements at the monotonic instant `ends_by`: a heavy read's time limit
+    (core.heavy_reads). Past it, ReadTimeLimitExceeded instead of the driver's error."""
+    limit = heavy_reads.report_timeout()
+    left = ends_by - time.monotonic()
+    if left <= 0:
+        raise heavy_reads.ReadTimeLimitExceeded(limit)
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        raw: Any = conn.connection.dbapi_connection
+        raw.set_progress_handler(lambda: time.monotonic() > ends_by, heavy_reads.SQLITE_PROGRESS_STEPS)
+    else:
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
+    try:
+        yield
+    except OperationalError as exc:
+        interrupted = sqlite and time.monotonic() > ends_by
+        if interrupted or getattr(exc.orig, "sqlstate", None) == _QUERY_CANCELED:
+            raise heavy_reads.ReadTimeLimitExceeded(limit) from exc
+        raise
+    finally:
+        if sqlite:
+            raw.set_progress_handler(None, 0)
 
 
 _bound: ContextVar[Database] = ContextVar("sessions_api_database")

@@ -1,5 +1,6 @@
 """Blocking database calls from the event loop: writes on threads of their own; reads on threads
-of their own too, except on SQLite, where they run on the event loop itself.
+of their own too, except on SQLite, where they run on the event loop itself; heavy reads
+(core.heavy_reads: reports, unbounded filters) on threads of their own everywhere.
 
 A write can wait for a lock (SQLite's write lock for the busy timeout, a PostgreSQL row lock
 for the lock timeout); a read never does. Reads therefore never share a queue with writes:
@@ -10,8 +11,9 @@ engine sets it) a reader never waits for a lock: it reads the last committed sta
 writer appends to the log. Every read the API makes is short and indexed (a key lookup, a
 page of at most 500 rows), so it costs less than handing it to a thread and back (two
 thread switches and their GIL hand-offs, measured in BENCHMARKS.md). Anything that can wait
-(a write, a lock, the network) never runs on the loop. The pools' sizes are the settings'
-`read_threads()` and `write_threads()`.
+(a write, a lock, the network) never runs on the loop, and neither does a read whose cost the
+caller chooses. The pools' sizes are the settings' `read_threads()`, `write_threads()` and
+`heavy_read_threads()`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 
-from sessions_api.core import db
+from sessions_api.core import db, heavy_reads
 from sessions_api.core.metrics import DB_CALLS_IN_USE, DB_CALLS_WAITING
 
 P = ParamSpec("P")
@@ -51,7 +53,10 @@ def _threads() -> _Threads:
 
 
 async def read(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run a data-layer read: on the loop on SQLite (see above), else on the reads' threads."""
+    """Run a data-layer read: on the loop on SQLite (see above), else on the reads' threads; a
+    heavy read (core.heavy_reads) always on the heavy reads' threads."""
+    if heavy_reads.is_heavy():
+        return await _run("heavy", function, *args, **kwargs)
     if db.current().settings.is_sqlite:
         in_use = DB_CALLS_IN_USE.labels("reads")
         in_use.inc()
@@ -134,6 +139,7 @@ def _limiter(pool: str) -> CapacityLimiter:
     known = limiters.get(pool)
     if known is None or known[0] is not loop:
         config = db.current().settings
-        size = config.read_threads() if pool == "reads" else config.write_threads()
+        sizes = {"reads": config.read_threads, "writes": config.write_threads, "heavy": config.heavy_read_threads}
+        size = sizes[pool]()
         known = limiters[pool] = (loop, CapacityLimiter(size))
     return known[1]

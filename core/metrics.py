@@ -23,13 +23,13 @@ REQUEST_DURATION = Histogram(
 )
 DB_CALLS_WAITING = Gauge(
     "sessions_api_db_calls_waiting",
-    "Database calls waiting for a thread, by pool (reads, writes).",
+    "Database calls waiting for a thread, by pool (reads, writes, heavy).",
     ["pool"],
     multiprocess_mode="livesum",
 )
 DB_CALLS_IN_USE = Gauge(
     "sessions_api_db_calls_in_use",
-    "Database calls running, by pool (reads, writes).",
+    "Database calls running, by pool (reads, writes, heavy).",
     ["pool"],
     multiprocess_mode="livesum",
 )

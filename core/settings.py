@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     # PostgreSQL only: no statement runs longer than this; no write waits longer than that for
     # a lock (SQLite's is the busy timeout); connecting gives up after db_connect_timeout (s).
     db_statement_timeout_ms: PositiveInt = 10_000
+    # Heavy reads (core.heavy_reads: reports, filters on several tags): the time limit (s) of
+    # one, past which it answers 503 `report_timeout`, and how many one organization runs at
+    # once in a process, past which 429 `too_many_heavy_reads`.
+    report_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 10.0
+    max_heavy_reads_per_organization: Annotated[int, Field(ge=1, le=100)] = 2
     db_lock_timeout_ms: PositiveInt = 5000
     db_connect_timeout: PositiveInt = 5
     # Sessions: the duration when none is asked for, the most one may ask for, how many live
@@ -163,6 +168,11 @@ class Settings(BaseSettings):
         if self.db_threads is not None:
             return self.db_threads
         return 1 if self.is_sqlite else self.db_pool_size
+
+    def heavy_read_threads(self) -> int:
+        """Two on SQLite (its statements leave the GIL while they step), else the reads' count:
+        heavy reads never take the threads of bounded reads or writes."""
+        return 2 if self.is_sqlite else self.read_threads()
 
     def write_threads(self) -> int:
         """One on SQLite, which lets one writer in at a time anyway; elsewhere the overflow of the

@@ -8,6 +8,7 @@ max(now, newest + 1 µs), so it is never older than a session already listed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +26,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    func,
     insert,
     select,
 )
@@ -154,9 +156,32 @@ class SessionFilters:
 async def list_page(
     organization_id: uuid.UUID, limit: int, before: datetime | None, filters: SessionFilters = SessionFilters()
 ) -> Page:
-    """Up to `limit` sessions created strictly before `before`, newest first."""
+    """Up to `limit` sessions created strictly before `before`, newest first. With several tags
+    the page walks the rarest tag's sessions (a heavy read: web.operations, core.heavy_reads)."""
+    if len(set(filters.tags)) > 1:
+        filters = dataclasses.replace(filters, tags=await _rarest_first(organization_id, filters.tags))
     query, values = page_statement(organization_id, limit, before, filters)
     return page_of(await _compiled(query).all(values), limit)
+
+
+# Counting a tag's sessions stops here: past it, a tag is as common as can matter.
+_TAG_COUNT_CAP = 10_000
+_TAG_SIZE = CompiledRead(
+    select(func.count()).select_from(
+        select(col(SessionTag.created_at))
+        .where(col(SessionTag.organization_id) == bindparam("organization_id"), col(SessionTag.tag) == bindparam("tag"))
+        .limit(_TAG_COUNT_CAP)
+        .subquery()
+    )
+)
+
+
+async def _rarest_first(organization_id: uuid.UUID, tags: tuple[str, ...]) -> tuple[str, ...]:
+    """The distinct tags, the one with the fewest sessions (counted up to a cap) first: the page
+    walks the first tag's sessions and looks each other tag up."""
+    distinct = tuple(dict.fromkeys(tags))
+    sizes = {tag: (await _TAG_SIZE.all({"organization_id": organization_id, "tag": tag}))[0][0] for tag in distinct}
+    return tuple(sorted(distinct, key=sizes.__getitem__))
 
 
 def page_statement(

@@ -25,6 +25,7 @@ from connexion.resolver import Resolver
 
 from sessions_api.core import logs, resources
 from sessions_api.core.db import Database
+from sessions_api.core.heavy_reads import HeavyReadBudget
 from sessions_api.core.settings import Settings
 from sessions_api.web import errors, security
 from sessions_api.web.body_limit import BodyLimitMiddleware
@@ -58,7 +59,11 @@ def create_app(settings: Settings | None = None) -> SessionsApi:
     import_handler = Resolver().resolve_function_from_operation_id
     operations = Operations(documents.document, documents.base_path, import_handler, settings.max_json_depth)
     state = AppState(
-        settings=settings, database=Database(settings), operations=operations, rate_limits=RateLimits(settings)
+        settings=settings,
+        database=Database(settings),
+        operations=operations,
+        rate_limits=RateLimits(settings),
+        heavy_reads=HeavyReadBudget(settings.max_heavy_reads_per_organization),
     )
     unused = {*_REPLACED, *(() if settings.validate_responses else (ResponseValidationMiddleware,))}
     app = SessionsApi(

@@ -10,6 +10,9 @@ Parameters come from the request as `web.requests` parsed it, converted and vali
 their compiled rules, with the spec's defaults; the body is read here, once, and parsed and
 validated by the operation's body rule. Nothing reads the request a second time.
 
+A read the spec declares heavy (`x-read-cost`, core.heavy_reads) runs within its
+organization's budget and the time limit, with every database read it makes on threads.
+
 A handler returns the body (200), `(body, status)` or `(body, status, headers)`; a body of
 None is sent empty (204). Handlers that are `async def` run on the event loop; plain ones run
 on the database threads (`core.db_threads`): reads for GET, writes for every other method.
@@ -23,7 +26,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sessions_api.core import db_threads
+from sessions_api.core import db_threads, heavy_reads
 from sessions_api.web.operations import Operation
 from sessions_api.web.queue import QUEUE_CHANGES
 from sessions_api.web.requests import ParsedRequest, parsed_of, routed_handler_path
@@ -70,13 +73,25 @@ class Dispatcher:
         if self.state.queue_server is not None and operation.operation_id in QUEUE_CHANGES:
             self.state.queue_server.nudge()
 
+    async def _heavy(self, operation: Operation, kwargs: dict[str, Any], scope: Scope) -> Any:
+        """A heavy read (core.heavy_reads): within its organization's budget and the time limit;
+        every database read it makes runs on the heavy reads' threads, never on the loop."""
+        principal = scope["extensions"][_CONNEXION_CONTEXT]["token_info"]["principal"]
+        with self.state.heavy_reads.admit(principal.organization_id):
+            with heavy_reads.time_limited(self.state.settings.report_timeout_seconds):
+                return await _call(operation, kwargs)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         operation = self.operations.get(routed_handler_path(scope))
         if operation is None:
             raise HTTPException(404)
-        result = await _call(operation, await arguments(operation, scope, receive))
+        kwargs = await arguments(operation, scope, receive)
+        if operation.is_heavy(kwargs):
+            result = await self._heavy(operation, kwargs, scope)
+        else:
+            result = await _call(operation, kwargs)
         if operation.writes:
             self._nudge_background_work(operation)
         status, headers = 200, _NO_HEADERS

@@ -21,6 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from sessions_api.core.heavy_reads import ReadTimeLimitExceeded, TooManyHeavyReads
 from sessions_api.core.logs import current_request_id
 from sessions_api.models.errors import (
     AccessDenied,
@@ -52,6 +53,8 @@ CODE_BY_STATUS = {
 UNAUTHENTICATED_MESSAGE = "Send a valid API key as 'Authorization: Bearer <key>'."
 FORBIDDEN_MESSAGE = "The selected organization does not exist or you are not a member of it."
 RETRY_AFTER_SECONDS = 5
+# A heavy read of the same organization usually ends within a second or two.
+HEAVY_READ_RETRY_SECONDS = 2
 
 
 class ApiError(Exception):
@@ -65,6 +68,8 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+# Errors are the caller's own answers too, as successful ones are (web.dispatch): no cache keeps them.
+NO_STORE = {"Cache-Control": "no-store"}
 MAX_MESSAGE_LENGTH = 1000  # the spec's maxLength of `error.message`
 
 
@@ -80,12 +85,13 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
         status_code=status,
         mimetype="application/json",
         body=error_body(code, message),
-        headers=headers or {},
+        headers={**(headers or {}), **NO_STORE},
     )
 
 
 def asgi_error_response(status: int, code: str, message: str, headers: dict | None = None) -> Response:
     """The envelope as a middleware answers it, outside Connexion's error handlers."""
+    headers = {**(headers or {}), **NO_STORE}
     return Response(error_body(code, message), status_code=status, headers=headers, media_type="application/json")
 
 
@@ -100,6 +106,8 @@ def register(app: AsyncApp, allowed_at: Callable[[str], str | None]) -> None:
     # Connexion registers its own handler for ProblemException, the more specific class.
     app.add_error_handler(ProblemException, http_exception)
     app.add_error_handler(HTTPException, http_exception)
+    app.add_error_handler(TooManyHeavyReads, _too_many_heavy_reads)
+    app.add_error_handler(ReadTimeLimitExceeded, _report_timeout)
     app.add_error_handler(PoolTimeout, _unavailable)
     app.add_error_handler(OperationalError, _unavailable)
     app.add_error_handler(DBAPIError, _database_error)
@@ -151,6 +159,16 @@ def _http_exception(
     else:
         message = _readable(exc.detail) or f"The request was rejected ({status})."
     return error_response(status, CODE_BY_STATUS.get(status, "invalid_request"), message, headers)
+
+
+async def _too_many_heavy_reads(_request: ConnexionRequest, exc: TooManyHeavyReads) -> ConnexionResponse:
+    return error_response(429, "too_many_heavy_reads", str(exc), {"Retry-After": str(HEAVY_READ_RETRY_SECONDS)})
+
+
+async def _report_timeout(request: ConnexionRequest, exc: ReadTimeLimitExceeded) -> ConnexionResponse:
+    logger.warning("%s %s: a heavy read passed its time limit of %gs", request.method, _path(request), exc.seconds)
+    message = f"{exc} Ask for a shorter range or a coarser granularity, or retry later."
+    return error_response(503, "report_timeout", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 async def _unavailable(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:

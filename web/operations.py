@@ -33,6 +33,8 @@ ORGANIZATION_PARAMETER = "organizationId"
 _SINGLE_HEADERS = ("Authorization", "Content-Type")
 # Operations that also spend their organization's session-start budget (web.rate_limits).
 _SESSION_STARTS = frozenset({"createSession"})
+# The costs a read operation declares in `x-read-cost` (core.heavy_reads).
+BOUNDED, HEAVY = "bounded", "heavy"
 
 
 class SpecError(ValueError):
@@ -81,11 +83,23 @@ class Operation:
     roles: frozenset[Role]
     organization_in_path: bool
     spends_start_budget: bool
+    # A read's declared cost (`x-read-cost`, core.heavy_reads): heavy always, or heavy when the
+    # array argument `heavy_when_several` holds several distinct values; None for a write.
+    read_cost: str | None
+    heavy_when_several: str | None
     allowed_methods: str
     # The query parameters it takes, and what may be sent only once.
     query_names: frozenset[str]
     single_query: tuple[tuple[str, str], ...]
     single_headers: tuple[tuple[str, str], ...]
+
+    def is_heavy(self, arguments: Mapping[str, Any]) -> bool:
+        """Whether this call is a heavy read: declared so, or given several values of the
+        argument that makes it walk an unbounded set of rows."""
+        if self.read_cost == HEAVY:
+            return True
+        several = arguments.get(self.heavy_when_several) if self.heavy_when_several else None
+        return several is not None and len(set(several)) > 1
 
     def refuse_repeated_headers(self, parsed: ParsedRequest) -> None:
         """400 for a single-valued header sent twice: before security, which reads some of them."""
@@ -161,6 +175,30 @@ def _allowed_methods(item: Mapping[str, Any]) -> str:
     return ", ".join(sorted(methods))
 
 
+def _read_cost(
+    operation: Mapping[str, Any], method: str, parameters: tuple[ParameterRule, ...]
+) -> tuple[str | None, str | None]:
+    """A read's declared cost, and the argument whose several values make it heavy: every read
+    declares one (an operation without it stops the app at start), so that nothing whose cost
+    the caller chooses runs on the event loop by omission."""
+    operation_id = operation["operationId"]
+    if method != "get":
+        return None, None
+    cost = operation.get("x-read-cost")
+    if cost not in (BOUNDED, HEAVY):
+        raise SpecError(
+            f"Operation {operation_id} declares no x-read-cost: every read is `bounded` (by its "
+            "page: keyset and limit) or `heavy` (threads, a budget and a time limit)."
+        )
+    name = operation.get("x-heavy-when-several")
+    if name is None:
+        return cost, None
+    rule = next((rule for rule in parameters if rule.name == name and rule.many), None)
+    if rule is None:
+        raise SpecError(f"Operation {operation_id}: x-heavy-when-several names no array parameter '{name}'.")
+    return cost, rule.argument
+
+
 def _plan(
     item: Mapping[str, Any],
     path: str,
@@ -181,6 +219,7 @@ def _plan(
     handler = resolve(handler_path)
     accepts = inspect.signature(handler).parameters
     parameters = tuple(ParameterRule(spec) for spec in (*item.get("parameters", []), *operation.get("parameters", [])))
+    read_cost, heavy_when_several = _read_cost(operation, method, parameters)
     body = operation.get("requestBody")
     return Operation(
         operation_id=operation_id,
@@ -199,6 +238,8 @@ def _plan(
         roles=frozenset(Role(role) for role in operation["x-required-roles"]),
         organization_in_path=f"{{{ORGANIZATION_PARAMETER}}}" in path,
         spends_start_budget=operation_id in _SESSION_STARTS,
+        read_cost=read_cost,
+        heavy_when_several=heavy_when_several,
         allowed_methods=allowed_methods,
         query_names=frozenset(rule.name for rule in parameters if rule.location == "query"),
         single_query=tuple((rule.key, rule.name) for rule in parameters if rule.location == "query" and not rule.many),
