@@ -51,6 +51,8 @@ class TargetKind(enum.StrEnum):
     organization = "organization"
     session = "session"
     webhook_endpoint = "webhook_endpoint"
+    invitation = "invitation"
+    session_request = "session_request"
 
 
 Value = uuid.UUID | datetime | str | bool | int | list[str] | dict[str, str] | None

@@ -5,7 +5,10 @@ account has that address, and carries nothing of one, so inviting is no way to l
 up. The invitee (the account with that address) lists their invitations and accepts or
 declines; accepting writes the membership and its audit event in one transaction. An
 invitation is pending for `TTL` (7 days), then reads as expired; an admin may revoke a pending
-one. The operator's `sessions-api member add` still adds members directly (models.members).
+one, and it is revoked when its maker leaves or stops being an admin, or its invitee is removed
+(models.grant_ends). An organization has at most `max_pending_invitations` pending, one per
+address. A key bound to an organization sees and answers only that organization's invitations.
+The operator's `sessions-api member add` still adds members directly (models.members).
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, case, insert, literal, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, case, func, insert, literal, select, update
 from sqlmodel import col
 
-from sessions_api.core import db
+from sessions_api.core import db, settings
 from sessions_api.core.timestamps import utcnow
-from sessions_api.models import api_keys, members
+from sessions_api.models import api_keys, audit, grant_ends, members
 from sessions_api.models.as_text import rfc3339_text, uuid_text
-from sessions_api.models.errors import Conflict, InvalidInput, NotFound
+from sessions_api.models.errors import Conflict, InvalidInput, NotFound, limit_reached
 from sessions_api.models.instants import InstantAllocator, take_turns
 from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import Invitation, InvitationStatus, Role, User
@@ -66,6 +69,7 @@ def invite(caller: api_keys.Principal, email: str, role: Role) -> Row[Any]:
     with db.writing() as conn:
         if members.takes_members_turn(conn=conn, organization_id=organization_id):
             raise members.gains_no_members()
+        _refuse_past_caps(conn=conn, organization_id=organization_id, email=email, now=now)
         allocator = InstantAllocator(
             conn, col(Invitation.created_at), col(Invitation.organization_id) == organization_id
         )
@@ -85,6 +89,24 @@ def invite(caller: api_keys.Principal, email: str, role: Role) -> Row[Any]:
         return _one(conn=conn, where=col(Invitation.id) == invitation_id, now=now)
 
 
+def _refuse_past_caps(*, conn: Connection, organization_id: uuid.UUID, email: str, now: datetime) -> None:
+    """One pending invitation per address and organization (`409 already_invited`), and at most
+    `max_pending_invitations` pending per organization (`409 limit_reached`); the caller holds
+    the organization's members turn, so the counts and the insert agree."""
+    pending = and_(
+        col(Invitation.organization_id) == organization_id,
+        col(Invitation.status) == InvitationStatus.pending.value,
+        col(Invitation.expires_at) > now,
+    )
+    if conn.execute(select(col(Invitation.id)).where(pending, col(Invitation.email) == email).limit(1)).first():
+        raise Conflict("already_invited", "This address already has a pending invitation to this organization.")
+    cap = settings.current().max_pending_invitations
+    # Reads at most cap + 1 entries of the pending invitations' index.
+    counted = select(col(Invitation.id)).where(pending).limit(cap + 1).subquery()
+    if conn.execute(select(func.count()).select_from(counted)).scalar_one() >= cap:
+        raise limit_reached("pending invitations in this organization", cap, "SESSIONS_API_MAX_PENDING_INVITATIONS")
+
+
 def list_for_organization(organization_id: uuid.UUID, limit: int, before: datetime | None) -> Page:
     """The organization's invitations, every status, newest first."""
     where = col(Invitation.organization_id) == organization_id
@@ -99,9 +121,10 @@ def revoke(caller: api_keys.Principal, invitation_id: uuid.UUID) -> None:
     )
     with db.writing() as conn:
         _pending(conn=conn, where=of_organization, now=now)
-        conn.execute(
-            update(Invitation).where(of_organization).values(status=InvitationStatus.revoked.value, responded_at=now)
+        events = grant_ends.revoke_invitations(
+            conn=conn, actor=caller.actor, where=of_organization, reason=grant_ends.InvitationEnd.admin
         )
+        audit.record(conn=conn, events=events)
 
 
 def list_mine(caller: api_keys.Principal, limit: int, before: datetime | None) -> Page:
@@ -113,8 +136,16 @@ def list_mine(caller: api_keys.Principal, limit: int, before: datetime | None) -
         col(Invitation.email) == email,
         col(Invitation.status) == InvitationStatus.pending.value,
         col(Invitation.expires_at) > now,
+        *_bound_to(caller),
     )
     return read_page(_view(now), col(Invitation.created_at), limit, before, where)
+
+
+def _bound_to(caller: api_keys.Principal) -> tuple[ColumnElement[bool], ...]:
+    """A key bound to an organization sees and answers only that organization's invitations."""
+    if caller.bound_organization_id is None:
+        return ()
+    return (col(Invitation.organization_id) == caller.bound_organization_id,)
 
 
 def accept(caller: api_keys.Principal, invitation_id: uuid.UUID) -> Row[Any]:
@@ -131,11 +162,15 @@ def _answer(caller: api_keys.Principal, invitation_id: uuid.UUID, answer: Invita
     now = utcnow()
     with db.writing() as conn:
         email = _email_of(conn=conn, user_id=caller.user_id)
-        addressed = and_(col(Invitation.id) == invitation_id, col(Invitation.email) == email)
+        addressed = and_(col(Invitation.id) == invitation_id, col(Invitation.email) == email, *_bound_to(caller))
+        organization_id = conn.execute(select(col(Invitation.organization_id)).where(addressed)).scalar()
+        if organization_id is None:
+            raise NotFound(NO_SUCH_INVITATION)
+        # The members turn before the invitation's row lock, in the order removeMember takes them
+        # (it revokes the invitations its member made or was sent: models.grant_ends).
+        take_turns(conn=conn, scopes=[f"memberships:{organization_id}"])
         invitation = _pending(conn=conn, where=addressed, now=now)
         if answer is InvitationStatus.accepted:
-            organization_id = invitation.organization_id
-            take_turns(conn=conn, scopes=[f"memberships:{organization_id}"])
             if members.role_of(conn=conn, organization_id=organization_id, user_id=caller.user_id) is not None:
                 raise Conflict("already_member", "You are already a member of this organization.")
             members.insert_membership(

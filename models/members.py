@@ -6,7 +6,9 @@ The rules hold for every caller, the API's and the operator's alike:
 - an organization with an admin keeps one: its last admin can be neither demoted nor removed
   (`last_admin`);
 - a member who leaves loses the keys bound to the organization: they are revoked with the
-  membership (and `api_keys.authenticate` refuses a bound key whose user is not a member).
+  membership (and `api_keys.authenticate` refuses a bound key whose user is not a member);
+- a member who leaves or loses a role loses what it granted (models.grant_ends): the pending
+  invitations they made as an admin, those addressed to them, their queued starts.
 
 Changes to one organization's members take turns, so two admins cannot demote each other at
 once. `created_at` is unique within an organization: the members list pages by it. Through
@@ -25,7 +27,7 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
 from sessions_api.core import db
-from sessions_api.models import api_keys, audit
+from sessions_api.models import api_keys, audit, grant_ends
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import Conflict, Forbidden, NotFound, Unprocessable
 from sessions_api.models.instants import InstantAllocator, take_turns
@@ -79,6 +81,8 @@ def remove_member(caller: api_keys.Principal, user_id: uuid.UUID) -> None:
         if role is Role.admin:
             _keep_an_admin(conn=conn, organization_id=organization_id, user_id=user_id)
         conn.execute(delete(Membership).where(*_membership(organization_id, user_id)))
+        # Before the keys: revoking them records their events, and the audit turns come last.
+        ended = grant_ends.member_left(conn=conn, actor=caller.actor, organization_id=organization_id, user_id=user_id)
         api_keys.revoke_keys(
             conn=conn,
             actor=caller.actor,
@@ -87,7 +91,7 @@ def remove_member(caller: api_keys.Principal, user_id: uuid.UUID) -> None:
         removed = _member_event(
             organization_id, user_id, AuditEventType.member_removed, caller.actor, before={"role": role.value}
         )
-        audit.record(conn=conn, events=[removed])
+        audit.record(conn=conn, events=[removed, *ended])
 
 
 def list_page(organization_id: uuid.UUID, limit: int, before: datetime | None) -> Page:
@@ -136,6 +140,9 @@ def _change_role(
     if before is Role.admin:
         _keep_an_admin(conn=conn, organization_id=organization_id, user_id=user_id)
     conn.execute(update(Membership).where(*_membership(organization_id, user_id)).values(role=role))
+    ended = grant_ends.role_changed(
+        conn=conn, actor=actor, organization_id=organization_id, user_id=user_id, before=before, after=role
+    )
     changed = _member_event(
         organization_id,
         user_id,
@@ -144,7 +151,7 @@ def _change_role(
         before={"role": before.value},
         after={"role": role.value},
     )
-    audit.record(conn=conn, events=[changed])
+    audit.record(conn=conn, events=[changed, *ended])
 
 
 def _keep_an_admin(*, conn: Connection, organization_id: uuid.UUID, user_id: uuid.UUID) -> None:

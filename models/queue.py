@@ -15,6 +15,7 @@ times them out or cancels them: nothing is started twice or lost, whatever proce
 
 from __future__ import annotations
 
+import enum
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -28,14 +29,14 @@ from sqlmodel import col
 
 from sessions_api.core import db
 from sessions_api.core.timestamps import utcnow
-from sessions_api.models import plans, webhooks
+from sessions_api.models import audit, plans, queue_waits, webhooks
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import Conflict, NotFound
 from sessions_api.models.instants import InstantAllocator
 from sessions_api.models.paging import read_page
 from sessions_api.models.sessions import session_document, session_view
-from sessions_api.models.tables import SessionRequest, SessionRequestStatus
+from sessions_api.models.tables import AuditEventType, SessionRequest, SessionRequestStatus
 
 QUEUED = SessionRequestStatus.queued
 # Why a request waits: its organization's plan is full, or no matching device is free.
@@ -43,6 +44,20 @@ CONCURRENCY = "concurrency"
 DEVICE = "device"
 QUEUED_EVENT = "session.queued"
 TIMED_OUT_EVENT = "session.queue_timed_out"
+CANCELLED_EVENT = "session.queue_cancelled"
+
+
+class CancelReason(enum.StrEnum):
+    """Why a request was cancelled: its caller asked, or the grant it waits on ended (every
+    grant ends with its holder's right: docs/contributors/security.md)."""
+
+    caller = "caller"
+    member_removed = "member_removed"
+    role_changed = "role_changed"
+    key_revoked = "key_revoked"
+    key_expired = "key_expired"
+
+
 _NO_REQUEST = "No session request with this id exists in the selected organization."
 
 _VIEW_COLUMNS: tuple[ColumnElement[Any] | Mapped[Any], ...] = (
@@ -57,6 +72,7 @@ _VIEW_COLUMNS: tuple[ColumnElement[Any] | Mapped[Any], ...] = (
     rfc3339_text(col(SessionRequest.deadline)).label("deadline"),
     rfc3339_text(col(SessionRequest.ended_at)).label("ended_at"),
     col(SessionRequest.session_id),
+    col(SessionRequest.cancel_reason),
 )
 _VIEW = select(*_VIEW_COLUMNS)
 
@@ -149,19 +165,6 @@ def get_request(organization_id: uuid.UUID, request_id: uuid.UUID) -> RequestVie
         return view_in(conn=conn, organization_id=organization_id, request_id=request_id)
 
 
-def status_of(organization_id: uuid.UUID, request_id: uuid.UUID) -> str:
-    """Only the request's status: what a long-poll watches."""
-    with db.reading() as conn:
-        status = conn.execute(
-            select(col(SessionRequest.status)).where(
-                col(SessionRequest.id) == request_id, col(SessionRequest.organization_id) == organization_id
-            )
-        ).scalar_one_or_none()
-    if status is None:
-        raise NotFound(_NO_REQUEST)
-    return str(status)
-
-
 @dataclass(frozen=True)
 class ViewedPage:
     rows: Sequence[RequestView]
@@ -185,13 +188,11 @@ def cancel(caller: Principal, request_id: uuid.UUID) -> RequestView:
     with db.writing() as conn:
         view = view_in(conn=conn, organization_id=organization_id, request_id=request_id)
         if view.row.status == QUEUED:
-            cancelled = conn.execute(
-                update(SessionRequest)
-                .where(col(SessionRequest.id) == request_id, col(SessionRequest.status) == QUEUED)
-                .values(status=SessionRequestStatus.cancelled, ended_at=utcnow())
-            ).rowcount
+            of_request = col(SessionRequest.id) == request_id
+            cancelled = cancel_queued(conn=conn, actor=caller.actor, where=of_request, reason=CancelReason.caller)
             if not cancelled:  # served or timed out in the meantime: say what happened
                 return cancel(caller, request_id)
+            audit.record(conn=conn, events=cancelled)
             return view_in(conn=conn, organization_id=organization_id, request_id=request_id)
         if view.row.status == SessionRequestStatus.cancelled:
             return view
@@ -199,6 +200,41 @@ def cancel(caller: Principal, request_id: uuid.UUID) -> RequestView:
             "request_not_queued",
             f"This session request is {view.row.status} and no longer queued; it cannot be cancelled.",
         )
+
+
+def cancel_queued(
+    *, conn: Connection, actor: audit.Actor, where: ColumnElement[bool], reason: CancelReason
+) -> list[audit.Event]:
+    """Cancel the queued requests `where` selects, for `reason`, each sent to the webhooks as
+    `session.queue_cancelled`. Returns the audit events the caller records, once every other
+    lock it needs is taken (models.audit.record)."""
+    ended = conn.execute(
+        update(SessionRequest)
+        .where(where, col(SessionRequest.status) == QUEUED)
+        .values(status=SessionRequestStatus.cancelled, cancel_reason=reason.value, ended_at=utcnow())
+        .returning(col(SessionRequest.id), col(SessionRequest.organization_id))
+    ).all()
+    views = [view_in(conn=conn, organization_id=row.organization_id, request_id=row.id) for row in ended]
+    queue_waits.notify_left_queue(conn=conn, request_ids=[row.id for row in ended])
+    webhooks.enqueue_documents(
+        conn=conn,
+        events=[
+            webhooks.Document(view.row.organization_id, CANCELLED_EVENT, view.row.ended_at, request_document(view))
+            for view in views
+        ],
+    )
+    return [
+        audit.Event(
+            view.row.organization_id,
+            AuditEventType.session_queue_cancelled,
+            actor,
+            audit.TargetKind.session_request,
+            view.row.id,
+            before={"status": QUEUED.value},
+            after={"status": SessionRequestStatus.cancelled.value, "reason": reason.value},
+        )
+        for view in views
+    ]
 
 
 def time_out(*, conn: Connection, now: datetime) -> list[RequestView]:
@@ -218,6 +254,7 @@ def time_out(*, conn: Connection, now: datetime) -> list[RequestView]:
         .returning(col(SessionRequest.id), col(SessionRequest.organization_id))
     ).all()
     views = [view_in(conn=conn, organization_id=row.organization_id, request_id=row.id) for row in ended]
+    queue_waits.notify_left_queue(conn=conn, request_ids=[row.id for row in ended])
     webhooks.enqueue_documents(
         conn=conn,
         events=[
@@ -241,6 +278,7 @@ def request_document(view: RequestView) -> dict[str, Any]:
         "queuedAt": row.created_at,
         "deadline": row.deadline,
         "endedAt": row.ended_at,
+        "cancelReason": row.cancel_reason,
         "session": view.session,
     }
 

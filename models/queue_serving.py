@@ -6,7 +6,10 @@ Each start is one decision, taken from one reading of the queue (the oldest requ
 waiting organization's live sessions and plan, and the free devices: the organization holding
 the fewest live sessions goes first (ties: the one waiting longest), so an organization under
 its plan is never passed over for one that already holds more; within it, its requests are
-tried oldest first, so a newer one only gets a device no older one can use.
+tried oldest first, so a newer one only gets a device no older one can use. A request whose
+grant ended (its user removed or no longer allowed to start, its key revoked or expired) is
+cancelled in the decision's own transaction instead of started: the right is checked again at
+the moment of effect.
 
 Decisions take turns across processes (the `queue` turn: a PostgreSQL advisory lock; SQLite
 has one writer), and each is one transaction with the waiting requests' rows locked: the
@@ -30,11 +33,19 @@ from sqlmodel import col
 from sessions_api.core import db
 from sessions_api.core.retry import retried
 from sessions_api.core.timestamps import utcnow
-from sessions_api.models import audit, leases, plans, queue
+from sessions_api.models import audit, grant_ends, leases, plans, queue, queue_waits
 from sessions_api.models.errors import Conflict, Unprocessable
 from sessions_api.models.instants import take_turns
 from sessions_api.models.sessions import lock_organizations
-from sessions_api.models.tables import Device, Origin, SessionRequest, SessionRequestStatus
+from sessions_api.models.tables import (
+    ApiKey,
+    Device,
+    Membership,
+    Origin,
+    Role,
+    SessionRequest,
+    SessionRequestStatus,
+)
 
 # The most starts one round makes, and the most queued requests (oldest first) one decision
 # looks at: a round stays short, the next one goes on.
@@ -49,14 +60,21 @@ _DEVICE_COLUMNS: tuple[Mapped[Any], ...] = (
     col(Device.name),
 )
 _REQUESTS = cast(Table, SessionRequest.__table__)  # type: ignore[attr-defined]
+_KEY_COLUMNS: tuple[Any, ...] = (
+    col(ApiKey.revoked_at).label("key_revoked_at"),
+    col(ApiKey.expires_at).label("key_expires_at"),
+)
 
 
 @dataclass
 class Round:
-    """What a round did: the requests it started and those it timed out (their views)."""
+    """What a round did: the requests it started and those it timed out (their views), and
+    those it cancelled."""
 
     started: list[queue.RequestView] = field(default_factory=list)
     timed_out: list[queue.RequestView] = field(default_factory=list)
+    # The ids of requests cancelled because their grant ended.
+    cancelled: list[uuid.UUID] = field(default_factory=list)
 
 
 def serve(now: datetime | None = None) -> Round:
@@ -70,11 +88,14 @@ def serve(now: datetime | None = None) -> Round:
     if first_deadline <= now:
         with db.writing() as conn:
             done.timed_out = queue.time_out(conn=conn, now=now)
-    while len(done.started) < MAX_STARTS_PER_ROUND:
-        started = retried(_start_next, attempts=_ATTEMPTS, retry_if=lambda exc: isinstance(exc, IntegrityError))
-        if started is None:
+    for _ in range(MAX_STARTS_PER_ROUND):
+        decided = retried(_start_next, attempts=_ATTEMPTS, retry_if=lambda exc: isinstance(exc, IntegrityError))
+        if decided is None:
             break
-        done.started.append(started)
+        if isinstance(decided, list):
+            done.cancelled += decided
+        else:
+            done.started.append(decided)
     return done
 
 
@@ -94,13 +115,18 @@ class _Waiting:
     max_live: int
 
 
-def _start_next() -> queue.RequestView | None:
+def _start_next() -> queue.RequestView | list[uuid.UUID] | None:
     """Start the one request the queue serves next, from one reading of the queue, the plans and
-    the free devices; None when nothing can start now (each request then says why it waits)."""
+    the free devices; None when nothing can start now (each request then says why it waits).
+    When some requests' grants ended, cancel them instead (returns their ids)."""
     with db.writing() as conn:
         take_turns(conn=conn, scopes=["queue"])  # one decision at a time, across processes
         now = utcnow()
-        waiting = _waiting(conn=conn, now=now)
+        rows = _oldest_queued(conn=conn)
+        cancelled = _cancel_ended_grants(conn=conn, rows=rows, now=now)
+        if cancelled:  # this decision only cancels (its audit turns come last); the next one starts
+            return cancelled
+        waiting = _waiting(conn=conn, rows=rows, now=now)
         free = _free_devices(
             conn=conn, now=now, platforms={row.platform for w in waiting.values() for row in w.requests}
         )
@@ -121,20 +147,57 @@ def _start_next() -> queue.RequestView | None:
         return None
 
 
-def _waiting(*, conn: Connection, now: datetime) -> dict[uuid.UUID, _Waiting]:
-    """The oldest queued requests by organization (their rows locked: a cancel or a time-out
-    waits for this decision), with each organization's live sessions and plan."""
+def _oldest_queued(*, conn: Connection) -> list[Row[Any]]:
+    """The oldest queued requests (their rows locked: a cancel or a time-out waits for this
+    decision), each with what its grant stands on: its user's role and its key's state."""
     query = (
-        select(_REQUESTS)
+        select(_REQUESTS, col(Membership.role).label("member_role"), *_KEY_COLUMNS)
+        .outerjoin(
+            Membership,
+            (col(Membership.organization_id) == col(SessionRequest.organization_id))
+            & (col(Membership.user_id) == col(SessionRequest.user_id)),
+        )
+        .outerjoin(ApiKey, col(ApiKey.id) == col(SessionRequest.key_id))
         .where(col(SessionRequest.status) == queue.QUEUED)
         .order_by(col(SessionRequest.created_at))
         .limit(MAX_LOOKED_AT)
     )
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(of=_REQUESTS)
+    return list(conn.execute(query).all())
+
+
+def _ended_grant(row: Row[Any], now: datetime) -> queue.CancelReason | None:
+    """Why the request may no longer start, if it may not: checked at the moment of effect."""
+    if row.member_role is None:
+        return queue.CancelReason.member_removed
+    if Role(row.member_role) not in grant_ends.MAY_START:
+        return queue.CancelReason.role_changed
+    if row.key_revoked_at is not None:
+        return queue.CancelReason.key_revoked
+    if row.key_expires_at is not None and row.key_expires_at <= now:
+        return queue.CancelReason.key_expired
+    return None
+
+
+def _cancel_ended_grants(*, conn: Connection, rows: list[Row[Any]], now: datetime) -> list[uuid.UUID]:
+    """Cancel the requests whose user or key lost the right to start; returns their ids."""
+    by_reason: dict[queue.CancelReason, list[uuid.UUID]] = {}
+    for row in rows:
+        if (reason := _ended_grant(row, now)) is not None:
+            by_reason.setdefault(reason, []).append(row.id)
+    events = []
+    for reason, ids in by_reason.items():
+        where = col(SessionRequest.id).in_(ids)
+        events += queue.cancel_queued(conn=conn, actor=audit.SYSTEM, where=where, reason=reason)
+    audit.record(conn=conn, events=events)
+    return [id for ids in by_reason.values() for id in ids]
+
+
+def _waiting(*, conn: Connection, rows: list[Row[Any]], now: datetime) -> dict[uuid.UUID, _Waiting]:
+    """The queued requests by organization, with each organization's live sessions and plan."""
     by_organization: dict[uuid.UUID, list[Row[Any]]] = {}
-    row: Row[Any]
-    for row in conn.execute(query):
+    for row in rows:
         by_organization.setdefault(row.organization_id, []).append(row)
     if not by_organization:
         return {}
@@ -192,4 +255,5 @@ def _start(*, conn: Connection, row: Row[Any], device_id: uuid.UUID) -> queue.Re
         .where(col(SessionRequest.id) == row.id)
         .values(status=SessionRequestStatus.started, session_id=uuid.UUID(session.id), ended_at=utcnow())
     )
+    queue_waits.notify_left_queue(conn=conn, request_ids=[row.id])
     return queue.view_in(conn=conn, organization_id=row.organization_id, request_id=row.id)

@@ -100,6 +100,14 @@ class Invitation(SQLModel, table=True):
         UniqueConstraint("organization_id", "created_at"),
         # The invitee's own list: their address's invitations, newest first.
         Index("ix_invitations_email_created_at", "email", "created_at"),
+        # An organization's pending invitations not yet expired: what its cap counts.
+        Index(
+            "ix_invitations_pending_organization_expires_at",
+            "organization_id",
+            "expires_at",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -266,6 +274,8 @@ class SessionRequest(SQLModel, table=True):
     reason: str = Field(max_length=16)
     # When it left the queue (started, timed out or cancelled).
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Why a cancelled request was (models.queue.CancelReason); None for every other status.
+    cancel_reason: str | None = Field(default=None, max_length=16)
     session_id: uuid.UUID | None = Field(default=None, foreign_key="sessions.id")
     # What it asks for (models.leases.DeviceWanted) and the session's facts, as JSON text.
     platform: str = Field(max_length=32)
@@ -324,6 +334,8 @@ class AuditEventType(enum.StrEnum):
     webhook_endpoint_deleted = "webhook_endpoint.deleted"
     webhook_endpoint_secret_rotated = "webhook_endpoint.secret_rotated"
     webhook_endpoint_disabled = "webhook_endpoint.disabled"
+    invitation_revoked = "invitation.revoked"
+    session_queue_cancelled = "session.queue_cancelled"
 
 
 class Origin(enum.StrEnum):

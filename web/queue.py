@@ -20,14 +20,18 @@ logger = logging.getLogger(__name__)
 
 # The operations after which this process serves the queue at once: a start may have queued a
 # request (or found a device expired), a release frees a device.
-QUEUE_CHANGES = frozenset({"createSession", "releaseSession"})
+QUEUE_CHANGES = frozenset(
+    # A start, a release or a cancel changes what can start; a key revoked, a member removed or
+    # demoted ends the grants of their queued starts (models.queue_serving cancels them).
+    {"createSession", "releaseSession", "revokeApiKey", "removeMember", "changeMemberRole", "cancelSessionRequest"}
+)
 
 
 class QueueServer:
     def __init__(self, on_change: Callable[[], None]) -> None:
         # Set when a request of this process may have freed a device.
         self._wake = asyncio.Event()
-        # Called after a round that started or timed out requests (their events are in the outbox).
+        # Called after a round that started, timed out or cancelled requests (their events are in the outbox).
         self._on_change = on_change
 
     async def run(self) -> None:
@@ -39,10 +43,10 @@ class QueueServer:
             except Exception:  # the database may be away: try again next time
                 logger.warning("could not serve the queue of session requests", exc_info=True)
             else:
-                if done.started or done.timed_out:
+                if done.started or done.timed_out or done.cancelled:
                     self._on_change()
                     _observe_waits(done)
-                if len(done.started) >= queue_serving.MAX_STARTS_PER_ROUND:
+                if len(done.started) + len(done.cancelled) >= queue_serving.MAX_STARTS_PER_ROUND:
                     continue  # more may start at once
             try:
                 await asyncio.wait_for(self._wake.wait(), poll)
