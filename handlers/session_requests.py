@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from typing import Any
 
-from sessions_api.core import db_threads, settings
+from sessions_api.core import db_threads
 from sessions_api.handlers.listing import list_body
-from sessions_api.models import queue
+from sessions_api.models import queue, queue_waits
 from sessions_api.models.paging import cursor
 
 # The longest `Prefer: wait` a request may hold its answer, in seconds.
@@ -26,13 +24,13 @@ def listSessionRequests(
 async def getSessionRequest(
     sessionRequestId: str, token_info: dict[str, Any], prefer: str | None = None
 ) -> dict[str, Any]:
-    organization_id = token_info["principal"].organization_id
+    principal = token_info["principal"]
     request_id = uuid.UUID(sessionRequestId)
-    view = await db_threads.read(queue.get_request, organization_id, request_id)
+    view = await db_threads.read(queue.get_request, principal.organization_id, request_id)
     wait = preferred_wait(prefer)
     if view.row.status == queue.QUEUED and wait > 0:
-        await _until_not_queued(organization_id, request_id, wait)
-        view = await db_threads.read(queue.get_request, organization_id, request_id)
+        await queue_waits.until_left_queue(principal, request_id, wait)
+        view = await db_threads.read(queue.get_request, principal.organization_id, request_id)
     return queue.request_document(view)
 
 
@@ -49,14 +47,3 @@ def preferred_wait(prefer: str | None) -> float:
         if name.strip().lower() == "wait" and value.isascii() and value.isdigit():
             return float(min(int(value), MAX_WAIT_SECONDS))
     return 0.0
-
-
-async def _until_not_queued(organization_id: uuid.UUID, request_id: uuid.UUID, wait: float) -> None:
-    """Return once the request is no longer queued, or after `wait` seconds: it looks every
-    `long_poll_check_seconds`, holding no database connection in between."""
-    check = settings.current().long_poll_check_seconds
-    deadline = time.monotonic() + wait
-    while (left := deadline - time.monotonic()) > 0:
-        await asyncio.sleep(min(check, left))
-        if await db_threads.read(queue.status_of, organization_id, request_id) != queue.QUEUED:
-            return

@@ -45,5 +45,13 @@ def limit_reached(what: str, cap: int, setting: str) -> Conflict:
     return Conflict("limit_reached", f"The limit of {cap} {what} is reached ({setting}); remove one first.")
 
 
+class Throttled(Refused):
+    """Too much at once from one caller or tenant (429 with `Retry-After`): retry later."""
+
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
+        super().__init__(code, message)
+        self.retry_after = retry_after
+
+
 class Unprocessable(Refused):
     """Cannot be done as asked; retrying unchanged will not help."""
