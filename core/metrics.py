@@ -53,6 +53,10 @@ WEBHOOK_ATTEMPTS = Counter(
     "Webhook delivery attempts, by outcome: succeeded, retrying (failed, tried again later), failed (no retry left).",
     ["outcome"],
 )
+WEBHOOK_SECRETS_UNREADABLE = Counter(
+    "sessions_api_webhook_secrets_unreadable",
+    "Webhook attempts not made: this server cannot unseal the endpoint's signing secret (the log names the endpoint).",
+)
 QUEUE_WAIT = Histogram(
     "sessions_api_queue_wait_seconds",
     "How long session requests waited in the queue, by how they left it: started or timed_out.",

@@ -83,33 +83,90 @@ def _key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 
-# IPv6 ranges whose last 32 bits are an IPv4 address that the packet reaches: the NAT64
-# well-known prefix (RFC 6052) and IPv4-compatible addresses (RFC 4291, deprecated).
-_LAST_32_BITS_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
-# IPv6 ranges never public for a webhook: local-use NAT64 (RFC 8215), Teredo tunnels (RFC 4380,
-# whose IPv4 ends are obfuscated), and site-local addresses (RFC 3879, still routed on some
-# networks).
-_NEVER_PUBLIC_IPV6 = (
-    ipaddress.ip_network("64:ff9b:1::/48"),
-    ipaddress.ip_network("2001::/32"),
-    ipaddress.ip_network("fec0::/10"),
+# IANA's IPv4 and IPv6 Special-Purpose Address Registries (RFC 6890 and the RFCs that add to
+# them), as (network, globally reachable): the most specific entry that holds an address
+# decides. Entries the registries leave undecided (deprecated relays, ORCHID, Teredo) are not
+# reachable for a webhook; nor are multicast and, in IPv6, anything outside global unicast.
+_SPECIAL_PURPOSE: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, bool], ...] = tuple(
+    (ipaddress.ip_network(network), reachable)
+    for network, reachable in (
+        ("0.0.0.0/8", False),  # "this network"
+        ("10.0.0.0/8", False),  # private
+        ("100.64.0.0/10", False),  # shared address space
+        ("127.0.0.0/8", False),  # loopback
+        ("169.254.0.0/16", False),  # link local
+        ("172.16.0.0/12", False),  # private
+        ("192.0.0.0/24", False),  # IETF protocol assignments (192.0.0.8: dummy address)
+        ("192.0.0.9/32", True),  # port control protocol anycast
+        ("192.0.0.10/32", True),  # TURN anycast
+        ("192.0.2.0/24", False),  # documentation
+        ("192.31.196.0/24", True),  # AS112-v4
+        ("192.52.193.0/24", True),  # AMT
+        ("192.88.99.0/24", False),  # deprecated 6to4 relay anycast
+        ("192.168.0.0/16", False),  # private
+        ("192.175.48.0/24", True),  # direct delegation AS112
+        ("198.18.0.0/15", False),  # benchmarking
+        ("198.51.100.0/24", False),  # documentation
+        ("203.0.113.0/24", False),  # documentation
+        ("224.0.0.0/4", False),  # multicast
+        ("240.0.0.0/4", False),  # reserved, and the limited broadcast address
+        ("::/128", False),  # unspecified
+        ("::1/128", False),  # loopback
+        ("100::/64", False),  # discard-only
+        ("100:0:0:1::/64", False),  # dummy prefix
+        ("2001::/23", False),  # IETF protocol assignments (2001::/32: Teredo)
+        ("2001:1::1/128", True),  # port control protocol anycast
+        ("2001:1::2/128", True),  # TURN anycast
+        ("2001:1::3/128", True),  # DNS-SD service registration protocol anycast
+        ("2001:2::/48", False),  # benchmarking
+        ("2001:3::/32", True),  # AMT
+        ("2001:4:112::/48", True),  # AS112-v6
+        ("2001:10::/28", False),  # deprecated ORCHID
+        ("2001:20::/28", True),  # ORCHIDv2
+        ("2001:30::/28", True),  # drone remote ID
+        ("2001:db8::/32", False),  # documentation
+        ("2620:4f:8000::/48", True),  # direct delegation AS112
+        ("3fff::/20", False),  # documentation
+        ("5f00::/16", False),  # segment routing (SRv6) SIDs
+        ("64:ff9b:1::/48", False),  # local-use IPv4/IPv6 translation
+        ("fc00::/7", False),  # unique local
+        ("fe80::/10", False),  # link-local unicast
+        ("fec0::/10", False),  # deprecated site-local, still routed on some networks
+        ("ff00::/8", False),  # multicast
+    )
 )
+_GLOBAL_UNICAST_IPV6 = ipaddress.ip_network("2000::/3")
+# IPv6 ranges that carry an IPv4 address the packet reaches, judged by that address: mapped
+# (::ffff:0:0/96), translated (::ffff:0:0:0/96, RFC 2765), IPv4-compatible (::/96, RFC 4291)
+# and the NAT64 well-known prefix (64:ff9b::/96, RFC 6052) in their last 32 bits; 6to4
+# (2002::/16, RFC 3056) in the 32 bits after its prefix.
+_LAST_32_BITS_IPV4 = tuple(
+    ipaddress.ip_network(network) for network in ("::ffff:0:0/96", "::ffff:0:0:0/96", "::/96", "64:ff9b::/96")
+)
+_SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries and reaches, in every form that embeds one."""
+    if address in _SIX_TO_FOUR:
+        return ipaddress.IPv4Address((int(address) >> 80) & 0xFFFFFFFF)
+    if any(address in network for network in _LAST_32_BITS_IPV4):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def is_public(address: IPAddress) -> bool:
-    """Reachable on the public internet: not loopback, private, shared, link-local, reserved or
-    unspecified (`is_global` says that), and not multicast (which `is_global` lets through).
-    An IPv6 address that carries an IPv4 one (mapped, 6to4, NAT64, IPv4-compatible) is judged
-    by the IPv4 address it reaches."""
+    """Globally reachable as IANA's special-purpose registries say (the most specific entry
+    decides; an address in none is reachable, in IPv6 only within global unicast). An IPv6
+    address that carries an IPv4 one is judged by the IPv4 address it reaches."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and any(address in network for network in _LAST_32_BITS_IPV4):
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        embedded = embedded_ipv4(address)
         if embedded is not None:
             return is_public(embedded)
-        if any(address in network for network in _NEVER_PUBLIC_IPV6):
-            return False
-    return address.is_global and not address.is_multicast
+    holding = [(network, reachable) for network, reachable in _SPECIAL_PURPOSE if address in network]
+    if holding:
+        return max(holding, key=lambda entry: entry[0].prefixlen)[1]
+    return isinstance(address, ipaddress.IPv4Address) or address in _GLOBAL_UNICAST_IPV6
 
 
 @dataclass(frozen=True)
@@ -185,6 +242,8 @@ class Reason:
     INVALID_RESPONSE = "invalid_response"
     HTTP_STATUS = "http_status"
     TOO_LARGE = "too_large"
+    # Not the receiver's doing: this server cannot unseal the endpoint's signing secret.
+    SECRET_UNREADABLE = "secret_unreadable"
 
 
 async def post(

@@ -8,6 +8,7 @@ Used by each process's webhook sender (`web.webhooks`) and by testWebhookEndpoin
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
@@ -15,12 +16,13 @@ from typing import Any
 from sqlalchemy import Row
 
 from sessions_api.core import db_threads, outbound, settings
-from sessions_api.core.metrics import WEBHOOK_ATTEMPTS
+from sessions_api.core.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_SECRETS_UNREADABLE
 from sessions_api.models import webhooks
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.errors import NotFound, Unprocessable
 
 USER_AGENT = "sessions-api-webhooks/1"
+logger = logging.getLogger(__name__)
 
 
 async def deliver(claim: webhooks.Claim) -> Row[Any] | None:
@@ -31,6 +33,8 @@ async def deliver(claim: webhooks.Claim) -> Row[Any] | None:
 
 async def attempt(claim: webhooks.Claim, clients: outbound.Clients | None = None) -> outbound.AttemptResult:
     """Make the claimed attempt (reusing `clients`' connections, if given); the caller records it."""
+    if not claim.signing_secrets:
+        return _secret_unreadable(claim)
     config = settings.current()
     body = claim.payload.encode()
     message_id, timestamp = str(claim.event_id), int(time.time())
@@ -51,6 +55,19 @@ async def attempt(claim: webhooks.Claim, clients: outbound.Clients | None = None
         allowed_ports=config.webhook_ports(),
         clients=clients,
     )
+    WEBHOOK_ATTEMPTS.labels(webhooks.attempt_outcome(claim, result)).inc()
+    return result
+
+
+def _secret_unreadable(claim: webhooks.Claim) -> outbound.AttemptResult:
+    """An attempt not made: only this endpoint's deliveries fail (and are retried as any failure)."""
+    logger.error(
+        "webhook endpoint %s: its signing secret cannot be unsealed with SESSIONS_API_SECRET_KEYS; "
+        "its deliveries fail with secret_unreadable until this server has the key that sealed it",
+        claim.endpoint_id,
+    )
+    WEBHOOK_SECRETS_UNREADABLE.inc()
+    result = outbound.AttemptResult(None, outbound.Reason.SECRET_UNREADABLE, 0)
     WEBHOOK_ATTEMPTS.labels(webhooks.attempt_outcome(claim, result)).inc()
     return result
 

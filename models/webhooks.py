@@ -29,6 +29,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
+    Select,
     delete,
     func,
     insert,
@@ -42,7 +43,7 @@ from sqlmodel import col
 
 from sessions_api.core import db, settings
 from sessions_api.core.outbound import AttemptResult, new_secret
-from sessions_api.core.sealing import SecretBox
+from sessions_api.core.sealing import SecretBox, UnreadableSecret
 from sessions_api.core.timestamps import format_utc, utcnow
 from sessions_api.models import audit
 from sessions_api.models.api_keys import Principal
@@ -360,7 +361,9 @@ class Claim:
     delivery_id: uuid.UUID
     endpoint_id: uuid.UUID
     url: str
-    signing_secrets: tuple[str, ...]  # the current one first; during a rotation's overlap also the old one
+    # The current one first; during a rotation's overlap also the old one; none when this server
+    # cannot unseal them (the attempt then fails with `secret_unreadable`, without a request).
+    signing_secrets: tuple[str, ...]
     event_id: uuid.UUID
     event_type: str
     payload: str
@@ -387,8 +390,49 @@ def settle(
 def _claim_due(
     *, conn: Connection, limit: int, busy: Mapping[uuid.UUID, int], per_endpoint: int, now: datetime
 ) -> list[Claim]:
+    """Claim up to `limit` due deliveries, round-robin over the endpoints that have some, each
+    up to its free slots: an endpoint with a backlog (at its concurrency, or only slow) never
+    hides another endpoint's deliveries, whatever their age."""
     timeout = timedelta(seconds=settings.current().webhook_timeout_seconds)
-    query = (
+    chosen = _round_robin(_candidates(conn=conn, limit=limit, busy=busy, per_endpoint=per_endpoint, now=now), limit)
+    if not chosen:
+        return []
+    claimed_until = now + 2 * timeout + _CLAIM_MARGIN
+    conn.execute(update(WebhookDelivery).where(col(WebhookDelivery.id).in_(chosen)).values(claimed_until=claimed_until))
+    return _claims(conn=conn, where=col(WebhookDelivery.id).in_(chosen), now=now)
+
+
+def _candidates(
+    *, conn: Connection, limit: int, busy: Mapping[uuid.UUID, int], per_endpoint: int, now: datetime
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Due deliveries by endpoint (oldest first), each endpoint's up to its free slots, at most
+    `4 * limit` in all. Each read leaves out the endpoints already full and the deliveries
+    already taken, so a backlog is skipped instead of filling the window."""
+    window = 4 * limit
+    in_flight = dict(busy)
+    full = {endpoint_id for endpoint_id, count in in_flight.items() if count >= per_endpoint}
+    taken: dict[uuid.UUID, list[uuid.UUID]] = {}
+    count = 0
+    for _ in range(limit):  # each read takes at least one delivery, or ends the loop
+        rows = conn.execute(_due(conn=conn, window=window, full=full, taken=taken, now=now)).all()
+        for row in rows:
+            if row.endpoint_id in full:
+                continue
+            of_endpoint = taken.setdefault(row.endpoint_id, [])
+            of_endpoint.append(row.id)
+            count += 1
+            if in_flight.get(row.endpoint_id, 0) + len(of_endpoint) >= per_endpoint:
+                full.add(row.endpoint_id)
+        if len(rows) < window or count >= window:
+            break
+    return taken
+
+
+def _due(
+    *, conn: Connection, window: int, full: set[uuid.UUID], taken: Mapping[uuid.UUID, list[uuid.UUID]], now: datetime
+) -> Select[uuid.UUID, uuid.UUID]:
+    already = [delivery_id for ids in taken.values() for delivery_id in ids]
+    query: Select[uuid.UUID, uuid.UUID] = (
         select(col(WebhookDelivery.id), col(WebhookDelivery.endpoint_id))
         .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
         .where(
@@ -397,23 +441,28 @@ def _claim_due(
             col(WebhookDelivery.next_attempt_at) <= now,
             or_(col(WebhookDelivery.claimed_until).is_(None), col(WebhookDelivery.claimed_until) <= now),
             col(WebhookEndpoint.enabled).is_(True),
+            col(WebhookDelivery.endpoint_id).not_in(full),
+            col(WebhookDelivery.id).not_in(already),
         )
         .order_by(col(WebhookDelivery.next_attempt_at))
-        .limit(limit * 4)
+        .limit(window)
     )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(of=WebhookDelivery, skip_locked=True)
-    in_flight = dict(busy)
+    return query
+
+
+def _round_robin(candidates: Mapping[uuid.UUID, list[uuid.UUID]], limit: int) -> list[uuid.UUID]:
+    """One delivery of each endpoint in turn (the endpoint with the oldest due delivery first),
+    until `limit` are chosen or none is left."""
     chosen: list[uuid.UUID] = []
-    for row in conn.execute(query):
-        if len(chosen) < limit and in_flight.get(row.endpoint_id, 0) < per_endpoint:
-            in_flight[row.endpoint_id] = in_flight.get(row.endpoint_id, 0) + 1
-            chosen.append(row.id)
-    if not chosen:
-        return []
-    claimed_until = now + 2 * timeout + _CLAIM_MARGIN
-    conn.execute(update(WebhookDelivery).where(col(WebhookDelivery.id).in_(chosen)).values(claimed_until=claimed_until))
-    return _claims(conn=conn, where=col(WebhookDelivery.id).in_(chosen), now=now)
+    queues = [list(ids) for ids in candidates.values()]
+    while queues and len(chosen) < limit:
+        for ids in queues:
+            if len(chosen) < limit:
+                chosen.append(ids.pop(0))
+        queues = [ids for ids in queues if ids]
+    return chosen
 
 
 def any_due() -> bool:
@@ -491,15 +540,16 @@ def _claims(*, conn: Connection, where: ColumnElement[bool], now: datetime) -> l
         .where(where)
     )
     claims = []
+    box = _box()
     for row in rows:
-        box = _box()
-        signing = [box.open(row.secret)]
+        signing = _opened(box, row.secret)
         if (
-            row.previous_secret is not None
+            signing
+            and row.previous_secret is not None
             and row.previous_secret_until is not None
             and row.previous_secret_until > now
         ):
-            signing.append(box.open(row.previous_secret))
+            signing += _opened(box, row.previous_secret)
         claims.append(
             Claim(
                 row.id,
@@ -514,6 +564,48 @@ def _claims(*, conn: Connection, where: ColumnElement[bool], now: datetime) -> l
             )
         )
     return claims
+
+
+def erase_ended_rotations(now: datetime | None = None) -> int:
+    """Erase the previous signing secret of every endpoint whose rotation overlap has ended: it
+    signs nothing any more, and a secret kept is a secret that can leak. Returns how many."""
+    with db.writing() as conn:
+        return conn.execute(
+            update(WebhookEndpoint)
+            .where(
+                col(WebhookEndpoint.previous_secret).is_not(None),
+                col(WebhookEndpoint.previous_secret_until) <= (now or utcnow()),
+            )
+            .values(previous_secret=None, previous_secret_until=None)
+        ).rowcount
+
+
+def _opened(box: SecretBox, sealed: str) -> list[str]:
+    """The secret, or nothing when this server cannot unseal it (a key rotation it was not told
+    of): that endpoint's attempts then fail with `secret_unreadable`, and every other goes on."""
+    try:
+        return [box.open(sealed)]
+    except UnreadableSecret:
+        return []
+
+
+def count_unreadable_secrets() -> int:
+    """How many stored signing secrets (current, or previous within a rotation's overlap) this
+    server cannot unseal with its keys: what /readyz and the startup log report."""
+    box, now, unreadable = _box(), utcnow(), 0
+    with db.reading() as conn:
+        rows = conn.execute(
+            select(
+                col(WebhookEndpoint.secret),
+                col(WebhookEndpoint.previous_secret),
+                col(WebhookEndpoint.previous_secret_until),
+            )
+        )
+        for row in rows:
+            unreadable += not _opened(box, row.secret)
+            overlapping = row.previous_secret_until is not None and row.previous_secret_until > now
+            unreadable += row.previous_secret is not None and overlapping and not _opened(box, row.previous_secret)
+    return unreadable
 
 
 def record_attempt(claim: Claim, result: AttemptResult) -> Row[Any] | None:

@@ -23,7 +23,7 @@ def test_healthz_answers_without_a_key_or_the_database(client, monkeypatch):
 
 def test_readyz_answers_200_on_a_current_schema(client):
     response = client.get("/readyz")
-    assert response.status_code == 200 and response.json() == {"status": "ready"}
+    assert response.status_code == 200 and response.json() == {"status": "ready", "unreadableSecrets": 0}
 
 
 def test_readyz_answers_503_with_a_reason_code_while_the_schema_is_behind(private_database_url, caplog):

@@ -122,7 +122,7 @@ def _check_a_running_installed_server(command: Path, database_url: str, workdir:
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200 and len(json.loads(response.read())["data"]) == 3
         with urllib.request.urlopen(f"{base}/readyz", timeout=10) as response:
-            assert json.loads(response.read()) == {"status": "ready"}
+            assert json.loads(response.read()) == {"status": "ready", "unreadableSecrets": 0}
         with urllib.request.urlopen(f"{base}/api/v1/openapi.yaml", timeout=10) as response:
             assert response.read() == (ROOT / "openapi" / "sessions.yaml").read_bytes()
         with urllib.request.urlopen(f"{base}/api/v1/ui/", timeout=10) as response:
