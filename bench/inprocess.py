@@ -58,7 +58,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # (what it is, settings changed, whether the body limit's middleware stays).
 VARIANTS = {
     "ours-bare": ("ours without the request metrics and the body limit", {"metrics": False}, False),
-    "ours-unlimited": ("ours without rate limits", {"rate_limit": "off", "auth_failure_limit": "off"}, True),
+    "ours-unlimited": (
+        "ours without rate limits",
+        {
+            "rate_limit": "off",
+            "rate_limit_per_user": "off",
+            "rate_limit_per_organization": "off",
+            "auth_failure_limit": "off",
+        },
+        True,
+    ),
     "ours-redis": (
         "ours counting rate limits in Redis (127.0.0.1:6379)",
         {"rate_limit_storage": "redis://127.0.0.1:6379/0", "rate_limit_key_prefix": "bench"},

@@ -46,6 +46,8 @@ APPS = {
 # window per budget), with budgets no benchmark reaches: the same work per request, no 429s.
 OURS_ENV = {
     "SESSIONS_API_RATE_LIMIT": "60000000/minute",
+    "SESSIONS_API_RATE_LIMIT_PER_USER": "60000000/minute",
+    "SESSIONS_API_RATE_LIMIT_PER_ORGANIZATION": "60000000/minute",
     "SESSIONS_API_AUTH_FAILURE_LIMIT": "60000000/minute",
     # The metrics beside the API rather than on their own fixed port (127.0.0.1:9464), so that
     # several of our servers (a benchmark, the test suite) never collide on it.

@@ -124,6 +124,8 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         validate_responses=True,
         rate_limit="100000/second",
+        rate_limit_per_user="100000/second",
+        rate_limit_per_organization="100000/second",
         start_rate_limit="100000/second",
         metrics_listen="api",
     )

@@ -1,8 +1,12 @@
 """Rate limits (OWASP API4), counted by the `limits` library in storage every worker shares.
 
-Three budgets, each in `limits`' notation (`20/second;600/minute`):
+Five budgets, each in `limits`' notation (`20/second;600/minute`):
 
 - every API key's requests (`SESSIONS_API_RATE_LIMIT`);
+- every user's requests, all their keys together (`SESSIONS_API_RATE_LIMIT_PER_USER`), so
+  that a user's many keys do not multiply their share;
+- every organization's requests, all its members together
+  (`SESSIONS_API_RATE_LIMIT_PER_ORGANIZATION`), so that no tenant takes the whole server;
 - each organization's session starts, `createSession` (`SESSIONS_API_START_RATE_LIMIT`);
 - failed authentications per client address (`SESSIONS_API_AUTH_FAILURE_LIMIT`), counted
   only when one fails: past the budget a failure answers 429, while a valid key from the
@@ -17,10 +21,10 @@ worker and host. If the storage fails, requests are served (fail open): a warnin
 once a minute, `sessions_api_rate_limit_storage_errors_total` counts each failure, and the
 storage is left alone for a second so that a dead Redis adds no latency to every request.
 
-Answers carry the IETF HTTPAPI headers of draft-ietf-httpapi-ratelimit-headers-11:
-`RateLimit-Policy` (each policy: quota `q`, window `w` in seconds) and `RateLimit` (each
-policy: remaining `r`, seconds to its reset `t`), as structured-field lists; over a budget,
-429 `rate_limited` with `Retry-After`.
+Answers carry the IETF HTTPAPI headers of draft-ietf-httpapi-ratelimit-headers-11 for the
+policy nearest to running out (the least left of its quota, as a share): `RateLimit-Policy`
+(quota `q`, window `w` in seconds) and `RateLimit` (remaining `r`, seconds to its reset `t`),
+as structured-field lists; over a budget, 429 `rate_limited` with `Retry-After`, naming it.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class Budget:
         return cls(name, tuple(items))
 
     def policy(self, item: RateLimitItem) -> str:
+        """The policy's name in the headers: the budget and the window (`key-60s`)."""
         return f"{self.name}-{item.get_expiry()}s"
 
 
@@ -73,14 +78,11 @@ class Spent:
     policies: list[tuple[str, int, int, int, int]] = field(default_factory=list)
 
     def headers(self) -> dict[str, str]:
+        """The headers of the policy nearest to running out (the first such, on a tie)."""
         if not self.policies:
             return {}
-        return {
-            "RateLimit-Policy": ", ".join(
-                f'"{name}";q={quota};w={window}' for name, quota, window, _, _ in self.policies
-            ),
-            "RateLimit": ", ".join(f'"{name}";r={left};t={reset}' for name, _, _, left, reset in self.policies),
-        }
+        name, quota, window, left, reset = min(self.policies, key=lambda policy: policy[3] / policy[1])
+        return {"RateLimit-Policy": f'"{name}";q={quota};w={window}', "RateLimit": f'"{name}";r={left};t={reset}'}
 
 
 class RateLimits:
@@ -88,6 +90,8 @@ class RateLimits:
 
     def __init__(self, settings: Settings) -> None:
         self.key = _budget("key", settings.rate_limit)
+        self.user = _budget("user", settings.rate_limit_per_user)
+        self.organization = _budget("organization", settings.rate_limit_per_organization)
         self.start = _budget("start", settings.start_rate_limit)
         self.auth_failures = _budget("auth-failures", settings.auth_failure_limit)
         # limits' asyncio storages, in memory too: its synchronous memory storage expires keys
@@ -175,6 +179,8 @@ def _policy(budget: Budget, item: RateLimitItem, remaining: int, reset_time: flo
 def _over_budget(budget: Budget, item: RateLimitItem, reset: int, spent: Spent) -> ApiError:
     what = {
         "key": "this API key",
+        "user": "your requests with all your API keys",
+        "organization": "the requests of this organization",
         "start": "session starts of this organization",
         "auth-failures": "failed authentications from your address",
     }[budget.name]

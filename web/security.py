@@ -85,6 +85,8 @@ async def authenticate(token: str, request: ConnexionRequest) -> dict[str, Any]:
     if principal.last_use_due:
         _record_use_soon(state, principal.key_id)
     await limits.spend(limits.key, str(principal.key_id), spent)
+    await limits.spend(limits.user, str(principal.user_id), spent)
+    await limits.spend(limits.organization, str(principal.organization_id), spent)
     if operation is not None and operation.spends_start_budget:
         await limits.spend(limits.start, str(principal.organization_id), spent)
     _check_role(operation, principal.role)

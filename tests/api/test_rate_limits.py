@@ -93,14 +93,42 @@ def test_several_windows_each_hold(settings, world):
     with TestClient(app) as client:
         _start_well_inside_a_window(1, margin=0.7)  # the three requests fit in one second's window
         first = client.get(SESSIONS, headers=alice.headers)
-        assert parse_list(first.headers["RateLimit-Policy"]) == {
-            "key-1s": {"q": 2, "w": 1},
-            "key-60s": {"q": 3, "w": 60},
-        }
+        # The headers name the policy nearest to running out: 1 of 2 left beats 2 of 3.
+        assert parse_list(first.headers["RateLimit-Policy"]) == {"key-1s": {"q": 2, "w": 1}}
         assert client.get(SESSIONS, headers=alice.headers).status_code == 200
         refused = client.get(SESSIONS, headers=alice.headers)
         assert_error(refused, 429, "rate_limited")
         assert "2 per 1 second" in refused.json()["error"]["message"]
+
+
+def test_a_users_keys_share_the_users_budget(settings, world):
+    alice, bob = world.member(), world.member()
+    _, second = api_keys.create_key(alice.user.id)
+    app = create_app(settings.replace(rate_limit="100/minute", rate_limit_per_user="3/minute"))
+    _start_well_inside_a_window(60)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        keys = [alice.headers, {"Authorization": f"Bearer {second}"}, alice.headers]
+        answers = [client.get(SESSIONS, headers=headers) for headers in keys]
+        assert [answer.status_code for answer in answers] == [200, 200, 200]
+        state = parse_list(answers[-1].headers["RateLimit"])
+        assert set(state) == {"user-60s"} and state["user-60s"]["r"] == 0  # the nearest to its end
+        refused = client.get(SESSIONS, headers={"Authorization": f"Bearer {second}"})
+        assert "all your API keys" in assert_error(refused, 429, "rate_limited")["error"]["message"]
+        assert client.get(SESSIONS, headers=bob.headers).status_code == 200  # another user's is their own
+
+
+def test_an_organizations_members_share_its_budget(settings, world):
+    team, elsewhere = world.organization("Team"), world.organization("Elsewhere")
+    members = [world.member(of=[(team, Role.readonly), (elsewhere, Role.readonly)]) for _ in range(3)]
+    app = create_app(settings.replace(rate_limit="100/minute", rate_limit_per_organization="3/minute"))
+    _start_well_inside_a_window(60)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert all(client.get(SESSIONS, headers=m.acting_on(team.id)).status_code == 200 for m in members)
+        refused = client.get(SESSIONS, headers=members[0].acting_on(team.id))
+        assert "this organization" in assert_error(refused, 429, "rate_limited")["error"]["message"]
+        assert "organization-60s" in parse_list(refused.headers["RateLimit"])
+        # The same members acting on another organization spend that one's budget.
+        assert client.get(SESSIONS, headers=members[0].acting_on(elsewhere.id)).status_code == 200
 
 
 def test_session_starts_have_a_smaller_budget_per_organization(limited, world):
@@ -114,7 +142,7 @@ def test_session_starts_have_a_smaller_budget_per_organization(limited, world):
     ]
     assert [start.status_code for start in starts] == [201, 201]
     assert parse_list(starts[1].headers["RateLimit"])["start-60s"]["r"] == 0
-    assert set(parse_list(starts[1].headers["RateLimit-Policy"])) == {"key-60s", "start-60s"}
+    assert set(parse_list(starts[1].headers["RateLimit-Policy"])) == {"start-60s"}  # the nearest to its end
     refused = limited.post(SESSIONS, json={"platform": "ios"}, headers=other_writer.acting_on(team.id))
     body = assert_error(refused, 429, "rate_limited")
     assert "session starts of this organization" in body["error"]["message"]
@@ -147,7 +175,8 @@ def test_failed_authentications_are_limited_per_address_and_never_lock_out_a_val
 
 def test_limits_can_be_turned_off(settings, world):
     alice = world.member()
-    with TestClient(create_app(settings.replace(rate_limit="off", start_rate_limit="off"))) as client:
+    off = {"rate_limit": "off", "rate_limit_per_user": "off", "rate_limit_per_organization": "off"}
+    with TestClient(create_app(settings.replace(**off, start_rate_limit="off"))) as client:
         response = client.get(SESSIONS, headers=alice.headers)
         assert response.status_code == 200 and "RateLimit" not in response.headers
 

@@ -42,6 +42,8 @@ def live_api(tmp_path_factory, database_url_for_module):
         SESSIONS_API_VALIDATE_RESPONSES="true",
         SESSIONS_API_AUTH_FAILURE_LIMIT="100000/minute",
         SESSIONS_API_RATE_LIMIT="100000/minute",
+        SESSIONS_API_RATE_LIMIT_PER_USER="100000/minute",
+        SESSIONS_API_RATE_LIMIT_PER_ORGANIZATION="100000/minute",
         SESSIONS_API_WEBHOOK_POLL_SECONDS="3600",
         SESSIONS_API_WEBHOOK_TIMEOUT_SECONDS="2",
     )
