@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sessions_api.handlers.sessions import API_BASE
-from sessions_api.models import Role, plans, tenancy
+from sessions_api.models import plans, tenancy
 from sessions_api.models.tenancy import OrganizationRow
 
 
@@ -47,8 +47,12 @@ def getConcurrency(organizationId: str, token_info: dict[str, Any]) -> dict[str,
 
 
 def organization_json(row: OrganizationRow) -> dict[str, Any]:
-    """An organization as a member sees it; its plan only for its admins."""
-    shown: dict[str, Any] = {"id": str(row.id), "name": row.name, "personal": row.personal, "role": row.role.value}
-    if row.role is Role.admin:
-        shown["plan"] = {"maxLiveSessions": row.max_live_sessions, "maxQueuedSessions": row.max_queued_sessions}
-    return shown
+    """An organization as a member sees it, plan included (getConcurrency shows it to every
+    member too: what a start may ask for is no secret from those who start)."""
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "personal": row.personal,
+        "role": row.role.value,
+        "plan": {"maxLiveSessions": row.max_live_sessions, "maxQueuedSessions": row.max_queued_sessions},
+    }

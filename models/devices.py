@@ -15,6 +15,7 @@ from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import InvalidInput, NotFound
 from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import Device, Platform, SessionRecord
+from sessions_api.models.text import is_free_text
 
 _LIMITS = {"type": 32, "name": 200, "os_version": 64}
 
@@ -49,6 +50,8 @@ def add_device(platform: str, type: str, name: str, os_version: str) -> Device:
         value = value.strip()
         if not 1 <= len(value) <= _LIMITS[field]:
             raise InvalidInput(f"the device {field.replace('_', ' ')} must have 1 to {_LIMITS[field]} characters")
+        if not is_free_text(value, multiline=False):  # what a start asks for could never match it
+            raise InvalidInput(f"the device {field.replace('_', ' ')} may hold no control or bidirectional characters")
         values[field] = value
     with db.writing() as conn:
         if conn.dialect.name == "postgresql":  # adders take turns, so that added-at instants stay unique

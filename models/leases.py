@@ -176,6 +176,7 @@ def _start_or_queue(
     stored_facts, tags = facts
     organization_id = caller.organization_id
     if wait is not None and queue.must_wait(conn=conn, organization_id=organization_id, platform=wanted.platform):
+        _refuse_unmatched(conn=conn, wanted=wanted)  # a start no device could ever serve never waits
         reason = queue.CONCURRENCY if _at_plan_limit(conn=conn, organization_id=organization_id) else queue.DEVICE
     else:
         try:
@@ -240,12 +241,42 @@ def release_session(caller: Principal, session_id: uuid.UUID) -> Row[Any]:
 
 
 def release_expired(now: datetime | None = None) -> int:
-    """Release every live session past its expiry, at its expiry; returns how many."""
+    """Release every live session past its expiry, at its expiry; returns how many. Fair by
+    construction: every tenant's expired sessions go in the same statement, none waits for
+    another's."""
     with db.writing() as conn:
         expired = _release_expired(conn=conn, now=now or utcnow())
         webhooks.enqueue(conn=conn, changes=expired)
         audit.record(conn=conn, events=expired)
         return len(expired)
+
+
+# The most idempotency records one sweep deletes: a sweep stays short, the next goes on.
+SWEEP_BATCH = 1000
+
+
+def sweep_idempotency_records(now: datetime | None = None) -> int:
+    """Delete the Idempotency-Key records older than their 24 hours (at most SWEEP_BATCH, oldest
+    first, by their index); returns how many. A key past its window is free again anyway: this
+    keeps the table from holding every answer ever given."""
+    cutoff = (now or utcnow()) - IDEMPOTENCY_WINDOW
+    with db.writing() as conn:
+        stale = (
+            select(col(IdempotencyRecord.organization_id), col(IdempotencyRecord.key))
+            .where(col(IdempotencyRecord.created_at) <= cutoff)
+            .order_by(col(IdempotencyRecord.created_at))
+            .limit(SWEEP_BATCH)
+        )
+        rows = conn.execute(stale).all()
+        for row in rows:
+            conn.execute(
+                delete(IdempotencyRecord).where(
+                    col(IdempotencyRecord.organization_id) == row.organization_id,
+                    col(IdempotencyRecord.key) == row.key,
+                    col(IdempotencyRecord.created_at) <= cutoff,
+                )
+            )
+        return len(rows)
 
 
 def _release_expired(*, conn: Connection, now: datetime, device_id: uuid.UUID | None = None) -> list[audit.Event]:
@@ -355,7 +386,8 @@ def lease(
     return session
 
 
-def _pick_free_device(*, conn: Connection, wanted: DeviceWanted, now: datetime, only: uuid.UUID | None) -> uuid.UUID:
+def _matching(wanted: DeviceWanted, only: uuid.UUID | None = None) -> list[ColumnElement[bool]]:
+    """The conditions a device of the fleet meets to match `wanted` (and to be `only`, if given)."""
     matching: list[ColumnElement[bool]] = [col(Device.platform) == wanted.platform]
     if only is not None:
         matching.append(col(Device.id) == only)
@@ -367,6 +399,20 @@ def _pick_free_device(*, conn: Connection, wanted: DeviceWanted, now: datetime, 
     for column, value in wanted_columns:
         if value is not None:
             matching.append(column == value)
+    return matching
+
+
+def _refuse_unmatched(*, conn: Connection, wanted: DeviceWanted) -> None:
+    """422 `no_matching_device` when no device of the fleet, free or not, matches `wanted`."""
+    if conn.execute(select(exists().where(and_(*_matching(wanted))))).scalar():
+        return
+    api_names = {"platform": wanted.platform, "osVersion": wanted.os_version, "type": wanted.type, "name": wanted.name}
+    described = ", ".join(f"{field} {value!r}" for field, value in api_names.items() if value is not None)
+    raise Unprocessable("no_matching_device", f"No device of the fleet matches {described}.")
+
+
+def _pick_free_device(*, conn: Connection, wanted: DeviceWanted, now: datetime, only: uuid.UUID | None) -> uuid.UUID:
+    matching = _matching(wanted, only)
     query = (
         select(col(Device.id))
         .where(*matching, col(Device.disabled).is_(False), ~plans.device_held(now))
@@ -378,8 +424,5 @@ def _pick_free_device(*, conn: Connection, wanted: DeviceWanted, now: datetime, 
     device_id = conn.execute(query).scalar()
     if device_id is not None:
         return device_id
-    if conn.execute(select(exists().where(and_(*matching)))).scalar():
-        raise Conflict("no_device_available", "Every device matching the request is in use or offline; retry later.")
-    api_names = {"platform": wanted.platform, "osVersion": wanted.os_version, "type": wanted.type, "name": wanted.name}
-    described = ", ".join(f"{field} {value!r}" for field, value in api_names.items() if value is not None)
-    raise Unprocessable("no_matching_device", f"No device of the fleet matches {described}.")
+    _refuse_unmatched(conn=conn, wanted=wanted)
+    raise Conflict("no_device_available", "Every device matching the request is in use or offline; retry later.")

@@ -29,7 +29,7 @@ from sessions_api.models.api_keys import Principal
 from sessions_api.models.errors import Conflict, InvalidInput, NotFound
 from sessions_api.models.sessions import session_view
 from sessions_api.models.tables import AuditEventType, SessionRecord, SessionTag
-from sessions_api.models.text import clean_name
+from sessions_api.models.text import clean_name, is_free_text
 
 RESULT_WINDOW = timedelta(hours=24)
 MAX_METADATA_BYTES = 4096
@@ -60,11 +60,20 @@ def stored(given: Mapping[str, Any]) -> dict[str, Any]:
         elif fact == "tags":
             value = orjson.dumps(list(value or [])).decode()
         elif fact == "metadata":
+            _refuse_unreadable_keys(value or {})
             value = orjson.dumps(dict(value or {})).decode()
             if len(value.encode()) > MAX_METADATA_BYTES:
                 raise InvalidInput(f"the session's metadata must be at most {MAX_METADATA_BYTES} bytes as JSON")
         values[COLUMNS[fact]] = value
     return values
+
+
+def _refuse_unreadable_keys(metadata: Mapping[str, Any]) -> None:
+    """Metadata keys are one-line free text (the spec's patterns check the values; OpenAPI 3.0
+    has no way to check an object's keys)."""
+    for key in metadata:
+        if not is_free_text(key, multiline=False):
+            raise InvalidInput("metadata keys may hold no control characters and no bidirectional controls")
 
 
 def tags_of(given: Mapping[str, Any]) -> tuple[str, ...]:

@@ -21,6 +21,8 @@ _CONTROLS_PYTHON_STRIPS = frozenset("\x1c\x1d\x1e\x1f")
 # The embeddings, overrides and isolates of Unicode's bidirectional algorithm (U+202A to U+202E,
 # U+2066 to U+2069): the marks U+200E and U+200F stay, as names in right-to-left scripts use them.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# What multi-line free text may hold of the control characters: tab and line feed.
+_MULTILINE_CONTROLS = frozenset("\t\n")
 
 
 def clean_name(name: str, what: str, max_length: int = MAX_NAME) -> str:
@@ -40,7 +42,21 @@ def clean_name(name: str, what: str, max_length: int = MAX_NAME) -> str:
 
 def is_email_address(email: str) -> bool:
     """Whether `email` may be an account's address: an '@', no spaces, at most 320 characters."""
-    return "@" in email and len(email) <= MAX_EMAIL and not any(ch.isspace() for ch in email) and is_storable(email)
+    return (
+        "@" in email
+        and len(email) <= MAX_EMAIL
+        and not any(ch.isspace() for ch in email)
+        and is_free_text(email, multiline=False)
+    )
+
+
+def is_free_text(text: str, *, multiline: bool) -> bool:
+    """Free text a request may carry: no control character (tab and line feed allowed where it
+    is multi-line), no bidirectional control, no lone surrogate (the spec's free-text patterns)."""
+    allowed = _MULTILINE_CONTROLS if multiline else frozenset()
+    return not any(
+        (unicodedata.category(ch) in ("Cc", "Cs") and ch not in allowed) or ch in _BIDI_CONTROLS for ch in text
+    )
 
 
 def is_storable(text: str) -> bool:

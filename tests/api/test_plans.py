@@ -47,14 +47,18 @@ def test_organizations_made_through_the_api_get_the_self_service_plan(client, ad
     assert_error(_start(client, admin, made["id"]), 409, "concurrency_limit_reached")
 
 
-def test_the_plan_is_shown_to_admins_only(client, admin, world, team):
-    reader = world.member(of=[(team, Role.readwrite)])
+def test_the_plan_is_shown_to_every_member_alike(client, admin, world, team):
+    """getOrganization and getConcurrency agree: every member, whatever the role, sees the plan."""
     config = current_settings.current()
     default = {"maxLiveSessions": config.max_live_sessions, "maxQueuedSessions": config.max_queued_sessions}
+    for role in (Role.readwrite, Role.readonly):
+        member = world.member(of=[(team, role)])
+        assert client.get(organization_path(team.id), headers=member.headers).json()["plan"] == default
+        concurrency = client.get(f"{organization_path(team.id)}/concurrency", headers=member.headers).json()
+        assert {name: concurrency[name] for name in default} == default
+        listed = client.get(ORGANIZATIONS, headers=member.headers).json()["data"]
+        assert all("plan" in organization for organization in listed)
     assert client.get(organization_path(team.id), headers=admin.headers).json()["plan"] == default
-    assert "plan" not in client.get(organization_path(team.id), headers=reader.headers).json()
-    listed = client.get(ORGANIZATIONS, headers=reader.headers).json()["data"]
-    assert all("plan" not in organization for organization in listed if organization["role"] != "admin")
 
 
 def test_a_plan_change_is_audited_and_default_goes_back_to_the_kinds(client, admin, team):
