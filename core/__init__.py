@@ -1,9 +1,11 @@
 """Infrastructure (floor 1): what every other layer needs, importing nothing of ours.
 
 Settings (`settings`), the engine and its two transactions (`db`), the threads database calls
-run on (`db_threads`), the hot reads compiled once and run on psycopg's pool or SQLite's
-connection (`compiled_reads`), time and id helpers (`timestamps`, `ids`), retries (`retry`),
-log records and the request id on them (`logs`), the process's Prometheus metrics
-(`metrics`), outbound HTTP for webhooks (`outbound`), secrets sealed at rest (`sealing`), and
-the files the package ships (`resources`). Code here knows nothing of HTTP or of the tables.
+run on (`db_threads`), the rules of heavy reads: their budget and time limit (`heavy_reads`),
+PostgreSQL's LISTEN/NOTIFY that wakes waiters across processes (`notifications`), the hot reads
+compiled once and run on psycopg's pool or SQLite's connection (`compiled_reads`), time and id
+helpers (`timestamps`, `ids`), retries (`retry`), log records and the request id on them
+(`logs`), the process's Prometheus metrics (`metrics`), outbound HTTP for webhooks
+(`outbound`), secrets sealed at rest (`sealing`), and the files the package ships
+(`resources`). Code here knows nothing of HTTP or of the tables.
 """

@@ -50,11 +50,14 @@ class Settings(BaseSettings):
     max_header_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024
     max_json_depth: Annotated[int, Field(ge=2, le=512)] = 32
     # Rate limits in the `limits` library's notation (`20/second;600/minute`), or `off`: each
-    # API key's requests, each organization's session starts, failed authentications per
-    # client address. Counted in `rate_limit_storage` (`memory://`: this process; `redis://`:
-    # every worker and host), whose keys start with `rate_limit_key_prefix` and whose calls
-    # give up after `rate_limit_storage_timeout_ms` (then requests are served unlimited).
+    # API key's requests, each user's (all keys) and each organization's requests, each
+    # organization's session starts, failed authentications per client address. Counted in
+    # `rate_limit_storage` (`memory://`: this process; `redis://`: every worker and host),
+    # whose keys start with `rate_limit_key_prefix` and whose calls give up after
+    # `rate_limit_storage_timeout_ms` (then requests are served unlimited).
     rate_limit: str = "6000/minute"
+    rate_limit_per_user: str = "12000/minute"
+    rate_limit_per_organization: str = "30000/minute"
     start_rate_limit: str = "1200/minute"
     auth_failure_limit: str = "30/minute"
     rate_limit_storage: str = "memory://"
@@ -109,12 +112,18 @@ class Settings(BaseSettings):
     max_queue_wait_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 1800
     queue_poll_seconds: Annotated[float, Field(gt=0)] = 1.0
     long_poll_check_seconds: Annotated[float, Field(gt=0, le=5)] = 0.1
+    # How many long-polls (and, later, event streams) one API key and one organization may hold
+    # open at once in a process; past either: 429 `too_many_waits`.
+    max_waits_per_key: Annotated[int, Field(ge=1, le=1000)] = 5
+    max_waits_per_organization: Annotated[int, Field(ge=1, le=10_000)] = 50
     # Caps on what one caller can create without end (tenants stay apart): organizations one
     # user creates through the API, live API keys one user holds (made through the API), and
     # webhook endpoints per organization. Past a cap: 409 `limit_reached`.
     max_organizations_per_user: PositiveInt = 10
     max_api_keys_per_user: PositiveInt = 100
     max_webhook_endpoints: PositiveInt = 20
+    # Pending invitations per organization (past it: 409 `limit_reached`).
+    max_pending_invitations: PositiveInt = 100
     expiry_sweep_seconds: Annotated[float, Field(gt=0)] = 10.0
     # SQLite keeps no query planner statistics by itself: each server process gathers them
     # this often (s), so that pages keep reading the right index as the history grows.
@@ -188,7 +197,9 @@ class Settings(BaseSettings):
         host, _, port = self.metrics_listen.rpartition(":")
         return host or "0.0.0.0", int(port)
 
-    @field_validator("rate_limit", "start_rate_limit", "auth_failure_limit")
+    @field_validator(
+        "rate_limit", "rate_limit_per_user", "rate_limit_per_organization", "start_rate_limit", "auth_failure_limit"
+    )
     @classmethod
     def _limits_notation(cls, value: str) -> str:
         if value.strip().lower() != "off":

@@ -5,7 +5,8 @@ The tables (`tables`, with their column types in `types`); organizations and use
 invitations (`invitations`), the audit log (`audit`); the fleet (`devices`); sessions
 (`sessions`), their leases (`leases`), their facts (`session_facts`), their import
 (`session_import`), each organization's plan and live view (`plans`), queued starts
-(`queue`) and the decisions that serve them (`queue_serving`), usage in device minutes
+(`queue`), the decisions that serve them (`queue_serving`) and the long-polls that wait on them
+(`queue_waits`), how grants end with their maker's or holder's right (`grant_ends`), usage in device minutes
 (`usage`); webhooks: endpoints and the outbox (`webhooks`) and one delivery's attempt
 (`webhook_delivery`). Shared pieces: instants unique within a scope and writers' turns
 (`instants`), cursor paging (`paging`), ids and instants as the API's text (`as_text`), names

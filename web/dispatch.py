@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sessions_api.core import db_threads, heavy_reads
+from sessions_api.models import queue_waits
 from sessions_api.web.operations import Operation
 from sessions_api.web.queue import QUEUE_CHANGES
 from sessions_api.web.requests import ParsedRequest, parsed_of, routed_handler_path
@@ -70,8 +71,10 @@ class Dispatcher:
         freed a device."""
         if self.state.webhook_sender is not None:
             self.state.webhook_sender.nudge()
-        if self.state.queue_server is not None and operation.operation_id in QUEUE_CHANGES:
-            self.state.queue_server.nudge()
+        if operation.operation_id in QUEUE_CHANGES:
+            if self.state.queue_server is not None:
+                self.state.queue_server.nudge()
+            queue_waits.check_now()  # a request may have left the queue: wake its long-polls
 
     async def _heavy(self, operation: Operation, kwargs: dict[str, Any], scope: Scope) -> Any:
         """A heavy read (core.heavy_reads): within its organization's budget and the time limit;

@@ -31,6 +31,7 @@ from sessions_api.models.errors import (
     InvalidInput,
     NotFound,
     Refused,
+    Throttled,
 )
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ async def _data_error(_request: ConnexionRequest, exc: DataError) -> ConnexionRe
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, InvalidInput):
         return error_response(400, "invalid_request", str(exc))
+    if isinstance(exc, Throttled):
+        return error_response(429, exc.code, str(exc), {"Retry-After": str(exc.retry_after)})
     if isinstance(exc, Refused):
         return error_response(409 if isinstance(exc, Conflict) else 422, exc.code, str(exc))
     return await _unexpected(_request, exc)

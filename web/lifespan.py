@@ -1,5 +1,5 @@
-"""What each server process runs besides requests: the expiry sweep, the webhook sender and
-the queue server."""
+"""What each server process runs besides requests: the expiry sweep, the webhook sender, the
+queue server and (on PostgreSQL) the LISTEN connection that wakes long-polls."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from sessions_api.core import compiled_reads, db, db_threads
+from sessions_api.core import compiled_reads, db, db_threads, heavy_reads
 from sessions_api.core.metrics import EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
-from sessions_api.models import leases, schema_version
+from sessions_api.models import leases, queue_waits, schema_version, webhooks
 from sessions_api.web.queue import QueueServer
 from sessions_api.web.state import AppState
 from sessions_api.web.webhooks import WebhookSender
@@ -30,6 +30,7 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
         delivers the webhooks' outbox."""
         with db.bound(state.database):
             await compiled_reads.open_pool(state.database)
+            await _report_unreadable_secrets()
             sweeper = asyncio.create_task(_sweep_expired_sessions(state))
             statistics = (
                 asyncio.create_task(_refresh_statistics(state.settings.statistics_refresh_seconds))
@@ -38,9 +39,17 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
             )
             webhook_sender = state.webhook_sender = WebhookSender()
             dispatching = asyncio.create_task(webhook_sender.run())
-            queue_server = state.queue_server = QueueServer(on_change=webhook_sender.nudge)
+
+            def on_queue_change() -> None:  # events to send, long-polls to wake
+                webhook_sender.nudge()
+                queue_waits.check_now()
+
+            queue_server = state.queue_server = QueueServer(on_change=on_queue_change)
             serving_queue = asyncio.create_task(queue_server.run())
-            background = [task for task in (sweeper, statistics, dispatching, serving_queue) if task is not None]
+            listening = asyncio.create_task(queue_waits.serve())
+            background = [
+                task for task in (sweeper, statistics, dispatching, serving_queue, listening) if task is not None
+            ]
             try:
                 yield
             finally:
@@ -59,6 +68,25 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
     return serving
 
 
+async def _report_unreadable_secrets() -> None:
+    """Say at start how many stored signing secrets this server cannot unseal: a rotation run
+    before this server was given the new key (docs/operators/deploy.md gives the order)."""
+    try:
+        with heavy_reads.time_limited(_DRAIN_SECONDS * 5):
+            unreadable = await db_threads.read(webhooks.count_unreadable_secrets)
+    except Exception:  # the database may be away at start: /readyz counts again later
+        logger.warning("could not count the webhook signing secrets this server can unseal", exc_info=True)
+        return
+    if unreadable:
+        logger.error(
+            "%d stored webhook signing secrets cannot be unsealed with SESSIONS_API_SECRET_KEYS: their "
+            "endpoints' deliveries fail with secret_unreadable until this server has the key that sealed them",
+            unreadable,
+        )
+    else:
+        logger.info("every stored webhook signing secret can be unsealed with this server's keys")
+
+
 async def _sweep_expired_sessions(state: AppState) -> None:
     while True:
         await asyncio.sleep(state.settings.expiry_sweep_seconds)
@@ -73,6 +101,16 @@ async def _sweep_expired_sessions(state: AppState) -> None:
             logger.info("released %d expired session(s)", released)
             if state.queue_server is not None:
                 state.queue_server.nudge()  # their devices are free
+        await _sweep_what_has_ended()
+
+
+async def _sweep_what_has_ended() -> None:
+    """Idempotency records past their 24 hours; rotated signing secrets past their overlap."""
+    for sweep in (leases.sweep_idempotency_records, webhooks.erase_ended_rotations):
+        try:
+            await db_threads.write(sweep)
+        except Exception:  # the database may be away: try again next time
+            logger.warning("could not run %s", sweep.__name__, exc_info=True)
 
 
 async def _refresh_statistics(interval: float) -> None:

@@ -67,7 +67,7 @@ STATUSES = {
     "getUsage": {"200", "403", "404"},
     "getConcurrency": {"200", "404"},
     "listInvitations": {"200", "403", "404"},
-    "createInvitation": {"201", "403", "404", "415", "422"},
+    "createInvitation": {"201", "403", "404", "409", "415", "422"},
     "revokeInvitation": {"204", "403", "404", "409"},
     "listMyInvitations": {"200", "403"},
     "acceptInvitation": {"200", "403", "404", "409"},
@@ -223,3 +223,43 @@ def _property(schema, part):
         if part in branch.get("properties", {}):
             return branch["properties"][part]
     return None
+
+
+# What no free text in a request may hold: C0 and C1 controls other than tab and line feed,
+# and the bidirectional controls (a text that reads as another).
+_NEVER_IN_REQUEST_TEXT = ["a\x00b", "a\x01b", "a\rb", "a\x7fb", "a\x85b", "a\u202eb", "a\u2066b", "a\u2069b"]
+
+
+def _request_strings(node, where):
+    """(where, schema) of every string schema in a request body, through objects, maps, arrays
+    and anyOf branches."""
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "string":
+        yield where, node
+    for name, child in node.get("properties", {}).items():
+        yield from _request_strings(child, f"{where}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            yield from _request_strings(node[key], f"{where}[{key}]")
+    for branch in node.get("anyOf", []) + node.get("allOf", []):
+        yield from _request_strings(branch, where)
+
+
+def test_free_text_in_requests_refuses_controls_and_bidirectional_controls(spec):
+    """Every string a request body carries is an enum, a date-time, or text under a pattern that
+    refuses them: one rule for every text a caller gives (values already stored are answered
+    as they are)."""
+    resolved = _resolve(spec, spec)
+    checked = 0
+    for path, method, operation in _operations(resolved):
+        body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+        for where, schema in _request_strings(body, f"{method} {path}"):
+            if "enum" in schema or schema.get("format") == "date-time":
+                continue
+            assert "pattern" in schema, where
+            pattern = re.compile(schema["pattern"])
+            accepted = [text for text in _NEVER_IN_REQUEST_TEXT if pattern.search(text)]
+            assert accepted == [], f"{where} accepts {accepted!r}"
+            checked += 1
+    assert checked > 10
