@@ -214,15 +214,7 @@ def cancel_queued(
         .values(status=SessionRequestStatus.cancelled, cancel_reason=reason.value, ended_at=utcnow())
         .returning(col(SessionRequest.id), col(SessionRequest.organization_id))
     ).all()
-    views = [view_in(conn=conn, organization_id=row.organization_id, request_id=row.id) for row in ended]
-    queue_waits.notify_left_queue(conn=conn, request_ids=[row.id for row in ended])
-    webhooks.enqueue_documents(
-        conn=conn,
-        events=[
-            webhooks.Document(view.row.organization_id, CANCELLED_EVENT, view.row.ended_at, request_document(view))
-            for view in views
-        ],
-    )
+    views = _left_queue(conn=conn, ended=ended, event=CANCELLED_EVENT)
     return [
         audit.Event(
             view.row.organization_id,
@@ -253,12 +245,18 @@ def time_out(*, conn: Connection, now: datetime) -> list[RequestView]:
         .values(status=SessionRequestStatus.timed_out, ended_at=col(SessionRequest.deadline))
         .returning(col(SessionRequest.id), col(SessionRequest.organization_id))
     ).all()
+    return _left_queue(conn=conn, ended=ended, event=TIMED_OUT_EVENT)
+
+
+def _left_queue(*, conn: Connection, ended: Sequence[Row[uuid.UUID, uuid.UUID]], event: str) -> list[RequestView]:
+    """The requests (id, organization_id) that just left the queue, as they are now: their
+    long-polls woken when the transaction commits, and `event` written to the webhooks."""
     views = [view_in(conn=conn, organization_id=row.organization_id, request_id=row.id) for row in ended]
     queue_waits.notify_left_queue(conn=conn, request_ids=[row.id for row in ended])
     webhooks.enqueue_documents(
         conn=conn,
         events=[
-            webhooks.Document(view.row.organization_id, TIMED_OUT_EVENT, view.row.ended_at, request_document(view))
+            webhooks.Document(view.row.organization_id, event, view.row.ended_at, request_document(view))
             for view in views
         ],
     )

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, select
 from sqlmodel import col
 
-from sessions_api.core import db, db_threads, notifications, settings
+from sessions_api.core import db, notifications, settings
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.errors import Throttled
 from sessions_api.models.tables import SessionRequest, SessionRequestStatus
@@ -124,6 +124,10 @@ def _ensure_checker(waits: _Waits) -> None:
 async def _check(waits: _Waits) -> None:
     """While requests wait: one read for all of them each check interval (or when asked), and
     wake those that left the queue. Listening on PostgreSQL, only when asked."""
+    # Imported here: db_threads imports the metrics, and `serve` must set up their
+    # multiprocess directory before prometheus-client is first imported.
+    from sessions_api.core import db_threads
+
     interval = settings.current().long_poll_check_seconds
     while waits.waiters:
         try:

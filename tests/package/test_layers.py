@@ -33,6 +33,16 @@ def test_the_infrastructure_loads_nothing_above_it():
     assert "'connexion'" in loaded_by_app and "sessions_api.cli" not in loaded_by_app
 
 
+def test_the_command_line_loads_no_metrics_before_serve_sets_their_directory():
+    """prometheus-client reads PROMETHEUS_MULTIPROC_DIR when first imported: `serve` sets it
+    up first, so nothing the CLI imports at start may import it (modules that count import
+    the metrics lazily)."""
+    loaded = "import sys, sessions_api.cli.commands; print('prometheus_client' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", loaded], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def test_each_packages_docstring_names_every_module_in_it():
     """What a package's docstring says it holds is what it holds (they drift otherwise)."""
     import importlib
