@@ -49,7 +49,7 @@ async def listen(
                 backoff = 0.1
                 async for notification in conn.notifies():
                     on_payload(notification.payload)
-        except psycopg.Error:
+        except Exception:  # the database restarted, the network broke: listen again, polling meanwhile
             logger.warning("lost the LISTEN connection to PostgreSQL; waiters poll until it is back", exc_info=True)
         finally:
             on_listening(False)

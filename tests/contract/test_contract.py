@@ -82,6 +82,9 @@ def live_api(tmp_path_factory, database_url_for_module):
     # Bob's organization, which invites Alice: the invitation the key's user answers.
     other = cli_json(env, "org", "create", "--name", "Other")
     cli_json(env, "member", "add", "--org", other["id"], "--user", bob["id"], "--role", "admin")
+    # And a second one: an address has one pending invitation per organization.
+    another = cli_json(env, "org", "create", "--name", "Another")
+    cli_json(env, "member", "add", "--org", another["id"], "--user", bob["id"], "--role", "admin")
     bobs_key = cli_json(env, "key", "create", "--user", bob["id"])
     leaver = cli_json(env, "user", "create", "--email", "leaver@example.com")
     cli_json(env, "member", "add", "--org", team["id"], "--user", leaver["id"], "--role", "readonly")
@@ -94,12 +97,13 @@ def live_api(tmp_path_factory, database_url_for_module):
         bob_headers = {"Authorization": f"Bearer {bobs_key['secret']}"}
         to_alice = {"email": "alice@example.com", "role": "readonly"}
         invitation, to_decline = (
-            api_call(base, bob_headers, "POST", f"/organizations/{other['id']}/invitations", to_alice) for _ in range(2)
+            api_call(base, bob_headers, "POST", f"/organizations/{organization['id']}/invitations", to_alice)
+            for organization in (other, another)
         )
         to_revoke = api_call(
             base, admin, "POST", f"/organizations/{team['id']}/invitations", {**to_alice, "email": "x@example.com"}
         )
-        live = api_call(base, admin, "GET", "/sessions?status=live&limit=1", None)["data"][0]
+        live, releasable = api_call(base, admin, "GET", "/sessions?status=live&limit=2", None)["data"]
         # A start waiting for the offline device: it stays queued until cancelled.
         waiting = {"platform": "ios", "name": "iPhone SE", "queue": {"maxWaitSeconds": 1800}}
         queued = api_call(base, admin, "POST", "/sessions", waiting)
@@ -107,6 +111,7 @@ def live_api(tmp_path_factory, database_url_for_module):
         # Named in schemathesis.toml.
         ids = {
             "LIVE_SESSION_ID": live["id"],
+            "RELEASABLE_SESSION_ID": releasable["id"],
             "WEBHOOK_ENDPOINT_ID": endpoints[0]["id"],
             "WEBHOOK_TEST_ENDPOINT_ID": endpoints[1]["id"],
             "TEAM_ID": team["id"],

@@ -44,6 +44,9 @@ def test_60_queued_starts_over_5_devices_are_served_in_order_by_two_workers(priv
         SESSIONS_API_QUEUE_POLL_SECONDS="0.2",
         SESSIONS_API_START_RATE_LIMIT="1000/second",
         SESSIONS_API_RATE_LIMIT="100000/minute",
+        # One key long-polls all 60 requests at once, as a CI farm's one key would.
+        SESSIONS_API_MAX_WAITS_PER_KEY=str(QUEUED),
+        SESSIONS_API_MAX_WAITS_PER_ORGANIZATION=str(QUEUED),
     )
     db.configure(Settings(database_url=private_database_url))
     user, personal = tenancy.create_user("queuer@example.com")
