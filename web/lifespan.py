@@ -1,5 +1,9 @@
 """What each server process runs besides requests: the expiry sweep, the webhook sender, the
-queue server and (on PostgreSQL) the LISTEN connection that wakes long-polls."""
+queue server and (on PostgreSQL) the LISTEN connection that wakes long-polls.
+
+Each serves tenants by a rule (docs/contributors/security.md): the sweeps take every tenant's
+expired rows alike, oldest first, in bounded batches; the sender claims round-robin over
+endpoints; the queue serves the organization holding the fewest live sessions first."""
 
 from __future__ import annotations
 

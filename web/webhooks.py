@@ -11,6 +11,9 @@ between attempts (`outbound.Clients`).
 Concurrency is bounded twice: at most `webhook_endpoint_concurrency` attempts to one endpoint
 at once per process (counted until the attempt is recorded), and at most `MAX_IN_FLIGHT` in
 all, so that a slow receiver holds up neither other endpoints nor the API's database pool.
+Tenants are served round-robin: each claim gives every endpoint with due deliveries one slot
+in turn, each up to its free slots (models.webhooks `_claim_due`), so no backlog hides
+another tenant's event.
 """
 
 from __future__ import annotations
