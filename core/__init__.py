@@ -2,6 +2,7 @@
 
 Settings (`settings`), the engine and its two transactions (`db`), the threads database calls
 run on (`db_threads`), the rules of heavy reads: their budget and time limit (`heavy_reads`),
+the per-holder caps on what runs at once (`concurrency`),
 PostgreSQL's LISTEN/NOTIFY that wakes waiters across processes (`notifications`), the hot reads
 compiled once and run on psycopg's pool or SQLite's connection (`compiled_reads`), time and id
 helpers (`timestamps`, `ids`), retries (`retry`), log records and the request id on them

@@ -3,7 +3,8 @@ set of rows), as opposed to reads bounded by their page (keyset and limit).
 
 The spec declares each read operation's cost (`x-read-cost`, planned by `web.operations`). A
 heavy one never runs on the event loop: it runs on the database threads, at most
-`max_heavy_reads_per_organization` at once per organization in a process (`HeavyReadBudget`),
+`max_heavy_reads_per_organization` at once per organization in a process (a
+`core.concurrency.ConcurrencyCap` refusing with `TooManyHeavyReads`),
 and within `report_timeout_seconds` (`time_limited`): every connection `core.db` hands out
 while the limit is in force stops its statements at the deadline (SQLite's progress handler,
 PostgreSQL's `statement_timeout`) and raises `ReadTimeLimitExceeded`.
@@ -12,7 +13,7 @@ PostgreSQL's `statement_timeout`) and raises `ReadTimeLimitExceeded`.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -69,28 +70,3 @@ def report_timeout() -> float:
 def is_heavy() -> bool:
     """Whether the current context is a heavy read (its reads then run on threads)."""
     return _limit.get() is not None
-
-
-class HeavyReadBudget:
-    """How many heavy reads each organization runs at once in this process (one per app)."""
-
-    def __init__(self, per_organization: int) -> None:
-        self.per_organization = per_organization
-        self._running: dict[Hashable, int] = {}
-
-    @contextmanager
-    def admit(self, organization_id: Hashable) -> Iterator[None]:
-        """Count one heavy read of the organization while the context runs; TooManyHeavyReads
-        when it already runs its budget. Only the event loop calls this: no lock needed."""
-        running = self._running.get(organization_id, 0)
-        if running >= self.per_organization:
-            raise TooManyHeavyReads(self.per_organization)
-        self._running[organization_id] = running + 1
-        try:
-            yield
-        finally:
-            left = self._running[organization_id] - 1
-            if left:
-                self._running[organization_id] = left
-            else:
-                del self._running[organization_id]

@@ -146,7 +146,7 @@ _LAST_32_BITS_IPV4 = tuple(
 _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 
 
-def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 one carries and reaches, in every form that embeds one."""
     if address in _SIX_TO_FOUR:
         return ipaddress.IPv4Address((int(address) >> 80) & 0xFFFFFFFF)
@@ -160,7 +160,7 @@ def is_public(address: IPAddress) -> bool:
     decides; an address in none is reachable, in IPv6 only within global unicast). An IPv6
     address that carries an IPv4 one is judged by the IPv4 address it reaches."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = embedded_ipv4(address)
+        embedded = _embedded_ipv4(address)
         if embedded is not None:
             return is_public(embedded)
     holding = [(network, reachable) for network, reachable in _SPECIAL_PURPOSE if address in network]

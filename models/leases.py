@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -260,23 +261,15 @@ def sweep_idempotency_records(now: datetime | None = None) -> int:
     first, by their index); returns how many. A key past its window is free again anyway: this
     keeps the table from holding every answer ever given."""
     cutoff = (now or utcnow()) - IDEMPOTENCY_WINDOW
+    key = tuple_(col(IdempotencyRecord.organization_id), col(IdempotencyRecord.key))
+    stale = (
+        select(col(IdempotencyRecord.organization_id), col(IdempotencyRecord.key))
+        .where(col(IdempotencyRecord.created_at) <= cutoff)
+        .order_by(col(IdempotencyRecord.created_at))
+        .limit(SWEEP_BATCH)
+    )
     with db.writing() as conn:
-        stale = (
-            select(col(IdempotencyRecord.organization_id), col(IdempotencyRecord.key))
-            .where(col(IdempotencyRecord.created_at) <= cutoff)
-            .order_by(col(IdempotencyRecord.created_at))
-            .limit(SWEEP_BATCH)
-        )
-        rows = conn.execute(stale).all()
-        for row in rows:
-            conn.execute(
-                delete(IdempotencyRecord).where(
-                    col(IdempotencyRecord.organization_id) == row.organization_id,
-                    col(IdempotencyRecord.key) == row.key,
-                    col(IdempotencyRecord.created_at) <= cutoff,
-                )
-            )
-        return len(rows)
+        return int(conn.execute(delete(IdempotencyRecord).where(key.in_(stale))).rowcount)
 
 
 def _release_expired(*, conn: Connection, now: datetime, device_id: uuid.UUID | None = None) -> list[audit.Event]:

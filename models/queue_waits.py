@@ -17,9 +17,9 @@ which `429 too_many_waits` (a stream of events will count in the same budget).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -27,6 +27,7 @@ from sqlalchemy import Connection, select
 from sqlmodel import col
 
 from sessions_api.core import db, notifications, settings
+from sessions_api.core.concurrency import ConcurrencyCap
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.errors import Throttled
 from sessions_api.models.tables import SessionRequest, SessionRequestStatus
@@ -35,16 +36,17 @@ CHANNEL = "sessions_api_session_requests"
 logger = logging.getLogger(__name__)
 # A client told `too_many_waits` may try again this many seconds later.
 RETRY_AFTER_SECONDS = 1
+KEY_SETTING, ORGANIZATION_SETTING = "SESSIONS_API_MAX_WAITS_PER_KEY", "SESSIONS_API_MAX_WAITS_PER_ORGANIZATION"
 
 
 @dataclass
 class _Waits:
-    """This process's waiting requests (in `Database.state`, per event loop)."""
+    """This process's waiting requests (in `Database.state`, per event loop) and their caps."""
 
     loop: asyncio.AbstractEventLoop
+    by_key: ConcurrencyCap
+    by_organization: ConcurrencyCap
     waiters: dict[uuid.UUID, set[asyncio.Event]] = field(default_factory=dict)
-    by_key: Counter[uuid.UUID] = field(default_factory=Counter)
-    by_organization: Counter[uuid.UUID] = field(default_factory=Counter)
     check_soon: asyncio.Event = field(default_factory=asyncio.Event)
     checker: asyncio.Task[None] | None = None
     listening: bool = False
@@ -60,47 +62,40 @@ def _waits() -> _Waits:
     loop = asyncio.get_running_loop()
     known: _Waits | None = state.get(__name__)
     if known is None or known.loop is not loop:  # a registry belongs to the loop that made it
-        known = state[__name__] = _Waits(loop)
+        config = settings.current()
+        known = state[__name__] = _Waits(
+            loop,
+            ConcurrencyCap(config.max_waits_per_key, functools.partial(_too_many, "API key", KEY_SETTING)),
+            ConcurrencyCap(
+                config.max_waits_per_organization, functools.partial(_too_many, "organization", ORGANIZATION_SETTING)
+            ),
+        )
     return known
 
 
 async def until_left_queue(caller: Principal, request_id: uuid.UUID, seconds: float) -> None:
     """Return once the request has left the queue, or after `seconds`; 429 `too_many_waits`
     when the caller's key or organization already waits its most at once."""
-    waits, config = _waits(), settings.current()
-    if waits.by_key[caller.key_id] >= config.max_waits_per_key:
-        raise _too_many("API key", config.max_waits_per_key, "SESSIONS_API_MAX_WAITS_PER_KEY")
-    if waits.by_organization[caller.organization_id] >= config.max_waits_per_organization:
-        raise _too_many("organization", config.max_waits_per_organization, "SESSIONS_API_MAX_WAITS_PER_ORGANIZATION")
-    woken = asyncio.Event()
-    waits.waiters.setdefault(request_id, set()).add(woken)
-    waits.by_key[caller.key_id] += 1
-    waits.by_organization[caller.organization_id] += 1
-    _ensure_checker(waits)
-    waits.check_soon.set()  # it may have left the queue since the caller read it
-    try:
-        await asyncio.wait_for(woken.wait(), seconds)
-    except TimeoutError:
-        pass
-    finally:
-        waiting = waits.waiters[request_id]
-        waiting.discard(woken)
-        if not waiting:
-            del waits.waiters[request_id]
-        waits.by_key[caller.key_id] -= 1
-        waits.by_organization[caller.organization_id] -= 1
-        _drop_zeros(waits)
-        if not waits.waiters:
-            waits.check_soon.set()  # the checker ends
+    waits = _waits()
+    with waits.by_key.admit(caller.key_id), waits.by_organization.admit(caller.organization_id):
+        woken = asyncio.Event()
+        waits.waiters.setdefault(request_id, set()).add(woken)
+        _ensure_checker(waits)
+        waits.check_soon.set()  # it may have left the queue since the caller read it
+        try:
+            await asyncio.wait_for(woken.wait(), seconds)
+        except TimeoutError:
+            pass
+        finally:
+            waiting = waits.waiters[request_id]
+            waiting.discard(woken)
+            if not waiting:
+                del waits.waiters[request_id]
+            if not waits.waiters:
+                waits.check_soon.set()  # the checker ends
 
 
-def _drop_zeros(waits: _Waits) -> None:
-    for counts in (waits.by_key, waits.by_organization):
-        for key in [key for key, count in counts.items() if count <= 0]:
-            del counts[key]
-
-
-def _too_many(whose: str, most: int, setting: str) -> Throttled:
+def _too_many(whose: str, setting: str, most: int) -> Throttled:
     return Throttled(
         "too_many_waits",
         f"This {whose} already has {most} requests waiting (`Prefer: wait`) on this server, the most it may "

@@ -24,8 +24,9 @@ from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.resolver import Resolver
 
 from sessions_api.core import logs, resources
+from sessions_api.core.concurrency import ConcurrencyCap
 from sessions_api.core.db import Database
-from sessions_api.core.heavy_reads import HeavyReadBudget
+from sessions_api.core.heavy_reads import TooManyHeavyReads
 from sessions_api.core.settings import Settings
 from sessions_api.web import errors, security
 from sessions_api.web.body_limit import BodyLimitMiddleware
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None) -> SessionsApi:
         database=Database(settings),
         operations=operations,
         rate_limits=RateLimits(settings),
-        heavy_reads=HeavyReadBudget(settings.max_heavy_reads_per_organization),
+        heavy_reads=ConcurrencyCap(settings.max_heavy_reads_per_organization, TooManyHeavyReads),
     )
     unused = {*_REPLACED, *(() if settings.validate_responses else (ResponseValidationMiddleware,))}
     app = SessionsApi(

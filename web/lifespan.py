@@ -23,6 +23,8 @@ from sessions_api.web.webhooks import WebhookSender
 logger = logging.getLogger(__name__)
 # How long a stopping process waits for the best-effort writes it started (keys' last use).
 _DRAIN_SECONDS = 2.0
+# The most the count of unreadable signing secrets at start may take (it reads every endpoint).
+_COUNT_SECRETS_SECONDS = 10.0
 
 
 def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[None]]:
@@ -76,7 +78,7 @@ async def _report_unreadable_secrets() -> None:
     """Say at start how many stored signing secrets this server cannot unseal: a rotation run
     before this server was given the new key (docs/operators/deploy.md gives the order)."""
     try:
-        with heavy_reads.time_limited(_DRAIN_SECONDS * 5):
+        with heavy_reads.time_limited(_COUNT_SECRETS_SECONDS):
             unreadable = await db_threads.read(webhooks.count_unreadable_secrets)
     except Exception:  # the database may be away at start: /readyz counts again later
         logger.warning("could not count the webhook signing secrets this server can unseal", exc_info=True)

@@ -14,8 +14,8 @@ from typing import Any
 
 from starlette.types import Scope
 
+from sessions_api.core.concurrency import ConcurrencyCap
 from sessions_api.core.db import Database
-from sessions_api.core.heavy_reads import HeavyReadBudget
 from sessions_api.core.settings import Settings
 from sessions_api.web.operations import Operations
 from sessions_api.web.queue import QueueServer
@@ -32,7 +32,7 @@ class AppState:
     operations: Operations
     rate_limits: RateLimits
     # How many heavy reads each organization runs at once here (core.heavy_reads).
-    heavy_reads: HeavyReadBudget
+    heavy_reads: ConcurrencyCap
     # Keys whose last use is being written: one write per key at a time, however many requests.
     recording_key_use: set[Any] = field(default_factory=set)
     # The webhook sender of the app's lifespan, while it serves: a write nudges it.
