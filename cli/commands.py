@@ -31,6 +31,7 @@ from sessions_api.models import (
     usage,
     webhooks,
 )
+from sessions_api.models.artifacts import retention
 from sessions_api.models.errors import DataError
 
 
@@ -73,6 +74,26 @@ def _queue_limit(text: str) -> int | None:
     if text.isascii() and text.isdigit() and int(text) <= 10_000:
         return int(text)
     raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to 10000")
+
+
+def _storage_limit(text: str) -> int | None:
+    if text == "default":
+        return None
+    if text.isascii() and text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes")
+
+
+def _retention_days(text: str) -> float | None:
+    if text == "default":
+        return None
+    try:
+        days = float(text)
+    except ValueError:
+        days = 0.0
+    if not 0 < days <= 36_500:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days above 0 and at most 36500")
+    return days
 
 
 # An option not given: that limit of the plan stays as it is.
@@ -130,7 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     create = _command(org, "create", "create an organization", _org_create)
     create.add_argument("--name", required=True, help="its name (1 to 200 characters)")
     plan = _command(
-        org, "plan", "set an organization's plan: the most live sessions and queued starts it may have", _org_plan
+        org,
+        "plan",
+        "set an organization's plan: the most live sessions and queued starts it may have, "
+        "the bytes its artifacts may hold and how long they are kept",
+        _org_plan,
     )
     plan.add_argument("--org", required=True, type=_uuid, help="the organization's id")
     plan.add_argument(
@@ -145,6 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=_UNCHANGED,
         help="most queued starts at once (0: no queue), or 'default' "
         "for its kind's (SESSIONS_API_[SELF_SERVICE_]MAX_QUEUED_SESSIONS)",
+    )
+    plan.add_argument(
+        "--max-storage-bytes",
+        type=_storage_limit,
+        default=_UNCHANGED,
+        help="most bytes its artifacts may hold, or 'default' for its kind's "
+        "(SESSIONS_API_[SELF_SERVICE_]MAX_STORAGE_BYTES)",
+    )
+    plan.add_argument(
+        "--artifact-retention-days",
+        type=_retention_days,
+        default=_UNCHANGED,
+        help="days an available artifact is kept (fractions allowed; applies to uploads completed "
+        "from now on), or 'default' (SESSIONS_API_ARTIFACT_RETENTION_DAYS)",
     )
 
     user = _group(commands, "user", "users")
@@ -190,6 +229,24 @@ def build_parser() -> argparse.ArgumentParser:
         _secrets_rotate,
     )
 
+    artifacts = _group(commands, "artifacts", "session artifacts")
+    sweep = _command(
+        artifacts,
+        "sweep",
+        "end what has ended now: artifacts past their retention and uploads never completed "
+        "(as the server's sweep does); with --orphans, also delete every stored object no artifact names",
+        _artifacts_sweep,
+    )
+    sweep.add_argument(
+        "--orphans", action="store_true", help="list the whole store, in pages, and delete objects without an artifact"
+    )
+    sweep.add_argument(
+        "--max-objects",
+        type=_positive,
+        default=1_000_000,
+        help="stop listing after this many objects (default 1000000); run again to go on",
+    )
+
     usage_report = commands.add_parser("usage", help="print an organization's device usage (as getUsage answers it)")
     usage_report.add_argument("--org", required=True, type=_uuid, help="the organization's id")
     usage_report.add_argument("--from", dest="start", required=True, type=_instant, help="first instant (RFC 3339)")
@@ -232,17 +289,46 @@ def _org_create(args) -> None:
 
 
 def _org_plan(args) -> None:
-    if args.max_live is _UNCHANGED and args.max_queued is _UNCHANGED:
-        raise ValueError("give --max-live, --max-queued or both")
-    plan = plans.set_plan(args.org, args.max_live, args.max_queued)
+    limits = (args.max_live, args.max_queued, args.max_storage_bytes, args.artifact_retention_days)
+    if all(limit is _UNCHANGED for limit in limits):
+        raise ValueError("give --max-live, --max-queued, --max-storage-bytes or --artifact-retention-days")
+    plan = plans.set_plan(args.org, *limits)
     _report(
         args,
         {
             "id": str(args.org),
-            "plan": {"maxLiveSessions": plan.max_live_sessions, "maxQueuedSessions": plan.max_queued_sessions},
+            "plan": {
+                "maxLiveSessions": plan.max_live_sessions,
+                "maxQueuedSessions": plan.max_queued_sessions,
+                "maxStorageBytes": plan.max_storage_bytes,
+                "artifactRetentionDays": plan.artifact_retention_days,
+            },
         },
-        f"organization {args.org}: at most {plan.max_live_sessions} live sessions "
-        f"and {plan.max_queued_sessions} queued starts",
+        f"organization {args.org}: at most {plan.max_live_sessions} live sessions, "
+        f"{plan.max_queued_sessions} queued starts and {plan.max_storage_bytes} bytes of artifacts, "
+        f"kept {plan.artifact_retention_days:g} days",
+    )
+
+
+def _artifacts_sweep(args) -> None:
+    expired, failed = 0, 0
+    while batch := retention.expire_artifacts():
+        expired += batch
+    while batch := retention.fail_abandoned_uploads():
+        failed += batch
+    listed = removed = 0
+    if args.orphans:
+        after = ""
+        while listed < args.max_objects:
+            done = retention.sweep_orphans(after, min(retention.BATCH, args.max_objects - listed))
+            listed, removed, after = listed + done.listed, removed + done.removed, done.after
+            if not after:
+                break
+    _report(
+        args,
+        {"expired": expired, "failed": failed, "listed": listed, "orphansRemoved": removed},
+        f"{expired} artifact(s) expired, {failed} abandoned upload(s) failed"
+        + (f", {removed} orphaned object(s) removed of {listed} listed" if args.orphans else ""),
     )
 
 

@@ -41,6 +41,7 @@ def serve(args: argparse.Namespace) -> None:
             "SESSIONS_API_SECRET_KEYS is not set: webhook signing secrets are stored as they are; "
             "set it to Fernet keys to seal them at rest (docs/operators/deploy.md)"
         )
+    _report_artifact_store(settings)
     if settings.metrics and settings.metrics_address():
         _serve_metrics_apart(*settings.metrics_address())  # type: ignore[misc]
     base = f"http://{args.host}:{args.port}/api/v1"
@@ -61,6 +62,24 @@ def serve(args: argparse.Namespace) -> None:
         proxy_headers=bool(settings.trusted_proxy_list()),
         forwarded_allow_ips=settings.trusted_proxy_list() or None,
     )
+
+
+def _report_artifact_store(settings: settings_module.Settings) -> None:
+    """Name where artifacts' bytes are kept; warn when a file store meets a database that
+    several hosts may share (each host would keep, and find, only its own files)."""
+    store = settings.artifact_store_url()
+    if store.startswith("file://"):
+        logger.info(
+            "artifacts are kept in %s (the file store: one host)", Path(store.removeprefix("file://")).resolve()
+        )
+        if not settings.is_sqlite:
+            logger.warning(
+                "PostgreSQL with a file:// artifact store: every host keeps its own files, so an artifact "
+                "uploaded through one host is missing on the others; set SESSIONS_API_ARTIFACT_STORE=s3://... "
+                "when more than one host serves this database (docs/operators/artifacts.md)"
+            )
+    else:
+        logger.info("artifacts are kept in %s", store)
 
 
 def _prepare_metrics_directory() -> None:

@@ -7,6 +7,6 @@ PostgreSQL's LISTEN/NOTIFY that wakes waiters across processes (`notifications`)
 compiled once and run on psycopg's pool or SQLite's connection (`compiled_reads`), time and id
 helpers (`timestamps`, `ids`), retries (`retry`), log records and the request id on them
 (`logs`), the process's Prometheus metrics (`metrics`), outbound HTTP for webhooks
-(`outbound`), secrets sealed at rest (`sealing`), and the files the package ships
-(`resources`). Code here knows nothing of HTTP or of the tables.
+(`outbound`), secrets sealed at rest (`sealing`), the object stores that keep artifacts' bytes (`stores`), and
+the files the package ships (`resources`). Code here knows nothing of HTTP or of the tables.
 """

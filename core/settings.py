@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from contextvars import ContextVar, Token
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from limits import parse_many
@@ -148,6 +149,26 @@ class Settings(BaseSettings):
     webhook_rotation_overlap_seconds: Annotated[float, Field(ge=0)] = 24 * 3600.0
     webhook_disable_after_seconds: Annotated[float, Field(gt=0)] = 5 * 24 * 3600.0
 
+    # Session artifacts (models.artifacts): where their bytes are kept (`file://DIRECTORY`, or
+    # `s3://BUCKET/PREFIX` with `s3_endpoint_url` and `s3_region` and the AWS credential chain;
+    # empty: `artifacts/` beside the SQLite database, else in the working directory), the URL
+    # clients reach this server at (the file store's transfer URLs; empty: paths on this
+    # server), how long (s) an upload or download URL lives, the largest artifact (bytes), the
+    # most per session, how long an available one is kept (days, fractions allowed) unless its
+    # plan says otherwise, how many bytes an organization may keep (the default and the
+    # self-service plan's), and how long (s) after its URL expired an upload may still complete.
+    artifact_store: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    public_url: str = ""
+    artifact_url_ttl_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 900
+    max_artifact_bytes: Annotated[int, Field(ge=1, le=5 * 1024**4)] = 2 * 1024**3
+    max_artifacts_per_session: Annotated[int, Field(ge=1, le=10_000)] = 100
+    artifact_retention_days: Annotated[float, Field(gt=0, le=36_500)] = 30.0
+    max_storage_bytes: Annotated[int, Field(ge=0)] = 50 * 1024**3
+    self_service_max_storage_bytes: Annotated[int, Field(ge=0)] = 5 * 1024**3
+    artifact_upload_grace_seconds: Annotated[float, Field(ge=0)] = 3600.0
+
     @field_validator("log_level")
     @classmethod
     def _upper(cls, value: str) -> str:
@@ -168,6 +189,25 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def artifact_store_url(self) -> str:
+        """`artifact_store`, or by default the folder `artifacts` beside the SQLite database
+        (in the working directory for PostgreSQL or an in-memory database)."""
+        if self.artifact_store:
+            return self.artifact_store
+        database = self.database_url.split("///", 1)[1] if self.is_sqlite and "///" in self.database_url else ""
+        if database and not database.startswith(":memory:") and "mode=memory" not in database:
+            folder = Path(database.split("?", 1)[0]).parent
+        else:
+            folder = Path(".")
+        return f"file://{folder / 'artifacts'}"
+
+    @field_validator("artifact_store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if value and not re.fullmatch(r"file://.+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", value):
+            raise ValueError("must be file://DIRECTORY or s3://BUCKET/PREFIX")
+        return value
 
     def read_threads(self) -> int:
         """One on SQLite, whose work runs in this process: more threads only take turns at the

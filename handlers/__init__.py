@@ -1,7 +1,8 @@
 """The HTTP layer's handlers: one module per spec tag, one function per operationId, named
 after it (see `sessions_api.web.operations`): `sessions` (Sessions), `session_requests`
 (Session requests), `devices`, `organizations`, `members`, `invitations`, `api_keys` (API
-keys), `audit_log` (Audit log), `me`, `usage` and `webhooks`; `listing` shapes the list
+keys), `audit_log` (Audit log), `me`, `usage`, `webhooks`, `artifacts` and `artifact_files`
+(Artifact files); `listing` shapes the list
 envelope they share.
 
 A handler reads its validated arguments, calls one public function of the data layer

@@ -54,5 +54,11 @@ def organization_json(row: OrganizationRow) -> dict[str, Any]:
         "name": row.name,
         "personal": row.personal,
         "role": row.role.value,
-        "plan": {"maxLiveSessions": row.max_live_sessions, "maxQueuedSessions": row.max_queued_sessions},
+        "plan": {
+            "maxLiveSessions": row.max_live_sessions,
+            "maxQueuedSessions": row.max_queued_sessions,
+            "maxStorageBytes": row.max_storage_bytes,
+            "storedBytes": row.stored_bytes,
+            "artifactRetentionDays": row.artifact_retention_days,
+        },
     }

@@ -53,9 +53,10 @@ class TargetKind(enum.StrEnum):
     webhook_endpoint = "webhook_endpoint"
     invitation = "invitation"
     session_request = "session_request"
+    artifact = "artifact"
 
 
-Value = uuid.UUID | datetime | str | bool | int | list[str] | dict[str, str] | None
+Value = uuid.UUID | datetime | str | bool | int | float | list[str] | dict[str, str] | None
 Snapshot = Mapping[str, Value]
 
 
@@ -111,16 +112,16 @@ def _row(event: Event, created_at: datetime) -> dict[str, Any]:
     }
 
 
-def _json(snapshot: Snapshot) -> dict[str, str | bool | int | list[str] | dict[str, str] | None]:
+def _json(snapshot: Snapshot) -> dict[str, str | bool | int | float | list[str] | dict[str, str] | None]:
     """A snapshot as the API shows it: ids and instants as their text; flags, numbers, lists and
     objects (a session's metadata) as they are."""
     return {name: _json_value(value) for name, value in snapshot.items()}
 
 
-def _json_value(value: Value) -> str | bool | int | list[str] | dict[str, str] | None:
+def _json_value(value: Value) -> str | bool | int | float | list[str] | dict[str, str] | None:
     if isinstance(value, datetime):
         return format_utc(value)
-    if value is None or isinstance(value, bool | int | list | dict):
+    if value is None or isinstance(value, bool | int | float | list | dict):
         return value
     return str(value)
 

@@ -53,5 +53,17 @@ class Throttled(Refused):
         self.retry_after = retry_after
 
 
+class TooLarge(Refused):
+    """More than a limit on size allows (413): an artifact, an upload."""
+
+
+class RangeNotSatisfiable(DataError):
+    """No range a `Range` header asks for starts within the file (416)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"No range of the Range header starts within the file's {size} bytes.")
+        self.size = size
+
+
 class Unprocessable(Refused):
     """Cannot be done as asked; retrying unchanged will not help."""

@@ -37,6 +37,8 @@ from sessions_api.models.tables import (
 class Plan:
     max_live_sessions: int
     max_queued_sessions: int
+    max_storage_bytes: int
+    artifact_retention_days: float
 
 
 def max_live_sessions_column() -> ColumnElement[int]:
@@ -55,6 +57,19 @@ def max_queued_sessions_column() -> ColumnElement[int]:
     )
 
 
+def max_storage_bytes_column() -> ColumnElement[int]:
+    """The most bytes an organization's artifacts may hold, as a column of a query of organizations."""
+    config = settings.current()
+    return _planned(
+        col(Organization.max_storage_bytes), config.self_service_max_storage_bytes, config.max_storage_bytes
+    )
+
+
+def artifact_retention_days_column() -> ColumnElement[float]:
+    """How long an organization's artifacts are kept (days), as a column of a query of organizations."""
+    return func.coalesce(col(Organization.artifact_retention_days), settings.current().artifact_retention_days)
+
+
 def _planned(operator_set: Any, self_service: int, default: int) -> ColumnElement[int]:
     of_its_kind = case(
         (col(Organization.created_by_user_id).is_not(None), literal(self_service)), else_=literal(default)
@@ -64,11 +79,16 @@ def _planned(operator_set: Any, self_service: int, default: int) -> ColumnElemen
 
 def plan_of(*, conn: Connection, organization_id: uuid.UUID) -> Plan:
     found = conn.execute(
-        select(max_live_sessions_column(), max_queued_sessions_column()).where(col(Organization.id) == organization_id)
+        select(
+            max_live_sessions_column(),
+            max_queued_sessions_column(),
+            max_storage_bytes_column(),
+            artifact_retention_days_column(),
+        ).where(col(Organization.id) == organization_id)
     ).first()
     if found is None:
         raise NotFound(NO_SUCH_ORGANIZATION)
-    return Plan(int(found[0]), int(found[1]))
+    return Plan(int(found[0]), int(found[1]), int(found[2]), float(found[3]))
 
 
 def max_live_sessions(*, conn: Connection, organization_id: uuid.UUID) -> int:
@@ -115,13 +135,27 @@ def _holding(now: datetime) -> ColumnElement[bool]:
 UNCHANGED: Any = object()
 
 
-def set_plan(organization_id: uuid.UUID, max_live: int | None = UNCHANGED, max_queued: int | None = UNCHANGED) -> Plan:
+# The plan's columns, by their names in the API (the audit log's before and after).
+_PLAN_COLUMNS = {
+    "maxLiveSessions": "max_live_sessions",
+    "maxQueuedSessions": "max_queued_sessions",
+    "maxStorageBytes": "max_storage_bytes",
+    "artifactRetentionDays": "artifact_retention_days",
+}
+
+
+def set_plan(
+    organization_id: uuid.UUID,
+    max_live: int | None = UNCHANGED,
+    max_queued: int | None = UNCHANGED,
+    max_storage_bytes: int | None = UNCHANGED,
+    artifact_retention_days: float | None = UNCHANGED,
+) -> Plan:
     """The operator's: give the organization its own limits (None: back to its kind's default;
     a limit not given stays as it is); audited. Returns the plan now in force."""
+    given = (max_live, max_queued, max_storage_bytes, artifact_retention_days)
     changes = {
-        name: value
-        for name, value in (("max_live_sessions", max_live), ("max_queued_sessions", max_queued))
-        if value is not UNCHANGED
+        column: value for column, value in zip(_PLAN_COLUMNS.values(), given, strict=True) if value is not UNCHANGED
     }
     with db.writing() as conn:
         before = plan_of(conn=conn, organization_id=organization_id)
@@ -134,11 +168,16 @@ def set_plan(organization_id: uuid.UUID, max_live: int | None = UNCHANGED, max_q
             audit.OPERATOR,
             audit.TargetKind.organization,
             organization_id,
-            before={"maxLiveSessions": before.max_live_sessions, "maxQueuedSessions": before.max_queued_sessions},
-            after={"maxLiveSessions": after.max_live_sessions, "maxQueuedSessions": after.max_queued_sessions},
+            before=_shown(before),
+            after=_shown(after),
         )
         audit.record(conn=conn, events=[changed])
         return after
+
+
+def _shown(plan: Plan) -> dict[str, int | float]:
+    """A plan as the audit log shows it, in the API's names."""
+    return {name: getattr(plan, column) for name, column in _PLAN_COLUMNS.items()}
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ _SESSION_VIEW_COLUMNS: dict[str, ColumnElement[Any] | Mapped[Any]] = {
     "metadata_json": col(SessionRecord.metadata_json),
     "result": col(SessionRecord.result),
     "result_reason": col(SessionRecord.result_reason),
+    "artifact_count": col(SessionRecord.artifact_count),
 }
 SESSION_VIEW_COLUMNS = tuple(_SESSION_VIEW_COLUMNS)
 _SESSION_VIEW = select(*(column.label(name) for name, column in _SESSION_VIEW_COLUMNS.items())).join(
@@ -96,6 +97,7 @@ _AT = {name: index for index, name in enumerate(SESSION_VIEW_COLUMNS)}
     _METADATA,
     _RESULT,
     _RESULT_REASON,
+    _ARTIFACT_COUNT,
 ) = (_AT[name] for name in SESSION_VIEW_COLUMNS)
 
 
@@ -124,6 +126,7 @@ def session_document(row: Row[Any]) -> dict[str, Any]:
         "result": row[_RESULT],
         "resultReason": row[_RESULT_REASON],
         "durationSeconds": duration_seconds(row[_CREATED], row[_RELEASED]),
+        "artifactCount": row[_ARTIFACT_COUNT],
     }
 
 

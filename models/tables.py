@@ -56,6 +56,12 @@ class Organization(SQLModel, table=True):
     # Its plan, as the operator set it; None: the default plan of its kind (models.plans).
     max_live_sessions: int | None = Field(default=None)
     max_queued_sessions: int | None = Field(default=None)
+    max_storage_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    artifact_retention_days: float | None = Field(default=None)
+    # The bytes its artifacts hold: available ones, and pending uploads at their declared size,
+    # changed in each artifact's own transactions (models.artifacts) so that a quota check
+    # reads one row.
+    stored_bytes: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})
 
 
 class User(SQLModel, table=True):
@@ -235,6 +241,59 @@ class SessionRecord(SQLModel, table=True):
     metadata_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
     result: str | None = Field(default=None, max_length=16)
     result_reason: str | None = Field(default=None, max_length=1000)
+    # Its available artifacts, kept in each artifact's own transactions: a page stays one read.
+    artifact_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
+class ArtifactStatus(enum.StrEnum):
+    pending = "pending"
+    available = "available"
+    failed = "failed"
+    expired = "expired"
+
+
+class Artifact(SQLModel, table=True):
+    """A file a session produced (models.artifacts), its bytes in the object store under
+    `object_key`. `created_at` is unique within the session: its list's paging cursor."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (
+        UniqueConstraint("session_id", "created_at", name="uq_artifacts_session_created_at"),
+        Index("ix_artifacts_session_type_created_at", "session_id", "type", "created_at"),
+        # What the retention sweep reads: available artifacts by the end of their retention.
+        Index(
+            "ix_artifacts_available_retain_until",
+            "retain_until",
+            sqlite_where=text("status = 'available'"),
+            postgresql_where=text("status = 'available'"),
+        ),
+        # What the sweep of abandoned uploads reads: pending ones by their URL's expiry.
+        Index(
+            "ix_artifacts_pending_upload_expires_at",
+            "upload_expires_at",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        # A usage report's artifact bytes: an organization's by the instant they became available.
+        Index("ix_artifacts_organization_available_at", "organization_id", "available_at"),
+        CheckConstraint("size >= 0", name="size_not_negative"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id")
+    session_id: uuid.UUID = Field(foreign_key="sessions.id")
+    type: str = Field(max_length=32)
+    name: str = Field(max_length=200)
+    content_type: str = Field(max_length=255)
+    size: int = Field(sa_type=BigInteger)
+    sha256: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    available_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    retain_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    upload_expires_at: datetime = Field(sa_type=UTCDateTime)
+    uploaded_by: uuid.UUID = Field(foreign_key="users.id")
+    object_key: str = Field(max_length=255)
 
 
 class SessionRequestStatus(enum.StrEnum):
@@ -336,6 +395,8 @@ class AuditEventType(enum.StrEnum):
     webhook_endpoint_disabled = "webhook_endpoint.disabled"
     invitation_revoked = "invitation.revoked"
     session_queue_cancelled = "session.queue_cancelled"
+    artifact_created = "artifact.created"
+    artifact_deleted = "artifact.deleted"
 
 
 class Origin(enum.StrEnum):

@@ -28,8 +28,8 @@ from sessions_api.models.instants import take_turns
 from sessions_api.models.tables import AuditEventType, Membership, Organization, Role, User
 from sessions_api.models.text import clean_name, is_email_address
 
-# An organization as its members see it: (id, name, personal, their role, its plan's most live sessions).
-OrganizationRow = Row[uuid.UUID, str, bool, Role, int, int]
+# An organization as its members see it: (id, name, personal, their role, its plan, its stored bytes).
+OrganizationRow = Row[uuid.UUID, str, bool, Role, int, int, int, float, int]
 
 
 def create_organization(name: str) -> Organization:
@@ -133,7 +133,7 @@ def organizations_of(user_id: uuid.UUID, only: uuid.UUID | None = None) -> Seque
         return conn.execute(query).all()
 
 
-def _organizations_query(user_id: uuid.UUID) -> Select[uuid.UUID, str, bool, Role, int, int]:
+def _organizations_query(user_id: uuid.UUID) -> Select[uuid.UUID, str, bool, Role, int, int, int, float, int]:
     return (
         select(
             col(Organization.id),
@@ -142,6 +142,9 @@ def _organizations_query(user_id: uuid.UUID) -> Select[uuid.UUID, str, bool, Rol
             col(Membership.role),
             plans.max_live_sessions_column().label("max_live_sessions"),
             plans.max_queued_sessions_column().label("max_queued_sessions"),
+            plans.max_storage_bytes_column().label("max_storage_bytes"),
+            plans.artifact_retention_days_column().label("artifact_retention_days"),
+            col(Organization.stored_bytes),
         )
         .join(Membership, col(Membership.organization_id) == col(Organization.id))
         .where(col(Membership.user_id) == user_id)

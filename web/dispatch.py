@@ -20,15 +20,19 @@ on the database threads (`core.db_threads`): reads for GET, writes for every oth
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sessions_api.core import db_threads, heavy_reads
 from sessions_api.models import queue_waits
-from sessions_api.web.operations import Operation
+from sessions_api.web.errors import ApiError
+from sessions_api.web.operations import STREAMED_MEDIA_TYPE, Operation
 from sessions_api.web.queue import QUEUE_CHANGES
 from sessions_api.web.requests import ParsedRequest, parsed_of, routed_handler_path
 from sessions_api.web.state import AppState
@@ -97,6 +101,9 @@ class Dispatcher:
             result = await _call(operation, kwargs)
         if operation.writes:
             self._nudge_background_work(operation)
+        if isinstance(result, Response):  # a file, or an empty answer with headers of its own
+            await result(scope, receive, send)
+            return
         status, headers = 200, _NO_HEADERS
         if isinstance(result, tuple):
             result, status, *rest = result
@@ -130,7 +137,11 @@ async def arguments(operation: Operation, scope: Scope, receive: Receive) -> dic
         kwargs["media_type"] = negotiated(parsed.headers.get("accept", []), operation.media_types)
     if operation.wants_token_info:
         kwargs["token_info"] = scope["extensions"][_CONNEXION_CONTEXT]["token_info"]
-    if operation.body is not None:
+    if operation.streams_body:
+        if parse_content_type(parsed.header("content-type") or "")[0] != STREAMED_MEDIA_TYPE:
+            raise ApiError(415, f"Send the request body as {STREAMED_MEDIA_TYPE}.")
+        kwargs["body"] = _chunks(receive)
+    elif operation.body is not None:
         body = operation.body.value(parsed.header("content-type"), await _body(receive))
         if operation.wants_body:
             kwargs["body"] = body
@@ -179,6 +190,19 @@ async def _call(operation: Operation, kwargs: dict[str, Any]) -> Any:
     if operation.is_async:
         return await operation.handler(**kwargs)
     return await db_threads.run(operation.handler, writes=operation.writes, **kwargs)
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """A streamed body's chunks as they arrive; ClientDisconnect when the client goes away."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
 
 
 async def _body(receive: Receive) -> bytes:

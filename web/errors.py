@@ -19,6 +19,7 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from sessions_api.core.heavy_reads import ReadTimeLimitExceeded, TooManyHeavyReads
@@ -30,8 +31,10 @@ from sessions_api.models.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    RangeNotSatisfiable,
     Refused,
     Throttled,
+    TooLarge,
 )
 
 logger = logging.getLogger(__name__)
@@ -107,6 +110,7 @@ def register(app: AsyncApp, allowed_at: Callable[[str], str | None]) -> None:
     # Connexion registers its own handler for ProblemException, the more specific class.
     app.add_error_handler(ProblemException, http_exception)
     app.add_error_handler(HTTPException, http_exception)
+    app.add_error_handler(ClientDisconnect, _client_gone)
     app.add_error_handler(TooManyHeavyReads, _too_many_heavy_reads)
     app.add_error_handler(ReadTimeLimitExceeded, _report_timeout)
     app.add_error_handler(PoolTimeout, _unavailable)
@@ -130,6 +134,10 @@ async def _data_error(_request: ConnexionRequest, exc: DataError) -> ConnexionRe
         return error_response(400, "invalid_request", str(exc))
     if isinstance(exc, Throttled):
         return error_response(429, exc.code, str(exc), {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, RangeNotSatisfiable):
+        return error_response(416, "range_not_satisfiable", str(exc), {"Content-Range": f"bytes */{exc.size}"})
+    if isinstance(exc, TooLarge):
+        return error_response(413, exc.code, str(exc))
     if isinstance(exc, Refused):
         return error_response(409 if isinstance(exc, Conflict) else 422, exc.code, str(exc))
     return await _unexpected(_request, exc)
@@ -162,6 +170,12 @@ def _http_exception(
     else:
         message = _readable(exc.detail) or f"The request was rejected ({status})."
     return error_response(status, CODE_BY_STATUS.get(status, "invalid_request"), message, headers)
+
+
+async def _client_gone(request: ConnexionRequest, _exc: ClientDisconnect) -> ConnexionResponse:
+    """The client went away mid-body (an upload cut off): nobody reads this answer."""
+    logger.info("%s %s: the client went away before its body ended", request.method, _path(request))
+    return error_response(400, "invalid_request", "The request body ended early.")
 
 
 async def _too_many_heavy_reads(_request: ConnexionRequest, exc: TooManyHeavyReads) -> ConnexionResponse:

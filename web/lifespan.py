@@ -1,4 +1,5 @@
-"""What each server process runs besides requests: the expiry sweep, the webhook sender, the
+"""What each server process runs besides requests: the expiry sweep (with what else ends:
+artifacts past their retention, abandoned uploads, orphaned objects), the webhook sender, the
 queue server and (on PostgreSQL) the LISTEN connection that wakes long-polls.
 
 Each serves tenants by a rule (docs/contributors/security.md): the sweeps take every tenant's
@@ -16,6 +17,7 @@ from typing import Any
 from sessions_api.core import compiled_reads, db, db_threads, heavy_reads
 from sessions_api.core.metrics import EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
 from sessions_api.models import leases, queue_waits, schema_version, webhooks
+from sessions_api.models.artifacts import retention
 from sessions_api.web.queue import QueueServer
 from sessions_api.web.state import AppState
 from sessions_api.web.webhooks import WebhookSender
@@ -111,12 +113,33 @@ async def _sweep_expired_sessions(state: AppState) -> None:
 
 
 async def _sweep_what_has_ended() -> None:
-    """Idempotency records past their 24 hours; rotated signing secrets past their overlap."""
-    for sweep in (leases.sweep_idempotency_records, webhooks.erase_ended_rotations):
+    """Idempotency records past their 24 hours; rotated signing secrets past their overlap;
+    artifacts past their retention, uploads never completed, and one bounded page of the
+    artifact store's objects looked at for orphans (the next sweep goes on from there)."""
+    sweeps = (
+        leases.sweep_idempotency_records,
+        webhooks.erase_ended_rotations,
+        retention.expire_artifacts,
+        retention.fail_abandoned_uploads,
+        _next_orphan_pass,
+    )
+    for sweep in sweeps:
         try:
             await db_threads.write(sweep)
-        except Exception:  # the database may be away: try again next time
+        except Exception:  # the database or the store may be away: try again next time
             logger.warning("could not run %s", sweep.__name__, exc_info=True)
+
+
+# Where this process's orphan sweep goes on listing the store ("" from the start).
+_orphans_after = ""
+
+
+def _next_orphan_pass() -> None:
+    global _orphans_after
+    done = retention.sweep_orphans(_orphans_after)
+    _orphans_after = done.after
+    if done.removed:
+        logger.info("removed %d orphaned artifact object(s)", done.removed)
 
 
 async def _refresh_statistics(interval: float) -> None:

@@ -33,6 +33,8 @@ ORGANIZATION_PARAMETER = "organizationId"
 _SINGLE_HEADERS = ("Authorization", "Content-Type")
 # Operations that also spend their organization's session-start budget (web.rate_limits).
 _SESSION_STARTS = frozenset({"createSession"})
+# The media type of request bodies streamed to their handler.
+STREAMED_MEDIA_TYPE = "application/octet-stream"
 # The costs a read operation declares in `x-read-cost` (core.heavy_reads).
 BOUNDED, HEAVY = "bounded", "heavy"
 
@@ -75,6 +77,9 @@ class Operation:
     # The parameters the handler takes (validated all the same when it does not).
     arguments: frozenset[ParameterRule]
     body: BodyRule | None
+    # An `application/octet-stream` body (an artifact's bytes) is handed to the handler as it
+    # arrives, never read whole; its limit is the artifact limit (web.body_limit).
+    streams_body: bool
     wants_body: bool
     wants_token_info: bool
     # The media types its success answer comes in, JSON first; with more than one, the handler
@@ -144,6 +149,11 @@ class Operations:
 
     def __iter__(self) -> Iterator[Operation]:
         return iter(self._by_handler_path.values())
+
+    def streamed_path_prefixes(self) -> tuple[str, ...]:
+        """The fixed beginnings of the paths whose bodies stream (what web.body_limit lets
+        through up to the artifact limit, before routing knows the operation)."""
+        return tuple(sorted({operation.route.split("{", 1)[0] for operation in self if operation.streams_body}))
 
     def allowed_at(self, path: str) -> str | None:
         """The methods the spec allows at a request path, for the `Allow` header of a 405
@@ -221,6 +231,7 @@ def _plan(
     parameters = tuple(ParameterRule(spec) for spec in (*item.get("parameters", []), *operation.get("parameters", [])))
     read_cost, heavy_when_several = _read_cost(operation, method, parameters)
     body = operation.get("requestBody")
+    streams_body = body is not None and STREAMED_MEDIA_TYPE in body.get("content", {})
     return Operation(
         operation_id=operation_id,
         handler_path=handler_path,
@@ -231,7 +242,8 @@ def _plan(
         writes=method not in ("get", "head"),
         parameters=parameters,
         arguments=frozenset(rule for rule in parameters if rule.argument in accepts),
-        body=BodyRule(body, max_json_depth) if body else None,
+        body=BodyRule(body, max_json_depth) if body and not streams_body else None,
+        streams_body=streams_body,
         wants_body="body" in accepts,
         wants_token_info="token_info" in accepts,
         media_types=_media_types(operation, accepts),

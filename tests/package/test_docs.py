@@ -18,12 +18,12 @@ EMPTY = {"(empty)", "(any)"}
 
 
 def _table() -> dict[str, str]:
-    rows = re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", CONFIGURATION.read_text(), re.M)
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]+) \|", CONFIGURATION.read_text(), re.M)
     return {name: default.strip() for name, default in rows}
 
 
 def test_the_settings_table_lists_every_setting_once_and_nothing_else():
-    names = re.findall(r"^\| `([A-Z_]+)` \|", CONFIGURATION.read_text(), re.M)
+    names = re.findall(r"^\| `([A-Z0-9_]+)` \|", CONFIGURATION.read_text(), re.M)
     assert len(names) == len(set(names)), "a setting is listed twice"
     assert set(names) - NOT_SETTINGS == {env_name(field) for field in Settings.model_fields}
 

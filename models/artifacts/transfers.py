@@ -1,0 +1,103 @@
+"""The file store's transfers through this server: an upload streamed to the store and a
+download served from it, each at a URL the store signed (core.stores.files).
+
+An upload is taken only while its artifact is pending: a deleted, failed or expired
+artifact's URL is refused even before it expires (its grant ended with it)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlmodel import col
+
+from sessions_api.core import db
+from sessions_api.core.stores import BadSignature, ChecksumMismatch, TooLarge
+from sessions_api.core.stores.files import GET, PUT, FileStore
+from sessions_api.models.artifacts.storage import artifact_of, store
+from sessions_api.models.errors import Conflict, Forbidden, NotFound, RangeNotSatisfiable, Unprocessable
+from sessions_api.models.errors import TooLarge as ArtifactTooLarge
+from sessions_api.models.tables import Artifact, ArtifactStatus
+
+_NO_FILE = "No file is kept at this URL."
+
+
+@dataclass(frozen=True)
+class File:
+    path: Path
+    name: str
+    content_type: str
+
+
+def _file_store() -> FileStore:
+    """The file store; NotFound when this server keeps artifacts elsewhere (its URLs are the store's)."""
+    objects = store()
+    if not isinstance(objects, FileStore):
+        raise NotFound(_NO_FILE)
+    return objects
+
+
+async def receive_upload(token: str, chunks: AsyncIterable[bytes]) -> None:
+    """Store an upload's bytes. Forbidden for a tampered or expired URL, Conflict when its
+    artifact is no longer pending, TooLarge past the declared size, Unprocessable when the
+    bytes are not the declared ones (nothing is stored then, and the URL may be used again)."""
+    objects = _file_store()
+    try:
+        grant = objects.verified(token, PUT)
+    except BadSignature as exc:
+        raise Forbidden(str(exc)) from None
+    # Imported here: db_threads imports the metrics, which `serve` sets up before any import of them.
+    from sessions_api.core import db_threads
+
+    artifact_id = artifact_of(grant.key)
+    if artifact_id is None or not await db_threads.read(_is_pending, artifact_id):
+        raise Conflict("artifact_not_pending", "The artifact is no longer pending: its upload URL has ended.")
+    try:
+        await objects.receive(grant, chunks)
+    except TooLarge:
+        raise ArtifactTooLarge(
+            "artifact_too_large", f"The upload sent more than the {grant.size} bytes its artifact declared."
+        ) from None
+    except ChecksumMismatch as exc:
+        raise Unprocessable("checksum_mismatch", f"The upload sent {exc}; nothing was stored.") from None
+
+
+def _is_pending(artifact_id: uuid.UUID) -> bool:
+    with db.reading() as conn:
+        status = conn.execute(select(col(Artifact.status)).where(col(Artifact.id) == artifact_id)).scalar()
+    return status == ArtifactStatus.pending
+
+
+def download_file(token: str, ranges: str | None = None) -> File:
+    """The file a download URL names. Forbidden for a tampered or expired URL; NotFound when
+    the artifact's bytes are gone (deleted or expired); RangeNotSatisfiable when no range of
+    `ranges` (a Range header, in the spec's form) starts within it."""
+    objects = _file_store()
+    try:
+        grant = objects.verified(token, GET)
+    except BadSignature as exc:
+        raise Forbidden(str(exc)) from None
+    path = objects.path_of(grant.key)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise NotFound(_NO_FILE) from None
+    if ranges is not None and not _any_satisfiable(ranges, size):
+        raise RangeNotSatisfiable(size)
+    return File(path, grant.name, grant.content_type)
+
+
+def _any_satisfiable(ranges: str, size: int) -> bool:
+    """Whether every range of `bytes=A-B, C-, -N` starts within `size` bytes, as the response
+    that serves them requires (a suffix `-N` always does when N > 0)."""
+    for spec in ranges.removeprefix("bytes=").split(","):
+        first, _, last = spec.strip().partition("-")
+        if first:
+            if int(first) >= size or (last and int(last) < int(first)):
+                return False
+        elif not last or int(last) == 0 or size == 0:
+            return False
+    return True
