@@ -404,7 +404,7 @@ def _usage(args) -> None:
     for line in cells:  # text left, numbers right
         print(
             "  ".join(
-                cell.ljust(w) if i < len(columns) - 3 else cell.rjust(w)
+                cell.ljust(w) if i < len(columns) - 4 else cell.rjust(w)
                 for i, (cell, w) in enumerate(zip(line, widths, strict=True))
             )
         )

@@ -35,7 +35,15 @@ def getUsage(
 
 def usage_columns(group_by: str | None) -> list[str]:
     """The fields of a row, in order: the group's value under the groupBy name."""
-    return ["start", "end", *([group_by] if group_by else []), "sessions", "deviceMinutes", "peakConcurrency"]
+    return [
+        "start",
+        "end",
+        *([group_by] if group_by else []),
+        "sessions",
+        "deviceMinutes",
+        "peakConcurrency",
+        "artifactBytes",
+    ]
 
 
 def usage_body(rows: Iterable[usage.UsageRow], group_by: str | None) -> dict[str, Any]:
@@ -58,7 +66,15 @@ def _values(rows: Iterable[usage.UsageRow], group_by: str | None, minutes: Any) 
     text = functools.cache(format_utc)  # a report has few distinct bucket bounds
     for row in rows:
         group = [row.group] if group_by else []
-        yield [text(row.start), text(row.end), *group, row.sessions, minutes(row), row.peak_concurrency]
+        yield [
+            text(row.start),
+            text(row.end),
+            *group,
+            row.sessions,
+            minutes(row),
+            row.peak_concurrency,
+            row.artifact_bytes,
+        ]
 
 
 def _minutes_number(row: usage.UsageRow) -> float:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,6 +53,7 @@ class UsageRow:
     sessions: int  # started in the bucket
     device_microseconds: int
     peak_concurrency: int
+    artifact_bytes: int = 0  # of artifacts that became available in the bucket
 
     @property
     def device_centiminutes(self) -> int:
@@ -127,16 +128,24 @@ def report(
         if longest is None:
             raise NotFound(NO_SUCH_ORGANIZATION)
         swept = _sweep(conn, organization_id, cuts, longest, group_by, now or utcnow())
-    if len(swept) > MAX_ROWS:  # the statement reads one row more, never all of them
+        stored = _artifact_bytes(conn, organization_id, cuts, group_by) if len(swept) <= MAX_ROWS else []
+    values: dict[Any, str | None] = {}  # each group's value as the API names it, made once
+    by_key = {
+        (k, _group_value(group, group_by, values)): UsageRow(
+            cuts[k][0], cuts[k][1], _group_value(group, group_by, values), int(started), int(used), int(peak)
+        )
+        for k, group, started, used, peak in swept
+    }
+    for k, group, total in stored:
+        key = (k, _group_value(group, group_by, values))
+        ran = by_key.get(key) or UsageRow(cuts[k][0], cuts[k][1], key[1], 0, 0, 0)
+        by_key[key] = replace(ran, artifact_bytes=int(total))
+    if len(by_key) > MAX_ROWS:  # each statement reads one row more, never all of them
         raise InvalidInput(
             f"The report would hold more than {MAX_ROWS} rows: ask for fewer buckets "
             "(a shorter range or a coarser granularity)."
         )
-    values: dict[Any, str | None] = {}  # each group's value as the API names it, made once
-    rows = [
-        UsageRow(cuts[k][0], cuts[k][1], _group_value(group, group_by, values), int(started), int(used), int(peak))
-        for k, group, started, used, peak in swept
-    ]
+    rows = list(by_key.values())
     if group_by is None:  # every bucket has a row, zeros where nothing ran
         seen = {row.start for row in rows}
         rows += [UsageRow(s, e, None, 0, 0, 0) for s, e in cuts if s not in seen]
@@ -176,6 +185,43 @@ def _sweep(
         bindparam("lower", type_=UTCDateTime()),
         bindparam("upper", type_=UTCDateTime()),
     )
+    return list(conn.execute(statement, values).all())
+
+
+def _artifact_bytes(
+    conn: Connection, organization_id: uuid.UUID, cuts: list[tuple[datetime, datetime]], group_by: str | None
+) -> list[Any]:
+    """(bucket, group, bytes) of the artifacts that became available in each bucket (expired
+    ones too: they were kept), read from the (organization, available_at) index."""
+    dialect = conn.dialect.name
+    group = "0" if group_by is None else GROUP_COLUMNS[group_by]
+    joins = "JOIN sessions ON sessions.id = artifacts.session_id" if group_by is not None else ""
+    if group_by == "deviceType":
+        joins += " JOIN devices ON devices.id = sessions.device_id"
+    available = _MICROS[dialect].format(column="artifacts.available_at")
+    bounds = ", ".join(f"({k}, CAST(:s{k} AS BIGINT), CAST(:e{k} AS BIGINT))" for k in range(len(cuts)))
+    statement = text(f"""
+WITH bounds (k, s, e) AS (VALUES {bounds}),
+stored AS (
+    SELECT {group} AS grp, {available} AS t, artifacts.size AS size
+    FROM artifacts {joins}
+    WHERE artifacts.organization_id = :org AND artifacts.available_at >= :lower AND artifacts.available_at < :upper
+      AND artifacts.status IN ('available', 'expired')
+)
+SELECT b.k, stored.grp, SUM(stored.size)
+FROM stored JOIN bounds b ON stored.t >= b.s AND stored.t < b.e
+GROUP BY b.k, stored.grp
+LIMIT {MAX_ROWS + 1}
+""").bindparams(
+        bindparam("org", type_=Uuid()), bindparam("lower", type_=UTCDateTime()), bindparam("upper", type_=UTCDateTime())
+    )
+    values = {
+        "org": organization_id,
+        "lower": cuts[0][0],
+        "upper": cuts[-1][1],
+        **{f"s{k}": _micros(s) for k, (s, _e) in enumerate(cuts)},
+        **{f"e{k}": _micros(e) for k, (_s, e) in enumerate(cuts)},
+    }
     return list(conn.execute(statement, values).all())
 
 

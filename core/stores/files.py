@@ -16,6 +16,7 @@ mid-upload leaves a temporary file only, which `sweep_incoming` removes.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -68,9 +69,12 @@ class FileStore:
         self.objects = self.root / "objects"
         self.incoming = self.root / "incoming"
         self.url_base = url_base.rstrip("/")
-        self.objects.mkdir(parents=True, exist_ok=True)
-        self.incoming.mkdir(parents=True, exist_ok=True)
-        self._signing_key = _signing_key(self.root / _KEY_FILE)
+
+    @functools.cached_property
+    def _signing_key(self) -> bytes:
+        """Read (or made) at first use: a server that never signs a URL leaves no folder behind."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return _signing_key(self.root / _KEY_FILE)
 
     # -- URLs ---------------------------------------------------------------------------------
 
@@ -106,6 +110,7 @@ class FileStore:
     async def receive(self, grant: Grant, chunks: AsyncIterable[bytes]) -> None:
         """Store the bytes of an upload `grant` allows. TooLarge past its size, ChecksumMismatch
         when they are not its bytes; either way nothing is stored."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
         temporary = self.incoming / f"{uuid.uuid4().hex}.part"
         hasher = hashlib.sha256()
         received = 0
@@ -177,7 +182,7 @@ class FileStore:
         """Keys in order, read directory by directory; at most `limit` are returned, though a
         folder of many is listed whole (one folder per session, at most its artifacts)."""
         found: list[ListedObject] = []
-        for directory, folders, files in os.walk(self.objects):
+        for directory, folders, files in os.walk(self.objects):  # nothing when it was never made
             folders.sort()
             for name in sorted(files):
                 if name.endswith(_SIDECAR):
@@ -195,7 +200,7 @@ class FileStore:
         """Remove temporary files of uploads that stopped (a killed process) before `older_than`."""
         cutoff = (utcnow() - older_than).timestamp()
         removed = 0
-        for path in self.incoming.glob("*.part"):
+        for path in self.incoming.glob("*.part") if self.incoming.is_dir() else ():
             try:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()

@@ -194,7 +194,9 @@ def test_deleting_removes_the_bytes_and_the_counts(client, writer, team, session
     deleted = client.delete(f"{_artifacts(session_id)}/{artifact['id']}", headers=writer.acting_on(team.id))
     assert deleted.status_code == 204
     assert fetch(client, url["download"]["url"]).status_code in (403, 404)
-    assert client.get(f"{_artifacts(session_id)}/{artifact['id']}", headers=writer.acting_on(team.id)).status_code == 404
+    assert (
+        client.get(f"{_artifacts(session_id)}/{artifact['id']}", headers=writer.acting_on(team.id)).status_code == 404
+    )
     assert _session(client, writer, team, session_id)["artifactCount"] == 0
     assert _stored_bytes(client, writer, team) == 0
     audit = client.get(f"{API}/audit-events", headers=_admin(client, team).acting_on(team.id)).json()["data"]
@@ -239,7 +241,9 @@ def test_a_tampered_url_is_refused(client, writer, team, session_id):
     assert answer.status_code == 403
     if not download.startswith("http"):
         assert answer.json()["error"]["code"] == "forbidden"
-        assert client.put(tampered, content=b"x", headers={"Content-Type": "application/octet-stream"}).status_code == 403
+        assert (
+            client.put(tampered, content=b"x", headers={"Content-Type": "application/octet-stream"}).status_code == 403
+        )
 
 
 def test_an_upload_url_fails_once_it_expires(client, world, team, settings, apps, artifact_root):

@@ -25,7 +25,14 @@ def test_a_new_organization_has_its_creator_as_admin(client, world):
         "name": "Acme QA",
         "personal": False,
         "role": "admin",
-        "plan": {"maxLiveSessions": 2, "maxQueuedSessions": 10},  # the self-service plan, shown to its admin
+        # The self-service plan, shown to its admin.
+        "plan": {
+            "maxLiveSessions": 2,
+            "maxQueuedSessions": 10,
+            "maxStorageBytes": 5 * 1024**3,
+            "storedBytes": 0,
+            "artifactRetentionDays": 30,
+        },
     }
     assert created.headers["Location"] == organization_path(organization["id"])
     assert client.get(organization_path(organization["id"]), headers=alice.headers).json() == organization

@@ -41,7 +41,13 @@ def test_organizations_made_through_the_api_get_the_self_service_plan(client, ad
     made = client.post(ORGANIZATIONS, json={"name": "Side project"}, headers=admin.headers).json()
     config = current_settings.current()
     limit = config.self_service_max_live_sessions
-    assert made["plan"] == {"maxLiveSessions": limit, "maxQueuedSessions": config.self_service_max_queued_sessions}
+    assert made["plan"] == {
+        "maxLiveSessions": limit,
+        "maxQueuedSessions": config.self_service_max_queued_sessions,
+        "maxStorageBytes": config.self_service_max_storage_bytes,
+        "storedBytes": 0,
+        "artifactRetentionDays": config.artifact_retention_days,
+    }
     for _ in range(limit):
         assert _start(client, admin, made["id"]).status_code == 201
     assert_error(_start(client, admin, made["id"]), 409, "concurrency_limit_reached")
@@ -50,12 +56,18 @@ def test_organizations_made_through_the_api_get_the_self_service_plan(client, ad
 def test_the_plan_is_shown_to_every_member_alike(client, admin, world, team):
     """getOrganization and getConcurrency agree: every member, whatever the role, sees the plan."""
     config = current_settings.current()
-    default = {"maxLiveSessions": config.max_live_sessions, "maxQueuedSessions": config.max_queued_sessions}
+    limits = {"maxLiveSessions": config.max_live_sessions, "maxQueuedSessions": config.max_queued_sessions}
+    default = {
+        **limits,
+        "maxStorageBytes": config.max_storage_bytes,
+        "storedBytes": 0,
+        "artifactRetentionDays": config.artifact_retention_days,
+    }
     for role in (Role.readwrite, Role.readonly):
         member = world.member(of=[(team, role)])
         assert client.get(organization_path(team.id), headers=member.headers).json()["plan"] == default
         concurrency = client.get(f"{organization_path(team.id)}/concurrency", headers=member.headers).json()
-        assert {name: concurrency[name] for name in default} == default
+        assert {name: concurrency[name] for name in limits} == limits
         listed = client.get(ORGANIZATIONS, headers=member.headers).json()["data"]
         assert all("plan" in organization for organization in listed)
     assert client.get(organization_path(team.id), headers=admin.headers).json()["plan"] == default
@@ -64,6 +76,7 @@ def test_the_plan_is_shown_to_every_member_alike(client, admin, world, team):
 def test_a_plan_change_is_audited_and_default_goes_back_to_the_kinds(client, admin, team):
     config = current_settings.current()
     default, queued = config.max_live_sessions, config.max_queued_sessions
+    kept = {"maxStorageBytes": config.max_storage_bytes, "artifactRetentionDays": config.artifact_retention_days}
     plans.set_plan(team.id, 7)
     assert plans.set_plan(team.id, None).max_live_sessions == default
     changed = plans.set_plan(team.id, max_queued=0)
@@ -71,18 +84,20 @@ def test_a_plan_change_is_audited_and_default_goes_back_to_the_kinds(client, adm
     events = client.get(
         AUDIT_EVENTS, params={"type": "organization.plan_changed"}, headers=admin.acting_on(team.id)
     ).json()["data"]
+    storage = plans.set_plan(team.id, max_storage_bytes=10**9, artifact_retention_days=0.5)
+    assert (storage.max_storage_bytes, storage.artifact_retention_days) == (10**9, 0.5)
     assert [event["data"] for event in events] == [
         {
-            "before": {"maxLiveSessions": default, "maxQueuedSessions": queued},
-            "after": {"maxLiveSessions": default, "maxQueuedSessions": 0},
+            "before": {"maxLiveSessions": default, "maxQueuedSessions": queued, **kept},
+            "after": {"maxLiveSessions": default, "maxQueuedSessions": 0, **kept},
         },
         {
-            "before": {"maxLiveSessions": 7, "maxQueuedSessions": queued},
-            "after": {"maxLiveSessions": default, "maxQueuedSessions": queued},
+            "before": {"maxLiveSessions": 7, "maxQueuedSessions": queued, **kept},
+            "after": {"maxLiveSessions": default, "maxQueuedSessions": queued, **kept},
         },
         {
-            "before": {"maxLiveSessions": default, "maxQueuedSessions": queued},
-            "after": {"maxLiveSessions": 7, "maxQueuedSessions": queued},
+            "before": {"maxLiveSessions": default, "maxQueuedSessions": queued, **kept},
+            "after": {"maxLiveSessions": 7, "maxQueuedSessions": queued, **kept},
         },
     ]
     assert {(event["origin"], event["actor"]["user"], event["actor"]["key"]) for event in events} == {

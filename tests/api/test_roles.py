@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from sessions_api.models import Role, devices
+from tests.support.artifacts import Payload, attach
 from tests.support.api import (
     API,
     API_KEYS,
@@ -32,6 +33,7 @@ from tests.support.api import (
     webhook_path,
 )
 
+LOG = Payload(b"adb logcat\n")
 CALLERS = ("admin", "readwrite", "readonly", "bound_to_team", "non_member", "bound_elsewhere")
 
 # Each operation's status for each caller, in the order of CALLERS.
@@ -76,6 +78,11 @@ MATRIX = {
     "testWebhookEndpoint": (200, 403, 403, 403, 403, 403),
     "listWebhookDeliveries": (200, 403, 403, 403, 403, 403),
     "deleteWebhookEndpoint": (204, 403, 403, 403, 403, 403),
+    "listArtifacts": (200, 200, 200, 200, 403, 403),
+    "getArtifact": (200, 200, 200, 200, 403, 403),
+    "createArtifact": (201, 201, 403, 201, 403, 403),
+    "completeArtifact": (200, 200, 403, 200, 403, 403),
+    "deleteArtifact": (204, 204, 403, 204, 403, 403),
 }
 
 
@@ -113,6 +120,8 @@ def test_every_operation_answers_each_kind_of_caller_as_the_spec_says(client, wo
     queued = client.post(SESSIONS, json=waiting, headers=owner.acting_on(team.id)).json()
     hook = {"url": UNREACHABLE_HOOK, "events": ["session.released"]}
     endpoint = client.post(WEBHOOK_ENDPOINTS, json=hook, headers=owner.acting_on(team.id)).json()
+    artifacts = f"{SESSIONS}/{session['id']}/artifacts"
+    artifact = attach(client, owner.acting_on(team.id), session["id"], LOG)
     caller = _caller(world, team, kind)
     headers = caller.acting_on(team.id)
     owners = owner.acting_on(team.id)
@@ -175,6 +184,11 @@ def test_every_operation_answers_each_kind_of_caller_as_the_spec_says(client, wo
         "testWebhookEndpoint": lambda: client.post(webhook_path(endpoint["id"], "test"), headers=headers),
         "listWebhookDeliveries": lambda: client.get(webhook_path(endpoint["id"], "deliveries"), headers=headers),
         "deleteWebhookEndpoint": lambda: client.delete(webhook_path(endpoint["id"]), headers=headers),
+        "listArtifacts": lambda: client.get(artifacts, headers=headers),
+        "getArtifact": lambda: client.get(f"{artifacts}/{artifact['id']}", headers=headers),
+        "createArtifact": lambda: client.post(artifacts, json=LOG.declared(), headers=headers),
+        "completeArtifact": lambda: client.post(f"{artifacts}/{artifact['id']}/complete", headers=headers),
+        "deleteArtifact": lambda: client.delete(f"{artifacts}/{artifact['id']}", headers=headers),
         # Last: accepting makes the outsider a member, which would change the answers above.
         "listInvitations": lambda: client.get(invitations_path(team.id), headers=caller.headers),
         "createInvitation": lambda: client.post(

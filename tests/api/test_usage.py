@@ -80,6 +80,7 @@ def test_a_session_across_midnight_is_split_exactly_between_its_days(client, adm
             "sessions": 1,
             "deviceMinutes": 30.0,
             "peakConcurrency": 1,
+            "artifactBytes": 0,
         },
         {
             "start": "2026-11-30T00:00:00.000000Z",
@@ -87,6 +88,7 @@ def test_a_session_across_midnight_is_split_exactly_between_its_days(client, adm
             "sessions": 0,  # it started the day before
             "deviceMinutes": 45.33,  # 45 min 20 s
             "peakConcurrency": 1,
+            "artifactBytes": 0,
         },
     ]
 
@@ -312,7 +314,7 @@ def test_csv_holds_the_same_rows(client, admin, team, random_history):
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
     assert response.headers["vary"] == "Accept"
     lines = list(csv.reader(io.StringIO(response.text)))
-    assert lines[0] == ["start", "end", "platform", "sessions", "deviceMinutes", "peakConcurrency"]
+    assert lines[0] == ["start", "end", "platform", "sessions", "deviceMinutes", "peakConcurrency", "artifactBytes"]
     assert response.text.endswith("\r\n")
     assert [
         {
@@ -320,6 +322,7 @@ def test_csv_holds_the_same_rows(client, admin, team, random_history):
             "sessions": int(row["sessions"]),
             "deviceMinutes": float(row["deviceMinutes"]),
             "peakConcurrency": int(row["peakConcurrency"]),
+            "artifactBytes": int(row["artifactBytes"]),
         }
         for row in (dict(zip(lines[0], line, strict=True)) for line in lines[1:])
     ] == as_json
@@ -407,3 +410,26 @@ def test_a_grouped_report_of_more_than_ten_thousand_rows_is_refused(client, admi
     assert len(get_usage(client, admin, team, **params, groupBy="platform")) == 1000
     response = client.get(usage_path(team.id), params={**params, "groupBy": "user"}, headers=admin.acting_on(team.id))
     assert "more than 10000 rows" in assert_error(response, 400, "invalid_request")["error"]["message"]
+
+
+def test_artifact_bytes_count_in_the_bucket_they_became_available(client, world, admin, team, devices):
+    """Artifacts count, per bucket and per group, the bytes that became available: a deleted one
+    no longer, a pending one not yet."""
+    from tests.support.artifacts import API, Payload, attach
+
+    started = client.post(SESSIONS, json={"platform": "android"}, headers=admin.acting_on(team.id))
+    session_id = started.json()["id"]
+    kept, deleted = Payload(b"k" * 300), Payload(b"d" * 50)
+    attach(client, admin.acting_on(team.id), session_id, kept)
+    gone = attach(client, admin.acting_on(team.id), session_id, deleted)
+    client.delete(f"{API}/sessions/{session_id}/artifacts/{gone['id']}", headers=admin.acting_on(team.id))
+    pending = {**Payload(b"p" * 7).declared()}
+    client.post(f"{API}/sessions/{session_id}/artifacts", json=pending, headers=admin.acting_on(team.id))
+    now = utcnow()
+    query = {"from": format_utc(now - timedelta(days=1)), "to": format_utc(now + timedelta(days=1))}
+    by_day = get_usage(client, admin, team, **query)
+    assert sum(row["artifactBytes"] for row in by_day) == 300
+    by_platform = get_usage(client, admin, team, **query, groupBy="platform")
+    assert {row["platform"]: row["artifactBytes"] for row in by_platform if row["artifactBytes"]} == {"android": 300}
+    by_user = get_usage(client, admin, team, **query, groupBy="user")
+    assert [row["user"] for row in by_user if row["artifactBytes"] == 300] == [str(admin.user.id)]

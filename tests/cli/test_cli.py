@@ -284,9 +284,9 @@ def test_usage_prints_what_the_api_answers(cli, database_url, tmp_path):
     code, out, _ = cli("usage", *query)
     assert code == 0
     assert out.splitlines() == [
-        "start                        end                          sessions  deviceMinutes  peakConcurrency",
-        "2026-01-01T00:00:00.000000Z  2026-01-02T00:00:00.000000Z         1          30.00                1",
-        "2026-01-02T00:00:00.000000Z  2026-01-03T00:00:00.000000Z         0          45.00                1",
+        "start                        end                          sessions  deviceMinutes  peakConcurrency  artifactBytes",
+        "2026-01-01T00:00:00.000000Z  2026-01-02T00:00:00.000000Z         1          30.00                1              0",
+        "2026-01-02T00:00:00.000000Z  2026-01-03T00:00:00.000000Z         0          45.00                1              0",
     ]
 
 
@@ -309,23 +309,37 @@ def test_the_operator_sets_a_plan_and_puts_the_default_back(cli):
     team = cli.json("org", "create", "--name", "Planned")
     assert cli.json("org", "plan", "--org", team["id"], "--max-live", "3") == {
         "id": team["id"],
-        "plan": {"maxLiveSessions": 3, "maxQueuedSessions": 100},
+        "plan": {
+            "maxLiveSessions": 3,
+            "maxQueuedSessions": 100,
+            "maxStorageBytes": 50 * 1024**3,
+            "artifactRetentionDays": 30,
+        },
     }
     # Each limit changes alone; the other stays as it was.
-    assert cli.json("org", "plan", "--org", team["id"], "--max-queued", "0")["plan"] == {
+    assert cli.json("org", "plan", "--org", team["id"], "--max-queued", "0")["plan"]["maxQueuedSessions"] == 0
+    storage = ["--max-storage-bytes", "1000000", "--artifact-retention-days", "0.25"]
+    assert cli.json("org", "plan", "--org", team["id"], *storage)["plan"] == {
         "maxLiveSessions": 3,
         "maxQueuedSessions": 0,
+        "maxStorageBytes": 1_000_000,
+        "artifactRetentionDays": 0.25,
     }
-    assert cli.json("org", "plan", "--org", team["id"], "--max-live", "default", "--max-queued", "default")["plan"] == {
+    back = ["--max-live", "default", "--max-queued", "default", "--max-storage-bytes", "default"]
+    assert cli.json("org", "plan", "--org", team["id"], *back, "--artifact-retention-days", "default")["plan"] == {
         "maxLiveSessions": 50,
         "maxQueuedSessions": 100,
+        "maxStorageBytes": 50 * 1024**3,
+        "artifactRetentionDays": 30,
     }
+    code, _, err = cli("org", "plan", "--org", team["id"], "--artifact-retention-days", "0")
+    assert code == 2 and "above 0" in err
     code, _, err = cli("org", "plan", "--org", team["id"], "--max-live", "0")
     assert code == 2 and "at least 1" in err
     code, _, err = cli("org", "plan", "--org", team["id"], "--max-queued", "10001")
     assert code == 2 and "0 to 10000" in err
     code, _, err = cli("org", "plan", "--org", team["id"])
-    assert code == 1 and "--max-live, --max-queued or both" in err
+    assert code == 1 and "--max-live, --max-queued, --max-storage-bytes or --artifact-retention-days" in err
     code, _, err = cli("org", "plan", "--org", "00000000-0000-0000-0000-000000000009", "--max-live", "3")
     assert code == 1 and "No organization" in err
 

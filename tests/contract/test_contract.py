@@ -9,6 +9,7 @@ import sys
 import urllib.parse
 from pathlib import Path
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, assume, given, settings
@@ -16,8 +17,9 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from sessions_api.core.resources import spec_path
-from tests.contract.test_spec import STATUSES
+from tests.contract.test_spec import SIGNED_URL_STATUSES, STATUSES
 from tests.support.api import UNREACHABLE_HOOK
+from tests.support.artifacts import API, Payload, attach
 from tests.support.live_server import api_call, cli_json, running_server, server_env
 
 pytestmark = pytest.mark.live_server
@@ -46,6 +48,7 @@ def live_api(tmp_path_factory, database_url_for_module):
         SESSIONS_API_RATE_LIMIT_PER_ORGANIZATION="100000/minute",
         SESSIONS_API_WEBHOOK_POLL_SECONDS="3600",
         SESSIONS_API_WEBHOOK_TIMEOUT_SECONDS="2",
+        SESSIONS_API_ARTIFACT_STORE=f"file://{workdir / 'artifacts'}",
     )
     alice = cli_json(env, "user", "create", "--email", "alice@example.com")
     bob = cli_json(env, "user", "create", "--email", "bob@example.com")
@@ -108,6 +111,14 @@ def live_api(tmp_path_factory, database_url_for_module):
         waiting = {"platform": "ios", "name": "iPhone SE", "queue": {"maxWaitSeconds": 1800}}
         queued = api_call(base, admin, "POST", "/sessions", waiting)
         assert queued["status"] == "queued", queued
+        # A session with artifacts: one available (to read, complete again and download), one to delete.
+        with_artifacts = api_call(base, admin, "POST", "/sessions", {"platform": "android"})
+        client = httpx.Client(base_url=base.removesuffix(API), headers=admin, timeout=30)
+        available, deletable = (
+            attach(client, {}, with_artifacts["id"], Payload(b"screen" * 100, type="screenshot", name=name))
+            for name in ("shot.png", "other.png")
+        )
+        shown = client.get(f"{API}/sessions/{with_artifacts['id']}/artifacts/{available['id']}").json()
         # Named in schemathesis.toml.
         ids = {
             "LIVE_SESSION_ID": live["id"],
@@ -120,6 +131,10 @@ def live_api(tmp_path_factory, database_url_for_module):
             "LEAVER_ID": leaver["id"],
             "REVOCABLE_INVITATION_ID": to_revoke["id"],
             "QUEUED_REQUEST_ID": queued["id"],
+            "ARTIFACT_SESSION_ID": with_artifacts["id"],
+            "ARTIFACT_ID": available["id"],
+            "DELETABLE_ARTIFACT_ID": deletable["id"],
+            "DOWNLOAD_TOKEN": shown["download"]["url"].rsplit("/", 1)[-1],
         }
         yield base, key["secret"], team["id"], workdir, ids
 
@@ -164,7 +179,8 @@ def test_schemathesis_finds_nothing_with_a_real_key(live_api):
     assert done.returncode == 0, report
     summary = report.split("SUMMARY")[-1]
     assert "Failures:" not in summary and " passed" in summary, report
-    assert f"{len(STATUSES)} selected / {len(STATUSES)} total" in report, report
+    operations = len(STATUSES) + len(SIGNED_URL_STATUSES)
+    assert f"{operations} selected / {operations} total" in report, report
     server_log = (workdir / "server.log").read_text()
     assert "Traceback" not in server_log, server_log
 
@@ -184,8 +200,10 @@ def _routable(path: str) -> bool:
 def test_every_operation_rejects_requests_without_credentials(live_api):
     base, _secret, _team_id, _workdir, _endpoint_ids = live_api
     schema = schemathesis.openapi.from_path(str(spec_path()))
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == len(STATUSES)  # every operation of the spec
+    every = [result.ok() for result in schema.get_all_operations()]
+    assert len(every) == len(STATUSES) + len(SIGNED_URL_STATUSES)  # every operation of the spec
+    # Not those at signed URLs, whose signature is the credential (tests/api/test_artifacts.py).
+    operations = [operation for operation in every if operation.definition.raw["operationId"] in STATUSES]
     strategies = [
         op.as_strategy(mode) for op in operations for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
     ]
