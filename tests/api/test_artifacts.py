@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import timedelta
 
 import pytest
 
-from sessions_api.core.timestamps import utcnow
-from sessions_api.models import Role, plans
+from sessions_api.models import Role
 from sessions_api.models.artifacts import retention
 from sessions_api.models.artifacts.storage import store
 from tests.support.artifacts import API, Payload, attach, fetch, send
@@ -248,9 +246,10 @@ def test_a_tampered_url_is_refused(client, writer, team, session_id):
 
 def test_an_upload_url_fails_once_it_expires(client, world, team, settings, apps, artifact_root):
     short = settings.replace(artifact_url_ttl_seconds=1)
+    from starlette.testclient import TestClient
+
     from sessions_api.core import db
     from sessions_api.web.app import create_app
-    from starlette.testclient import TestClient
 
     app = apps.get(short) or apps.setdefault(short, create_app(short))
     with db.bound(app.state.database), TestClient(app, raise_server_exceptions=False) as short_client:

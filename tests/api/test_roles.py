@@ -13,7 +13,6 @@ import uuid
 import pytest
 
 from sessions_api.models import Role, devices
-from tests.support.artifacts import Payload, attach
 from tests.support.api import (
     API,
     API_KEYS,
@@ -32,6 +31,7 @@ from tests.support.api import (
     revoke_path,
     webhook_path,
 )
+from tests.support.artifacts import Payload, attach
 
 LOG = Payload(b"adb logcat\n")
 CALLERS = ("admin", "readwrite", "readonly", "bound_to_team", "non_member", "bound_elsewhere")
