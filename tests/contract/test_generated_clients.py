@@ -27,7 +27,11 @@ PACKAGE = "sessions_api_client"
 def live_api(tmp_path_factory, database_url_for_module):
     """A server with seven sessions in Alice's organization (two live) and one in Bob's."""
     workdir = tmp_path_factory.mktemp("clients")
-    env = server_env(database_url_for_module, SESSIONS_API_VALIDATE_RESPONSES="true")
+    env = server_env(
+        database_url_for_module,
+        SESSIONS_API_VALIDATE_RESPONSES="true",
+        SESSIONS_API_ARTIFACT_STORE=f"file://{workdir / 'artifacts'}",
+    )
     alice = cli_json(env, "user", "create", "--email", "alice@example.com")
     bob = cli_json(env, "user", "create", "--email", "bob@example.com")
     # One device for the released sessions; each live session holds a device of its own.
@@ -91,6 +95,8 @@ def client_package(live_api, tmp_path_factory):
             str(out),
             "--meta",
             "none",
+            "--config",
+            str(ROOT / "openapi" / "openapi-python-client.yaml"),
         ],
         capture_output=True,
         text=True,
@@ -373,6 +379,49 @@ def test_the_python_client_reads_the_live_concurrency_and_the_plan(live_api, cli
     assert (view.live, view.max_live_sessions) == (2, 50)
     assert [(row.platform.value, row.live, row.available) for row in view.by_platform] == [("android", 2, 1)]
     assert get_organization.sync(organization_id, client=client).plan.max_live_sessions == 50
+
+
+def test_the_python_client_attaches_an_artifact_and_downloads_a_range_of_it(live_api, client_package):
+    """Declared with the generated client, its bytes sent with httpx where `upload` says,
+    completed and read back with the generated client, a range of it too."""
+    import hashlib
+
+    import httpx
+
+    artifacts = importlib.import_module(f"{client_package.__name__}.api.artifacts")
+    files = importlib.import_module(f"{client_package.__name__}.api.artifact_files")
+    create, complete, get = (
+        importlib.import_module(f"{artifacts.__name__}.{name}")
+        for name in ("create_artifact", "complete_artifact", "get_artifact")
+    )
+    get_file = importlib.import_module(f"{files.__name__}.get_artifact_file")
+    models = importlib.import_module(f"{client_package.__name__}.models")
+    client = client_package.AuthenticatedClient(base_url=live_api["base"], token=live_api["secret"])
+    list_sessions = importlib.import_module(f"{client_package.__name__}.api.sessions.list_sessions")
+    session_id = list_sessions.sync(client=client, limit=1).data[0].id
+    data = b"06-01 10:00:00.000 I/TestRunner: started\n" * 200
+    declared = models.CreateArtifactRequest(
+        type_=models.ArtifactType.DEVICE_LOG,
+        name="logcat.txt",
+        content_type="text/plain",
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    created = create.sync(session_id, client=client, body=declared)
+    assert isinstance(created, models.NewArtifact), created
+    assert created.status == models.ArtifactStatus.PENDING
+    origin = live_api["base"].removesuffix("/api/v1")
+    sent = httpx.put(origin + created.upload.url, content=data, headers=created.upload.headers.additional_properties)
+    assert sent.status_code == 204, sent.text
+    completed = complete.sync(session_id, created.id, client=client)
+    assert completed.status == models.ArtifactStatus.AVAILABLE and completed.sha256 == declared.sha256
+    shown = get.sync(session_id, created.id, client=client)
+    token = shown.download.url.rsplit("/", 1)[-1]
+    public = client_package.Client(base_url=live_api["base"])  # the signature is the credential
+    whole = get_file.sync_detailed(token, client=public)
+    assert whole.status_code == 200 and whole.content == data
+    part = get_file.sync_detailed(token, client=public, range_="bytes=0-9")
+    assert part.status_code == 206 and part.content == data[:10]
 
 
 def test_the_python_client_queues_a_start_long_polls_and_cancels_it(live_api, client_package):

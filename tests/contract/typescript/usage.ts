@@ -50,8 +50,34 @@ export const live: Session = {
   id: "5d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a", organization: "6f1c2a52-3a5e-4d5b-9d0e-0b8f3c1e2a47",
   user: "0c5d9a7e-2b1f-4e3a-8c6d-5f4e3d2c1b0a", device, createdAt: "2026-11-28T10:02:11.500000Z", releasedAt: null,
   expiresAt: "2026-11-28T11:02:11.500000Z", name: "checkout flow", build: "nightly-42", tags: ["smoke"],
-  metadata: { commit: "4f2a9c1" }, result: null, resultReason: null, durationSeconds: null,
+  metadata: { commit: "4f2a9c1" }, result: null, resultReason: null, durationSeconds: null, artifactCount: 0,
 };
+
+type Artifact = components["schemas"]["Artifact"];
+type NewArtifact = components["schemas"]["NewArtifact"];
+
+/** Attach a file to a session: declare it, PUT its bytes where `upload` says, complete it. */
+export async function attach(base: string, key: string, sessionId: string, file: Blob, sha256: string): Promise<Artifact> {
+  const auth = { Authorization: `Bearer ${key}` };
+  const declared = await fetch(`${base}/sessions/${sessionId}/artifacts`, {
+    method: "POST",
+    headers: { ...auth, "Content-Type": "application/json" },
+    body: JSON.stringify({ type: "video", name: "screen.mp4", contentType: "video/mp4", size: file.size, sha256 }),
+  });
+  const artifact = (await declared.json()) as NewArtifact;
+  const url = new URL(artifact.upload.url, base).toString();
+  await fetch(url, { method: artifact.upload.method, headers: artifact.upload.headers, body: file });
+  const done = await fetch(`${base}/sessions/${sessionId}/artifacts/${artifact.id}/complete`, { method: "POST", headers: auth });
+  return (await done.json()) as Artifact;
+}
+
+/** Where to play an available artifact from, seeking with ranges; null until it is available. */
+export function playable(artifact: Artifact): string | null {
+  return artifact.status === "available" && artifact.download ? artifact.download.url : null;
+}
+
+// @ts-expect-error an artifact's type is one of the documented ones
+export const unknownType: Artifact["type"] = "movie";
 
 type SessionFacts = operations["updateSession"]["requestBody"]["content"]["application/json"];
 
