@@ -4,8 +4,10 @@ server, at URLs whose signature is the credential (`security: []`)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterable
+from typing import Any
 
 from starlette.responses import FileResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from sessions_api.core.stores.disposition import attachment
 from sessions_api.models.artifacts import transfers
@@ -27,8 +29,19 @@ async def putArtifactFile(token: str, body: AsyncIterable[bytes]) -> Response:
 async def getArtifactFile(token: str, range: str | None = None) -> Response:
     found = transfers.download_file(token, range)
     headers = {**_DOWNLOAD_HEADERS, "Content-Disposition": attachment(found.name)}
-    return _File(found.path, media_type=found.content_type, headers=headers)
+    return _File(found.path, media_type=found.content_type, headers=headers, ranges=found.ranges)
 
 
 class _File(FileResponse):
+    """The file, with its Range header ignored when the data layer found it of another form."""
+
     chunk_size = 1024 * 1024  # fewer, larger writes: the rate of a large download
+
+    def __init__(self, *args: Any, ranges: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ranges = ranges
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.ranges:
+            scope = {**scope, "headers": [(name, value) for name, value in scope["headers"] if name != b"range"]}
+        await super().__call__(scope, receive, send)

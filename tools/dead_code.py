@@ -29,6 +29,7 @@ FRAMEWORK_NAMES = [
     "process_result_value",
     "coltype",  # ... and its @compiles signature
     "isolation_level",  # the DBAPI connection's attribute, set on SQLite
+    "chunk_size",  # Starlette's FileResponse reads it
     "_srcfile",  # logging's module settings
     "logThreads",
     "logProcesses",

@@ -96,6 +96,7 @@ async def _report_unreadable_secrets() -> None:
 
 
 async def _sweep_expired_sessions(state: AppState) -> None:
+    orphans = _OrphanSweep()
     while True:
         await asyncio.sleep(state.settings.expiry_sweep_seconds)
         try:
@@ -109,10 +110,10 @@ async def _sweep_expired_sessions(state: AppState) -> None:
             logger.info("released %d expired session(s)", released)
             if state.queue_server is not None:
                 state.queue_server.nudge()  # their devices are free
-        await _sweep_what_has_ended()
+        await _sweep_what_has_ended(orphans)
 
 
-async def _sweep_what_has_ended() -> None:
+async def _sweep_what_has_ended(orphans: _OrphanSweep) -> None:
     """Idempotency records past their 24 hours; rotated signing secrets past their overlap;
     artifacts past their retention, uploads never completed, and one bounded page of the
     artifact store's objects looked at for orphans (the next sweep goes on from there)."""
@@ -121,7 +122,7 @@ async def _sweep_what_has_ended() -> None:
         webhooks.erase_ended_rotations,
         retention.expire_artifacts,
         retention.fail_abandoned_uploads,
-        _next_orphan_pass,
+        orphans.next_pass,
     )
     for sweep in sweeps:
         try:
@@ -130,16 +131,17 @@ async def _sweep_what_has_ended() -> None:
             logger.warning("could not run %s", sweep.__name__, exc_info=True)
 
 
-# Where this process's orphan sweep goes on listing the store ("" from the start).
-_orphans_after = ""
+class _OrphanSweep:
+    """One page of the artifact store per sweep, each going on where the last one stopped."""
 
+    def __init__(self) -> None:
+        self.after = ""  # from the start
 
-def _next_orphan_pass() -> None:
-    global _orphans_after
-    done = retention.sweep_orphans(_orphans_after)
-    _orphans_after = done.after
-    if done.removed:
-        logger.info("removed %d orphaned artifact object(s)", done.removed)
+    def next_pass(self) -> None:
+        done = retention.sweep_orphans(self.after)
+        self.after = done.after
+        if done.removed:
+            logger.info("removed %d orphaned artifact object(s)", done.removed)
 
 
 async def _refresh_statistics(interval: float) -> None:

@@ -36,7 +36,6 @@ class StoredObject:
 @dataclass(frozen=True)
 class ListedObject:
     key: str
-    modified_at: datetime
 
 
 class ObjectStore(Protocol):

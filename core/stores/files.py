@@ -15,6 +15,7 @@ mid-upload leaves a temporary file only, which `sweep_incoming` removes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
@@ -25,8 +26,9 @@ import secrets
 import uuid
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 
@@ -109,12 +111,16 @@ class FileStore:
 
     async def receive(self, grant: Grant, chunks: AsyncIterable[bytes]) -> None:
         """Store the bytes of an upload `grant` allows. TooLarge past its size, ChecksumMismatch
-        when they are not its bytes; either way nothing is stored."""
+        when they are not its bytes; either way nothing is stored.
+
+        A pipeline: while one batch is hashed and written (on two threads at once: both release
+        the GIL), the loop receives the next; at most two batches are held."""
         self.incoming.mkdir(parents=True, exist_ok=True)
         temporary = self.incoming / f"{uuid.uuid4().hex}.part"
         hasher = hashlib.sha256()
         received = 0
         batch = bytearray()
+        in_flight: asyncio.Future[tuple[None, Any]] | None = None
         file = await anyio.to_thread.run_sync(open, temporary, "wb")
         try:
             async for chunk in chunks:
@@ -123,15 +129,20 @@ class FileStore:
                     raise TooLarge(f"more than the {grant.size} bytes the upload declared")
                 batch += chunk
                 if len(batch) >= _BATCH:
-                    await anyio.to_thread.run_sync(_write_and_hash, file, hasher, batch)
-                    batch.clear()
-            await anyio.to_thread.run_sync(_write_and_hash, file, hasher, batch)
+                    if in_flight is not None:
+                        await in_flight
+                    in_flight, batch = _hash_and_write(file, hasher, batch), bytearray()
+            if in_flight is not None:
+                await in_flight
+            await _hash_and_write(file, hasher, batch)
             if received != grant.size or hasher.hexdigest() != grant.sha256:
                 raise ChecksumMismatch(
                     f"{received} bytes with SHA-256 {hasher.hexdigest()}, not the {grant.size} bytes declared"
                 )
             await anyio.to_thread.run_sync(self._keep, file, temporary, grant)
         finally:
+            if in_flight is not None and not in_flight.done():
+                await asyncio.wait([in_flight])  # a thread's write cannot be stopped: let it end
             await anyio.to_thread.run_sync(_discard, file, temporary)
 
     def _keep(self, file: object, temporary: Path, grant: Grant) -> None:
@@ -190,8 +201,7 @@ class FileStore:
                 path = Path(directory) / name
                 key = path.relative_to(self.objects).as_posix()
                 if key.startswith(prefix) and key > after:
-                    modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-                    found.append(ListedObject(key, modified))
+                    found.append(ListedObject(key))
                     if len(found) >= limit:
                         return found
         return found
@@ -210,9 +220,13 @@ class FileStore:
         return removed
 
 
-def _write_and_hash(file: object, hasher: hashlib._Hash, batch: bytearray) -> None:
-    hasher.update(batch)  # hashlib releases the GIL over large buffers
-    file.write(batch)  # type: ignore[attr-defined]
+def _hash_and_write(file: object, hasher: hashlib._Hash, batch: bytearray) -> asyncio.Future[tuple[None, Any]]:
+    """Hash and write `batch` on two threads at once (hashlib and file writes release the GIL
+    over large buffers); the batches of one upload are hashed and written in order."""
+    return asyncio.gather(
+        anyio.to_thread.run_sync(hasher.update, batch),
+        anyio.to_thread.run_sync(file.write, batch),  # type: ignore[attr-defined]
+    )
 
 
 def _discard(file: object, temporary: Path) -> None:

@@ -106,10 +106,7 @@ class S3Store:
         found = self.client.list_objects_v2(
             Bucket=self.bucket, Prefix=self.prefix + prefix, StartAfter=self.prefix + after, MaxKeys=limit
         )
-        return [
-            ListedObject(item["Key"].removeprefix(self.prefix), item["LastModified"])
-            for item in found.get("Contents", [])
-        ]
+        return [ListedObject(item["Key"].removeprefix(self.prefix)) for item in found.get("Contents", [])]
 
 
 def _missing(error: ClientError) -> bool:

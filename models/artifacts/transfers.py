@@ -6,6 +6,7 @@ artifact's URL is refused even before it expires (its grant ended with it)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class File:
     path: Path
     name: str
     content_type: str
+    ranges: bool = False  # whether a Range header asked for is to be honoured
 
 
 def _file_store() -> FileStore:
@@ -73,8 +75,9 @@ def _is_pending(artifact_id: uuid.UUID) -> bool:
 
 def download_file(token: str, ranges: str | None = None) -> File:
     """The file a download URL names. Forbidden for a tampered or expired URL; NotFound when
-    the artifact's bytes are gone (deleted or expired); RangeNotSatisfiable when no range of
-    `ranges` (a Range header, in the spec's form) starts within it."""
+    the artifact's bytes are gone (deleted or expired); RangeNotSatisfiable when `ranges` (a
+    Range header) asks only for bytes beyond its end. A Range header of another form is to be
+    ignored (`File.ranges` is False): the whole file is sent."""
     objects = _file_store()
     try:
         grant = objects.verified(token, GET)
@@ -85,19 +88,36 @@ def download_file(token: str, ranges: str | None = None) -> File:
         size = path.stat().st_size
     except FileNotFoundError:
         raise NotFound(_NO_FILE) from None
-    if ranges is not None and not _any_satisfiable(ranges, size):
+    parts = _byte_ranges(ranges) if ranges is not None else None
+    if parts is not None and not all(_starts_within(first, suffix, size) for first, suffix in parts):
         raise RangeNotSatisfiable(size)
-    return File(path, grant.name, grant.content_type)
+    return File(path, grant.name, grant.content_type, parts is not None)
 
 
-def _any_satisfiable(ranges: str, size: int) -> bool:
-    """Whether every range of `bytes=A-B, C-, -N` starts within `size` bytes, as the response
-    that serves them requires (a suffix `-N` always does when N > 0)."""
-    for spec in ranges.removeprefix("bytes=").split(","):
-        first, _, last = spec.strip().partition("-")
-        if first:
-            if int(first) >= size or (last and int(last) < int(first)):
-                return False
-        elif not last or int(last) == 0 or size == 0:
-            return False
-    return True
+_RANGE = re.compile(r"(?:(\d+)-(\d*)|-(\d+))")
+
+
+def _byte_ranges(header: str) -> list[tuple[int | None, int]] | None:
+    """The ranges of `bytes=A-B, C-, -N` as (first, last or suffix length), or None when the
+    header is of another form (RFC 9110: a server may then ignore it)."""
+    unit, _, specs = header.partition("=")
+    if unit.strip().lower() != "bytes":
+        return None
+    parts: list[tuple[int | None, int]] = []
+    for spec in specs.split(","):
+        found = _RANGE.fullmatch(spec.strip())
+        if found is None:
+            return None
+        first, last, suffix = found.groups()
+        if suffix is not None:
+            parts.append((None, int(suffix)))
+        elif last and int(last) < int(first):
+            return None  # an invalid range makes the whole header invalid
+        else:
+            parts.append((int(first), 0))
+    return parts
+
+
+def _starts_within(first: int | None, suffix: int, size: int) -> bool:
+    """Whether a range starts within `size` bytes (a suffix of 0 bytes never does)."""
+    return (first < size) if first is not None else (suffix > 0 and size > 0)

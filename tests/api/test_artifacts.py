@@ -109,6 +109,9 @@ def test_file_store_downloads_cannot_run_as_pages_of_this_origin(client, writer,
     assert download.headers["x-content-type-options"] == "nosniff"
     assert download.headers["content-security-policy"] == "sandbox"
     assert download.headers["content-disposition"].startswith("attachment;")
+    for ignored in ("bytes=5-3", "bytes=abc", "items=0-1", "bytes=-"):  # RFC 9110: another form is ignored
+        whole = fetch(client, url["download"]["url"], Range=ignored)
+        assert whole.status_code == 200 and whole.content == page.data, ignored
     beyond = fetch(client, url["download"]["url"], Range="bytes=9999-")
     assert beyond.status_code == 416
     assert beyond.json()["error"]["code"] == "range_not_satisfiable"

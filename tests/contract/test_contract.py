@@ -119,6 +119,8 @@ def live_api(tmp_path_factory, database_url_for_module):
             for name in ("shot.png", "other.png")
         )
         shown = client.get(f"{API}/sessions/{with_artifacts['id']}/artifacts/{available['id']}").json()
+        never_sent = Payload(b"the bytes no generated body is" * 1000).declared()
+        pending = client.post(f"{API}/sessions/{with_artifacts['id']}/artifacts", json=never_sent).json()
         # Named in schemathesis.toml.
         ids = {
             "LIVE_SESSION_ID": live["id"],
@@ -135,6 +137,7 @@ def live_api(tmp_path_factory, database_url_for_module):
             "ARTIFACT_ID": available["id"],
             "DELETABLE_ARTIFACT_ID": deletable["id"],
             "DOWNLOAD_TOKEN": shown["download"]["url"].rsplit("/", 1)[-1],
+            "UPLOAD_TOKEN": pending["upload"]["url"].rsplit("/", 1)[-1],
         }
         yield base, key["secret"], team["id"], workdir, ids
 
