@@ -149,6 +149,7 @@ def _store_round(origin: str, secret: str, source: Path, size: int, sha256: str,
         down = _timed(fetch)
         down_cpu = server.cpu() - cpu
     api.delete(f"/sessions/{session_id}/artifacts/{artifact['id']}")
+    api.post(f"/sessions/{session_id}/release")  # its device for the next round
     return {"up": up, "down": down, "up_cpu": up_cpu, "down_cpu": down_cpu, "rss_growth": server.peak - baseline}
 
 
