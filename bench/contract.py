@@ -82,8 +82,9 @@ def format_utc(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds") + "Z"
 
 
-def facts_json(name, build, tags: str, metadata: str, result, result_reason) -> dict:
-    """A session's facts as the API shows them (tags and metadata are JSON text in the table)."""
+def facts_json(name, build, tags: str, metadata: str, result, result_reason, artifact_count: int) -> dict:
+    """A session's facts as the API shows them (tags and metadata are JSON text in the table),
+    and the count of its available artifacts, kept on its row."""
     return {
         "name": name,
         "build": build,
@@ -91,6 +92,7 @@ def facts_json(name, build, tags: str, metadata: str, result, result_reason) -> 
         "metadata": json.loads(metadata),
         "result": result,
         "resultReason": result_reason,
+        "artifactCount": artifact_count,
     }
 
 

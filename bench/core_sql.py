@@ -21,6 +21,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Integer,
     MetaData,
     String,
     Table,
@@ -97,6 +98,7 @@ sessions = Table(
     Column("metadata_json", String),
     Column("result", String),
     Column("result_reason", String),
+    Column("artifact_count", Integer),
 )
 
 # The key, its user and the user's role in the selected organization, in one statement.
@@ -138,6 +140,7 @@ SESSION_COLUMNS = select(
     sessions.c.metadata_json,
     sessions.c.result,
     sessions.c.result_reason,
+    sessions.c.artifact_count,
 ).join(devices, devices.c.id == sessions.c.device_id)
 PAGE = (
     SESSION_COLUMNS.where(sessions.c.organization_id == bindparam("organization_id"))

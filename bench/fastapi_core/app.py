@@ -60,6 +60,7 @@ class SessionOut(BaseModel):
     result: str | None
     resultReason: str | None
     durationSeconds: float | None
+    artifactCount: int
 
     @classmethod
     def of(cls, row: Any) -> SessionOut:

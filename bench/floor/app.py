@@ -49,7 +49,8 @@ WHERE k.lookup_id = {p}
 """
 _COLUMNS = """
 SELECT s.id, s.organization_id, s.user_id, s.device_id, d.platform, d.type, d.name, d.os_version,
-       s.created_at, s.released_at, s.expires_at, s.name, s.build, s.tags, s.metadata_json, s.result, s.result_reason
+       s.created_at, s.released_at, s.expires_at, s.name, s.build, s.tags, s.metadata_json, s.result, s.result_reason,
+       s.artifact_count
 FROM sessions s JOIN devices d ON d.id = s.device_id
 """
 _PAGE = _COLUMNS + "WHERE s.organization_id = {p} ORDER BY s.created_at DESC LIMIT {p}"

@@ -47,6 +47,7 @@ class SessionOut(msgspec.Struct, rename="camel"):
     result: str | None
     result_reason: str | None
     duration_seconds: float | None
+    artifact_count: int
 
     @classmethod
     def of(cls, row: Any) -> SessionOut:
@@ -67,6 +68,7 @@ class SessionOut(msgspec.Struct, rename="camel"):
             result=shown["result"],
             result_reason=shown["resultReason"],
             duration_seconds=duration_seconds(created, released),
+            artifact_count=shown["artifactCount"],
         )
 
 

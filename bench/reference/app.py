@@ -113,6 +113,7 @@ class SessionRecord(SQLModel, table=True):
     metadata_json: str = "{}"
     result: str | None = None
     result_reason: str | None = None
+    artifact_count: int = 0
 
 
 # --- the response models ------------------------------------------------------------------
@@ -143,6 +144,7 @@ class SessionOut(BaseModel):
     result: str | None
     resultReason: str | None
     durationSeconds: float | None
+    artifactCount: int
 
     @classmethod
     def of(cls, record: SessionRecord, device: Device) -> SessionOut:
@@ -157,7 +159,13 @@ class SessionOut(BaseModel):
             releasedAt=record.released_at,
             expiresAt=record.expires_at,
             **facts_json(
-                record.name, record.build, record.tags, record.metadata_json, record.result, record.result_reason
+                record.name,
+                record.build,
+                record.tags,
+                record.metadata_json,
+                record.result,
+                record.result_reason,
+                record.artifact_count,
             ),
             durationSeconds=duration_seconds(record.created_at, record.released_at),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import uuid
 import os
 import pty
 import shutil
@@ -419,3 +420,19 @@ def test_the_command_says_its_version_and_every_argument_has_help():
         [str(Path(sys.executable).parent / "sessions-api"), "--version"], capture_output=True, text=True, timeout=60
     )
     assert shown.returncode == 0 and shown.stdout.startswith("sessions-api ")
+
+
+def test_the_operator_sweeps_orphaned_artifact_objects_in_bounded_pages(cli, monkeypatch, tmp_path):
+    """`artifacts sweep --orphans` lists the whole store in pages (at most --max-objects) and
+    deletes the objects no artifact names; without --orphans it lists nothing."""
+    store = tmp_path / "store"
+    monkeypatch.setenv("SESSIONS_API_ARTIFACT_STORE", f"file://{store}")
+    orphans = [store / "objects" / f"{uuid.uuid4()}" / f"{uuid.uuid4()}" / f"{uuid.uuid4()}" for _ in range(3)]
+    for path in orphans:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"left behind")
+    assert cli.json("artifacts", "sweep") == {"expired": 0, "failed": 0, "listed": 0, "orphansRemoved": 0}
+    assert all(path.exists() for path in orphans)
+    assert cli.json("artifacts", "sweep", "--orphans", "--max-objects", "2")["orphansRemoved"] == 2
+    assert cli.json("artifacts", "sweep", "--orphans") == {"expired": 0, "failed": 0, "listed": 1, "orphansRemoved": 1}
+    assert not any(path.exists() for path in orphans)

@@ -145,6 +145,11 @@ def test_a_server_killed_between_upload_and_completion_leaves_nothing_half_done(
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
+    started = (tmp_path / "first.log").read_text()
+    assert f"artifacts are kept in {store}" in started
+    # Several hosts on one PostgreSQL would each keep their own files: serve says so at start.
+    assert ("PostgreSQL with a file:// artifact store" in started) == private_database_url.startswith("postgresql")
+
     with running_server(env, log_path=tmp_path / "second.log") as (base, _process):
         api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {secret}"}, timeout=30)
         resumed, abandoned = artifacts
