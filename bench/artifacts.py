@@ -17,9 +17,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -27,19 +26,9 @@ import httpx
 from bench.run import DATA
 from bench.servers import OURS_ENV, free_port, sessions_api_command
 from tests.support.s3_server import BUCKET, REGION, running_s3_server
+from tests.support.transfers import MiB, ProcessWatch, file_chunks, random_file
 
-MiB = 1024 * 1024
 API = "/api/v1"
-
-
-def _make_file(path: Path, size: int) -> str:
-    hasher, block = hashlib.sha256(), os.urandom(MiB)
-    with path.open("wb") as file:
-        for index in range(size // MiB):
-            chunk = block[index % 251 :] + block[: index % 251]
-            hasher.update(chunk)
-            file.write(chunk)
-    return hasher.hexdigest()
 
 
 def _timed(run: Callable[[], object]) -> float:
@@ -57,43 +46,6 @@ def _floors(path: Path, rounds: int) -> dict[str, float]:
     copying = min(_timed(lambda: subprocess.run(["cp", str(path), str(copy)], check=True)) for _ in range(rounds))
     copy.unlink(missing_ok=True)
     return {"sha256sum": hashing, "cp": copying}
-
-
-class _Process:
-    """CPU seconds and peak RSS of a process, watched while a transfer runs."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def cpu(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.02)
-
-    def __enter__(self) -> _Process:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as file:
-        while chunk := file.read(MiB):
-            yield chunk
 
 
 def _cli(env: dict[str, str], *argv: str) -> dict:
@@ -121,7 +73,7 @@ def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"bench: the server did not start: {log.read_text()[-2000:]}")
 
 
-def _store_round(origin: str, secret: str, source: Path, size: int, sha256: str, server: _Process) -> dict:
+def _store_round(origin: str, secret: str, source: Path, size: int, sha256: str, server: ProcessWatch) -> dict:
     """One upload and one download of `source` through the API: times, server CPU and RSS."""
     api = httpx.Client(base_url=origin + API, headers={"Authorization": f"Bearer {secret}"}, timeout=600)
     session_id = api.post("/sessions", json={"platform": "android"}).json()["id"]
@@ -132,7 +84,9 @@ def _store_round(origin: str, secret: str, source: Path, size: int, sha256: str,
     headers = {**upload["headers"], "Content-Length": str(size)}
     baseline, cpu = server.rss(), server.cpu()
     with server:
-        up = _timed(lambda: httpx.put(url, content=_chunks(source), headers=headers, timeout=600).raise_for_status())
+        up = _timed(
+            lambda: httpx.put(url, content=file_chunks(source), headers=headers, timeout=600).raise_for_status()
+        )
         up_cpu = server.cpu() - cpu
         completed = api.post(f"/sessions/{session_id}/artifacts/{artifact['id']}/complete")
         completed.raise_for_status()
@@ -169,7 +123,7 @@ def _measure(
     secret = _cli(env, "key", "create", "--user", user["id"])["secret"]
     process, origin = _serve(env, workdir / f"{store}.log")
     try:
-        runs = [_store_round(origin, secret, source, size, sha256, _Process(process.pid)) for _ in range(rounds)]
+        runs = [_store_round(origin, secret, source, size, sha256, ProcessWatch(process.pid)) for _ in range(rounds)]
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -194,7 +148,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="artifacts-", dir=DATA))  # the same disk for every measure
     try:
         source, size = workdir / "screen.mp4", args.mib * MiB
-        sha256 = _make_file(source, size)
+        sha256 = random_file(source, size)
         floors = _floors(source, args.rounds)
         results: dict = {
             "size_mib": args.mib,

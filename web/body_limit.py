@@ -27,7 +27,8 @@ class BodyLimitMiddleware:
     """Inside Connexion's exception handling, so that the refusal is the error envelope.
 
     Paths under `streamed_prefixes` (an artifact's bytes, streamed to their handler) take
-    bodies up to `max_streamed_bytes` instead, and a chunked one is passed on as it arrives."""
+    bodies up to `max_streamed_bytes` instead, and a chunked one is counted as it passes on,
+    never gathered."""
 
     def __init__(
         self,
@@ -38,15 +39,15 @@ class BodyLimitMiddleware:
     ) -> None:
         self.app = app
         self.limit = max_body_bytes
-        self.streamed = _Streamed(app, streamed_prefixes, max_streamed_bytes) if streamed_prefixes else None
+        self.streamed_prefixes = streamed_prefixes
+        self.streamed_limit = max_streamed_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.streamed is not None and scope["path"].startswith(self.streamed.prefixes):
-            await self.streamed(scope, receive, send)
-            return
+        streamed = bool(self.streamed_prefixes) and scope["path"].startswith(self.streamed_prefixes)
+        limit = self.streamed_limit if streamed else self.limit
         length, chunked = None, False
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -56,31 +57,16 @@ class BodyLimitMiddleware:
         if length is not None:
             if not length.isdigit():
                 raise ApiError(400, "The Content-Length header must be a number of bytes.")
-            if int(length) > self.limit:
-                raise payload_too_large(self.limit)
-            await self.app(scope, self._counting(receive), send)
-        elif chunked:
+            if int(length) > limit:
+                raise payload_too_large(limit)
+            await self.app(scope, _counting(receive, limit), send)
+        elif chunked and not streamed:
             body, receive = await self._read_whole(receive)
             headers = [(name, value) for name, value in scope["headers"] if name != b"transfer-encoding"]
             scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
             await self.app(scope, receive, send)
         else:
-            await self.app(scope, self._counting(receive), send)
-
-    def _counting(self, receive: Receive) -> Receive:
-        """`receive`, refusing more body than declared-and-allowed (a lying Content-Length)."""
-        received = 0
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise payload_too_large(self.limit)
-            return message
-
-        return counted
+            await self.app(scope, _counting(receive, limit), send)
 
     async def _read_whole(self, receive: Receive) -> tuple[bytes, Receive]:
         body = bytearray()
@@ -96,23 +82,20 @@ class BodyLimitMiddleware:
         return bytes(body), _replay([{"type": "http.request", "body": bytes(body), "more_body": False}], receive)
 
 
-class _Streamed(BodyLimitMiddleware):
-    """Bodies streamed to their handler: the same refusals, at their own limit, and a chunked
-    body is counted as it passes, never gathered."""
+def _counting(receive: Receive, limit: int) -> Receive:
+    """`receive`, refusing more body than declared-and-allowed (a lying Content-Length)."""
+    received = 0
 
-    def __init__(self, app: ASGIApp, prefixes: tuple[str, ...], limit: int) -> None:
-        self.app = app
-        self.limit = limit
-        self.prefixes = prefixes
+    async def counted() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise payload_too_large(limit)
+        return message
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
-        if length is not None:
-            if not length.isdigit():
-                raise ApiError(400, "The Content-Length header must be a number of bytes.")
-            if int(length) > self.limit:
-                raise payload_too_large(self.limit)
-        await self.app(scope, self._counting(receive), send)
+    return counted
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

@@ -15,3 +15,17 @@ def team(world):
 @pytest.fixture
 def admin(world, team):
     return world.member(of=[(team, Role.admin)])
+
+
+@pytest.fixture
+def writer(world, team):
+    return world.member(of=[(team, Role.readwrite)])
+
+
+@pytest.fixture
+def session_id(client, world, writer, team):
+    """A live session of the team, started by its writer."""
+    world.device()
+    started = client.post("/api/v1/sessions", json={"platform": "android"}, headers=writer.acting_on(team.id))
+    assert started.status_code == 201, started.text
+    return started.json()["id"]

@@ -38,18 +38,6 @@ def settings(settings):
     )
 
 
-@pytest.fixture
-def writer(world, team):
-    return world.member(of=[(team, Role.readwrite)])
-
-
-@pytest.fixture
-def session_id(client, world, writer, team):
-    world.device()
-    started = client.post(f"{API}/sessions", json={"platform": "android"}, headers=writer.acting_on(team.id))
-    return started.json()["id"]
-
-
 def _declare(client, writer, team, session_id, **changes):
     return client.post(
         f"{API}/sessions/{session_id}/artifacts", json=LOG.declared(**changes), headers=writer.acting_on(team.id)

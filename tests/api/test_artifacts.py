@@ -30,19 +30,6 @@ def settings(request, settings):
     )
 
 
-@pytest.fixture
-def writer(world, team):
-    return world.member(of=[(team, Role.readwrite)])
-
-
-@pytest.fixture
-def session_id(client, world, writer, team):
-    world.device()
-    started = client.post(f"{API}/sessions", json={"platform": "android"}, headers=writer.acting_on(team.id))
-    assert started.status_code == 201, started.text
-    return started.json()["id"]
-
-
 def _artifacts(session_id: str) -> str:
     return f"{API}/sessions/{session_id}/artifacts"
 
@@ -155,6 +142,13 @@ def test_a_file_store_upload_names_what_was_wrong(client, writer, team, session_
     assert more.status_code == 413 and more.json()["error"]["code"] == "artifact_too_large"
     other_type = send(client, artifact["upload"], LOG.data, **{"Content-Type": "text/plain"})
     assert other_type.status_code == 415
+    # Sent chunked (no Content-Length), the bytes stream on as they come, counted all the same.
+    over = client.put(artifact["upload"]["url"], content=iter([LOG.data, b"!"]), headers=artifact["upload"]["headers"])
+    assert over.status_code == 413
+    chunked = client.put(
+        artifact["upload"]["url"], content=iter([LOG.data[:100], LOG.data[100:]]), headers=artifact["upload"]["headers"]
+    )
+    assert chunked.status_code == 204, chunked.text
 
 
 def test_bytes_changed_in_the_store_fail_the_artifact_at_completion(client, writer, team, session_id):

@@ -42,11 +42,6 @@ def second_admin(world, team):
 
 
 @pytest.fixture
-def writer(world, team):
-    return world.member(of=[(team, Role.readwrite)])
-
-
-@pytest.fixture
 def iphone(world):
     return world.device(platform="ios", type="simulator", name="iPhone 16", os_version="18.2")
 

@@ -31,11 +31,6 @@ def settings(settings: Settings) -> Settings:
     )
 
 
-@pytest.fixture
-def writer(world, team):
-    return world.member(of=[(team, Role.readwrite)])
-
-
 def _queued(client, member, team, count):
     holding = client.post(SESSIONS, json={"platform": "ios"}, headers=member.acting_on(team.id))
     assert holding.status_code == 201, holding.text  # the one device: the others wait

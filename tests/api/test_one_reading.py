@@ -13,7 +13,6 @@ from starlette.testclient import TestClient
 from sessions_api.core import db, resources
 from sessions_api.core.settings import Settings
 from sessions_api.core.timestamps import parse_rfc3339
-from sessions_api.models import Role
 from sessions_api.web.app import create_app
 from sessions_api.web.operations import SpecError
 from tests.support.api import API, SESSIONS, assert_error
@@ -26,11 +25,6 @@ JSON = "application/json"
 UTF7_SESSION = (
     b'{"platform":"android","maxDurationMinutes":-100000,"+AG0AYQB4AEQAdQByAGEAdABpAG8AbgBNAGkAbgB1AHQAZQBz-":5}'
 )
-
-
-@pytest.fixture
-def writer(world, team):
-    return world.member(of=[(team, Role.readwrite)])
 
 
 @pytest.fixture

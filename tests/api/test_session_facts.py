@@ -29,11 +29,6 @@ def team(world):
 
 
 @pytest.fixture
-def writer(world, team):
-    return world.member(of=[(team, Role.readwrite)])
-
-
-@pytest.fixture
 def fleet(world):
     return [world.device(platform="ios", type="simulator", name=f"iPhone {n}", os_version="18.2") for n in range(4)]
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import uuid
 import os
 import pty
 import shutil
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,10 +17,10 @@ from sessions_api.core.settings import Settings
 from sessions_api.models import Role, api_keys, devices, members, tenancy
 from tests.support.artifacts import Payload
 from tests.support.live_server import running_server, server_env
+from tests.support.transfers import MiB, ProcessWatch, file_chunks, random_file
 
 pytestmark = pytest.mark.live_server
 
-MiB = 1024 * 1024
 LARGE = 256 * MiB
 # What the server's resident memory may grow by while it moves LARGE bytes each way.
 RSS_GROWTH_LIMIT = 50 * MiB
@@ -39,55 +37,10 @@ def _member(database_url: str) -> tuple[str, str]:
     return str(team.id), secret
 
 
-def _large_file(path: Path) -> str:
-    """LARGE bytes on disk (never all in this process's memory), and their SHA-256."""
-    hasher = hashlib.sha256()
-    block = os.urandom(MiB)
-    with path.open("wb") as file:
-        for index in range(LARGE // MiB):
-            chunk = block[index % 251 :] + block[: index % 251]  # no two blocks alike
-            hasher.update(chunk)
-            file.write(chunk)
-    return hasher.hexdigest()
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as file:
-        while chunk := file.read(MiB):
-            yield chunk
-
-
-class _PeakRss:
-    """The most resident memory a process has held while this watched it."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def rss(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.02)
-
-    def __enter__(self) -> _PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def test_a_256_mib_artifact_goes_up_and_down_with_the_servers_memory_flat(private_database_url, tmp_path):
     team_id, secret = _member(private_database_url)
     source = tmp_path / "screen.mp4"
-    sha256 = _large_file(source)
+    sha256 = random_file(source, LARGE)
     env = server_env(
         private_database_url,
         SESSIONS_API_ARTIFACT_STORE=f"file://{tmp_path / 'store'}",
@@ -99,12 +52,12 @@ def test_a_256_mib_artifact_goes_up_and_down_with_the_servers_memory_flat(privat
         session_id = api.post("/sessions", json={"platform": "android"}).json()["id"]
         declared = {"type": "video", "name": "screen.mp4", "contentType": "video/mp4", "size": LARGE, "sha256": sha256}
         artifact = api.post(f"/sessions/{session_id}/artifacts", json=declared).json()
-        watcher = _PeakRss(process.pid)
+        watcher = ProcessWatch(process.pid)
         baseline = watcher.rss()
         with watcher:
             sent = httpx.put(
                 origin + artifact["upload"]["url"],
-                content=_chunks(source),
+                content=file_chunks(source),
                 headers={**artifact["upload"]["headers"], "Content-Length": str(LARGE)},
                 timeout=120,
             )

@@ -56,14 +56,19 @@ def running_server(env: dict, *extra_args: str, log_path: Path) -> Iterator[tupl
         _wait_until_up(base, process, log_path)
         yield base, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         logged = [line for line in log_path.read_text(errors="replace").splitlines() if LOG_LINE.match(line)]
         assert_no_secrets(logged, f"the log of {log_path.name}")
+
+
+def stop(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL should it not have stopped within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_until_up(base: str, process: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.live_server import free_port
+from tests.support.live_server import free_port, stop
 
 ACCESS_KEY = "sessions-api-tests"
 SECRET_KEY = "sessions-api-tests-secret"
@@ -106,12 +106,7 @@ def running_s3_server(directory: Path) -> Iterator[S3Server]:
         _wait_for_bucket(server, process, directory / "weed.log")
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process)
 
 
 def _wait_for_bucket(server: S3Server, process: subprocess.Popen, log: Path) -> None:
