@@ -7,6 +7,7 @@ import hashlib
 import os
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from sessions_api.core.settings import Settings
 from sessions_api.models import Role, api_keys, devices, members, tenancy
 from tests.support.artifacts import Payload
 from tests.support.live_server import running_server, server_env
+from tests.support.s3_server import BUCKET, REGION
 from tests.support.transfers import MiB, ProcessWatch, file_chunks, random_file
 
 pytestmark = pytest.mark.live_server
@@ -119,3 +121,43 @@ def test_a_server_killed_between_upload_and_completion_leaves_nothing_half_done(
         plan = api.get(f"/organizations/{team_id}").json()["plan"]
         assert plan["storedBytes"] == len(log.data)
         assert api.get(f"/sessions/{session_id}").json()["artifactCount"] == 1
+
+
+def test_several_workers_share_an_s3_store_and_its_retention(private_database_url, tmp_path, s3_server):
+    """Two workers on one database and one S3 store (as several hosts run): an artifact
+    declared through one is completed and read through any, its bytes go to and from the store
+    itself at presigned URLs, and the sweep of whichever worker runs first ends it on time."""
+    team_id, secret = _member(private_database_url)
+    env = server_env(
+        private_database_url,
+        **s3_server.credentials,
+        SESSIONS_API_ARTIFACT_STORE=f"s3://{BUCKET}/workers-{uuid.uuid4().hex[:8]}",
+        SESSIONS_API_S3_ENDPOINT_URL=s3_server.endpoint_url,
+        SESSIONS_API_S3_REGION=REGION,
+        SESSIONS_API_ARTIFACT_RETENTION_DAYS=str(3 / 86400),  # three seconds
+        SESSIONS_API_EXPIRY_SWEEP_SECONDS="0.5",
+    )
+    video = Payload(os.urandom(3 * MiB), type="video", name="screen.mp4", content_type="video/mp4")
+    with running_server(env, "--workers", "2", log_path=tmp_path / "server.log") as (base, _process):
+        # New connections each time: the workers share the port, so requests land on both.
+        def call(method: str, path: str, **kwargs):
+            return httpx.request(method, base + path, headers={"Authorization": f"Bearer {secret}"}, **kwargs)
+
+        session_id = call("POST", "/sessions", json={"platform": "android"}).json()["id"]
+        artifact = call("POST", f"/sessions/{session_id}/artifacts", json=video.declared()).json()
+        assert artifact["upload"]["url"].startswith(s3_server.endpoint_url)  # the store's own URL
+        sent = httpx.put(artifact["upload"]["url"], content=video.data, headers=artifact["upload"]["headers"])
+        assert sent.status_code == 200, sent.text
+        for _ in range(3):  # idempotent, whichever worker answers
+            completed = call("POST", f"/sessions/{session_id}/artifacts/{artifact['id']}/complete")
+            assert completed.status_code == 200 and completed.json()["status"] == "available"
+        download = call("GET", f"/sessions/{session_id}/artifacts/{artifact['id']}").json()["download"]["url"]
+        part = httpx.get(download, headers={"Range": "bytes=0-1023"})
+        assert part.status_code == 206 and part.content == video.data[:1024]
+        assert "attachment" in part.headers["content-disposition"] and part.headers["content-type"] == "video/mp4"
+        deadline = time.monotonic() + 15
+        while call("GET", f"/sessions/{session_id}/artifacts/{artifact['id']}").json()["status"] != "expired":
+            assert time.monotonic() < deadline, "the artifact outlived its retention"
+            time.sleep(0.3)
+        assert httpx.get(download).status_code == 404  # its bytes went with it
+        assert call("GET", f"/organizations/{team_id}").json()["plan"]["storedBytes"] == 0
