@@ -57,6 +57,16 @@ WEBHOOK_SECRETS_UNREADABLE = Counter(
     "sessions_api_webhook_secrets_unreadable",
     "Webhook attempts not made: this server cannot unseal the endpoint's signing secret (the log names the endpoint).",
 )
+ARTIFACTS_ENDED = Counter(
+    "sessions_api_artifacts_ended",
+    "Artifacts the sweeps ended, by how: expired (past their retention), failed (an upload never "
+    "completed), orphan_removed (an object no artifact names, deleted).",
+    ["how"],
+)
+ARTIFACT_UPLOAD_BYTES = Counter(
+    "sessions_api_artifact_upload_bytes",
+    "Bytes of artifacts uploaded through this server (the file store) and stored.",
+)
 QUEUE_WAIT = Histogram(
     "sessions_api_queue_wait_seconds",
     "How long session requests waited in the queue, by how they left it: started or timed_out.",

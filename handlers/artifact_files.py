@@ -9,6 +9,7 @@ from typing import Any
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from sessions_api.core.metrics import ARTIFACT_UPLOAD_BYTES
 from sessions_api.core.stores.disposition import attachment
 from sessions_api.models.artifacts import transfers
 
@@ -22,7 +23,7 @@ _DOWNLOAD_HEADERS = {
 
 
 async def putArtifactFile(token: str, body: AsyncIterable[bytes]) -> Response:
-    await transfers.receive_upload(token, body)
+    ARTIFACT_UPLOAD_BYTES.inc(await transfers.receive_upload(token, body))
     return Response(status_code=204, headers={"Cache-Control": "no-store"})
 
 

@@ -1,5 +1,5 @@
 """What the metrics read from the database at each scrape: the state of the fleet, sessions, the
-queue of starts and the webhooks' outbox.
+queue of starts, the webhooks' outbox and the bytes artifacts hold.
 
 Read at scrape time, not counted by each process, so that every worker reports the same,
 exact numbers.
@@ -35,6 +35,7 @@ class Counts:
     devices_by_state: dict[str, int]
     webhook_deliveries_pending: int
     queued_by_class: dict[str, int]
+    artifact_stored_bytes: int
 
 
 def current_counts() -> Counts:
@@ -57,11 +58,13 @@ def current_counts() -> Counts:
             .group_by(_ORGANIZATION_CLASS)
         ):
             queued_by_class[kind] = count
+        stored = conn.execute(select(func.coalesce(func.sum(col(Organization.stored_bytes)), 0))).scalar_one()
     return Counts(
         live_sessions=live,
         devices_by_state=by_state,
         webhook_deliveries_pending=pending,
         queued_by_class=queued_by_class,
+        artifact_stored_bytes=int(stored),
     )
 
 

@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from sessions_api.core import compiled_reads, db, db_threads, heavy_reads
-from sessions_api.core.metrics import EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
+from sessions_api.core.metrics import ARTIFACTS_ENDED, EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
 from sessions_api.models import leases, queue_waits, schema_version, webhooks
 from sessions_api.models.artifacts import retention
 from sessions_api.web.queue import QueueServer
@@ -120,8 +120,8 @@ async def _sweep_what_has_ended(orphans: _OrphanSweep) -> None:
     sweeps = (
         leases.sweep_idempotency_records,
         webhooks.erase_ended_rotations,
-        retention.expire_artifacts,
-        retention.fail_abandoned_uploads,
+        _expire_artifacts,
+        _fail_abandoned_uploads,
         orphans.next_pass,
     )
     for sweep in sweeps:
@@ -129,6 +129,14 @@ async def _sweep_what_has_ended(orphans: _OrphanSweep) -> None:
             await db_threads.write(sweep)
         except Exception:  # the database or the store may be away: try again next time
             logger.warning("could not run %s", sweep.__name__, exc_info=True)
+
+
+def _expire_artifacts() -> None:
+    ARTIFACTS_ENDED.labels("expired").inc(retention.expire_artifacts())
+
+
+def _fail_abandoned_uploads() -> None:
+    ARTIFACTS_ENDED.labels("failed").inc(retention.fail_abandoned_uploads())
 
 
 class _OrphanSweep:
@@ -140,6 +148,7 @@ class _OrphanSweep:
     def next_pass(self) -> None:
         done = retention.sweep_orphans(self.after)
         self.after = done.after
+        ARTIFACTS_ENDED.labels("orphan_removed").inc(done.removed)
         if done.removed:
             logger.info("removed %d orphaned artifact object(s)", done.removed)
 

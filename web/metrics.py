@@ -51,6 +51,11 @@ class DatabaseCollector(Collector):
             "Webhook deliveries not yet delivered nor given up (due now or waiting for a retry).",
             counts.webhook_deliveries_pending,
         )
+        yield GaugeMetricFamily(
+            "sessions_api_artifact_stored_bytes",
+            "Bytes the organizations' artifacts hold (pending uploads at their declared size).",
+            counts.artifact_stored_bytes,
+        )
         devices = GaugeMetricFamily("sessions_api_devices", "Devices of the fleet, by state.", labels=["state"])
         for state, count in counts.devices_by_state.items():
             devices.add_metric([state], count)

@@ -42,8 +42,8 @@ def _file_store() -> FileStore:
     return objects
 
 
-async def receive_upload(token: str, chunks: AsyncIterable[bytes]) -> None:
-    """Store an upload's bytes. Forbidden for a tampered or expired URL, Conflict when its
+async def receive_upload(token: str, chunks: AsyncIterable[bytes]) -> int:
+    """Store an upload's bytes; how many. Forbidden for a tampered or expired URL, Conflict when its
     artifact is no longer pending, TooLarge past the declared size, Unprocessable when the
     bytes are not the declared ones (nothing is stored then, and the URL may be used again)."""
     objects = _file_store()
@@ -65,6 +65,7 @@ async def receive_upload(token: str, chunks: AsyncIterable[bytes]) -> None:
         ) from None
     except ChecksumMismatch as exc:
         raise Unprocessable("checksum_mismatch", f"The upload sent {exc}; nothing was stored.") from None
+    return grant.size
 
 
 def _is_pending(artifact_id: uuid.UUID) -> bool:

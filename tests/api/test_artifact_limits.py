@@ -18,7 +18,7 @@ from sessions_api.models import Role, plans
 from sessions_api.models.artifacts import retention
 from sessions_api.models.artifacts.storage import store
 from sessions_api.models.tables import WebhookDelivery
-from tests.support.api import UNREACHABLE_HOOK
+from tests.support.api import UNREACHABLE_HOOK, scrape
 from tests.support.artifacts import API, Payload, attach, fetch, send
 
 LOG = Payload(b"E/AndroidRuntime: FATAL EXCEPTION: main\n" * 50)
@@ -115,7 +115,12 @@ def _status(client, writer, team, session_id, artifact_id):
 
 def test_an_artifact_expires_at_the_end_of_its_retention_and_its_bytes_go(client, writer, team, session_id):
     plans.set_plan(team.id, artifact_retention_days=1 / 86400)  # one second
+    before = scrape(client)
     artifact = attach(client, writer.acting_on(team.id), session_id, LOG)
+    held = scrape(client)
+    assert held[("sessions_api_artifact_stored_bytes", ())] == len(LOG.data)
+    uploaded = ("sessions_api_artifact_upload_bytes_total", ())
+    assert held[uploaded] - before.get(uploaded, 0) == len(LOG.data)
     key = f"{team.id}/{session_id}/{artifact['id']}"
     assert store().head(key) is not None
     _wait_for(lambda: _status(client, writer, team, session_id, artifact["id"]) == "expired", "expire it")
@@ -124,6 +129,9 @@ def test_an_artifact_expires_at_the_end_of_its_retention_and_its_bytes_go(client
     assert session["artifactCount"] == 0
     plan = client.get(f"{API}/organizations/{team.id}", headers=writer.headers).json()["plan"]
     assert plan["storedBytes"] == 0
+    expired = ("sessions_api_artifacts_ended_total", (("how", "expired"),))
+    assert scrape(client)[expired] - before.get(expired, 0) == 1
+    assert scrape(client)[("sessions_api_artifact_stored_bytes", ())] == 0
 
 
 def test_an_upload_never_completed_fails_and_frees_its_bytes(client, writer, team, session_id):
