@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from sessions_api.core.heavy_reads import ReadTimeLimitExceeded, TooManyHeavyReads
 from sessions_api.core.logs import current_request_id
+from sessions_api.core.stores import StoreUnavailable
 from sessions_api.models.errors import (
     AccessDenied,
     Conflict,
@@ -113,6 +114,7 @@ def register(app: AsyncApp, allowed_at: Callable[[str], str | None]) -> None:
     app.add_error_handler(ClientDisconnect, _client_gone)
     app.add_error_handler(TooManyHeavyReads, _too_many_heavy_reads)
     app.add_error_handler(ReadTimeLimitExceeded, _report_timeout)
+    app.add_error_handler(StoreUnavailable, _store_unavailable)
     app.add_error_handler(PoolTimeout, _unavailable)
     app.add_error_handler(OperationalError, _unavailable)
     app.add_error_handler(DBAPIError, _database_error)
@@ -196,6 +198,17 @@ async def _unavailable(request: ConnexionRequest, exc: Exception) -> ConnexionRe
         503,
         "unavailable",
         f"The database is unavailable right now; retry in {RETRY_AFTER_SECONDS} seconds.",
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _store_unavailable(request: ConnexionRequest, exc: StoreUnavailable) -> ConnexionResponse:
+    """The artifact store is away, refuses us, or its disk is full: the operator's to fix, so 503."""
+    logger.warning("%s %s: artifact store unavailable: %s", request.method, _path(request), exc)
+    return error_response(
+        503,
+        "unavailable",
+        f"The artifact store is unavailable right now; retry in {RETRY_AFTER_SECONDS} seconds.",
         {"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 

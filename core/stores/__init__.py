@@ -19,6 +19,7 @@ from sessions_api.core.stores.base import (
     ListedObject,
     ObjectStore,
     StoredObject,
+    StoreUnavailable,
     TooLarge,
     Upload,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "ListedObject",
     "ObjectStore",
     "StoredObject",
+    "StoreUnavailable",
     "TooLarge",
     "Upload",
     "opened",

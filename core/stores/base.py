@@ -74,3 +74,8 @@ class TooLarge(Exception):
 
 class ChecksumMismatch(Exception):
     """The bytes received are not the ones the upload declared (size or SHA-256)."""
+
+
+class StoreUnavailable(Exception):
+    """The store did not answer, refused us, or could not keep the bytes (a disk full): a
+    passing condition on the operator's side, never the caller's fault."""

@@ -38,6 +38,7 @@ from sessions_api.core.stores.base import (
     Download,
     ListedObject,
     StoredObject,
+    StoreUnavailable,
     TooLarge,
     Upload,
 )
@@ -115,13 +116,16 @@ class FileStore:
 
         A pipeline: while one batch is hashed and written (on two threads at once: both release
         the GIL), the loop receives the next; at most two batches are held."""
-        self.incoming.mkdir(parents=True, exist_ok=True)
         temporary = self.incoming / f"{uuid.uuid4().hex}.part"
         hasher = hashlib.sha256()
         received = 0
         batch = bytearray()
         in_flight: asyncio.Future[tuple[None, Any]] | None = None
-        file = await anyio.to_thread.run_sync(open, temporary, "wb")
+        try:
+            await anyio.to_thread.run_sync(functools.partial(self.incoming.mkdir, parents=True, exist_ok=True))
+            file = await anyio.to_thread.run_sync(open, temporary, "wb")
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write to {self.incoming}: {exc.strerror}") from exc
         try:
             async for chunk in chunks:
                 received += len(chunk)
@@ -140,6 +144,8 @@ class FileStore:
                     f"{received} bytes with SHA-256 {hasher.hexdigest()}, not the {grant.size} bytes declared"
                 )
             await anyio.to_thread.run_sync(self._keep, file, temporary, grant)
+        except OSError as exc:  # a disk full, a folder gone: nothing is kept
+            raise StoreUnavailable(f"cannot keep the upload: {exc.strerror}") from exc
         finally:
             if in_flight is not None and not in_flight.done():
                 await asyncio.wait([in_flight])  # a thread's write cannot be stopped: let it end

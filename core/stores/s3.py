@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from sessions_api.core.stores.base import Download, ListedObject, StoredObject, Upload
+from sessions_api.core.stores.base import Download, ListedObject, StoredObject, StoreUnavailable, Upload
 from sessions_api.core.stores.disposition import attachment
 from sessions_api.core.timestamps import utcnow
 
@@ -80,33 +80,49 @@ class S3Store:
         except ClientError as exc:
             if _missing(exc):
                 return None
-            raise
+            raise StoreUnavailable(_said(exc)) from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(str(exc)) from exc
         checksum = found.get("ChecksumSHA256")
         # A checksum of a multipart upload ("...-N") is not the object's SHA-256: read it through.
         sha256 = base64.b64decode(checksum).hex() if checksum and "-" not in checksum else None
         return StoredObject(int(found["ContentLength"]), sha256)
 
     def digest(self, key: str) -> str | None:
+        hasher = hashlib.sha256()
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
+            with body:
+                for block in body.iter_chunks(_READ):
+                    hasher.update(block)
         except ClientError as exc:
             if _missing(exc):
                 return None
-            raise
-        hasher = hashlib.sha256()
-        with body:
-            for block in body.iter_chunks(_READ):
-                hasher.update(block)
+            raise StoreUnavailable(_said(exc)) from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(str(exc)) from exc
         return hasher.hexdigest()
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     def listing(self, prefix: str, *, after: str, limit: int) -> Sequence[ListedObject]:
-        found = self.client.list_objects_v2(
-            Bucket=self.bucket, Prefix=self.prefix + prefix, StartAfter=self.prefix + after, MaxKeys=limit
-        )
+        try:
+            found = self.client.list_objects_v2(
+                Bucket=self.bucket, Prefix=self.prefix + prefix, StartAfter=self.prefix + after, MaxKeys=limit
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
         return [ListedObject(item["Key"].removeprefix(self.prefix)) for item in found.get("Contents", [])]
+
+
+def _said(error: ClientError) -> str:
+    """What the store answered, without the request's details."""
+    found = error.response.get("Error", {})
+    return f"the store answered {found.get('Code', '?')}: {found.get('Message', '')}".strip()
 
 
 def _missing(error: ClientError) -> bool:

@@ -12,6 +12,7 @@ the transaction that lets it go commits, so a row is never `available` without i
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from sqlalchemy import delete as delete_rows
 from sqlmodel import col
 
 from sessions_api.core import db, settings
-from sessions_api.core.stores import Download, Upload
+from sessions_api.core.stores import Download, StoreUnavailable, Upload
 from sessions_api.core.timestamps import format_utc, utcnow
 from sessions_api.models import audit, plans, webhooks
 from sessions_api.models.api_keys import Principal
@@ -33,6 +34,7 @@ from sessions_api.models.instants import InstantAllocator
 from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import Artifact, ArtifactStatus, AuditEventType, Organization, SessionRecord
 
+logger = logging.getLogger(__name__)
 # How long after a session ended artifacts may still be added to it.
 ARTIFACT_WINDOW = timedelta(hours=24)
 AVAILABLE_EVENT = "artifact.available"
@@ -240,7 +242,7 @@ def complete_artifact(caller: Principal, session_id: uuid.UUID, artifact_id: uui
             _make_available(conn=conn, artifact=current, organization_id=organization_id)
             return _view(conn=conn, organization_id=organization_id, session_id=session_id, artifact_id=artifact_id)
         _fail(conn=conn, artifact=current)
-    objects.delete(row.object_key)
+    delete_quietly(row.object_key)
     raise Unprocessable(
         "checksum_mismatch",
         f"The store holds {stored.size} bytes with SHA-256 {sha256}, not the {row.size} bytes with SHA-256 "
@@ -311,7 +313,16 @@ def delete_artifact(caller: Principal, session_id: uuid.UUID, artifact_id: uuid.
             _release_bytes(conn=conn, organization_id=organization_id, size=current.size)
         conn.execute(delete_rows(Artifact).where(col(Artifact.id) == artifact_id))
         audit.record(conn=conn, events=[_audited(caller, AuditEventType.artifact_deleted, row)])
-    store().delete(current.object_key)
+    delete_quietly(current.object_key)
+
+
+def delete_quietly(key: str) -> None:
+    """Delete an object whose row already let it go; a store that does not answer leaves an
+    orphan, which the orphan sweep deletes later (models.artifacts.retention)."""
+    try:
+        store().delete(key)
+    except StoreUnavailable:
+        logger.warning("could not delete the object %s; the orphan sweep will", key, exc_info=True)
 
 
 def _session_exists(*, conn: Connection, organization_id: uuid.UUID, session_id: uuid.UUID) -> None:

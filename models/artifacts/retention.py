@@ -21,6 +21,7 @@ from sqlmodel import col
 from sessions_api.core import db, settings
 from sessions_api.core.stores.files import FileStore
 from sessions_api.core.timestamps import utcnow
+from sessions_api.models.artifacts.records import delete_quietly
 from sessions_api.models.artifacts.storage import artifact_of, store
 from sessions_api.models.tables import Artifact, ArtifactStatus, Organization, SessionRecord
 
@@ -105,12 +106,8 @@ def _count_away(*, conn: Connection, rows: Sequence[Row[Any]]) -> None:
 
 
 def _delete_objects(rows: Sequence[Row[Any]]) -> None:
-    objects = store()
     for row in rows:
-        try:
-            objects.delete(row.object_key)
-        except Exception:  # the store may be away: the orphan sweep removes it later
-            logger.warning("could not delete the object of artifact %s", row.id, exc_info=True)
+        delete_quietly(row.object_key)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ ranges, deleted; every refusal in the envelope; what they count kept right."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 
 import pytest
@@ -277,3 +278,37 @@ def test_readonly_members_read_but_do_not_add(client, world, writer, team, sessi
     assert client.get(_artifacts(session_id), headers=reader.acting_on(team.id)).status_code == 200
     refused = _declare(client, reader, team, session_id)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+
+
+def test_a_store_that_does_not_answer_is_a_503_never_a_500(client, writer, team, session_id, settings, apps):
+    """A file store that cannot write, an S3 store that does not answer: 503 `unavailable`
+    with Retry-After, the artifact still pending (the caller may retry), nothing kept."""
+    from starlette.testclient import TestClient
+
+    from sessions_api.core import db
+    from sessions_api.web.app import create_app
+    from tests.support.live_server import free_port
+
+    if settings.artifact_store.startswith("file://"):
+        artifact = _declare(client, writer, team, session_id).json()
+        incoming = store().incoming
+        shutil.rmtree(incoming, ignore_errors=True)
+        incoming.write_text("not a folder")  # any write there fails, as on a full disk
+        try:
+            refused = send(client, artifact["upload"], LOG.data)
+        finally:
+            incoming.unlink()
+        answering = client
+    else:
+        away = settings.replace(s3_endpoint_url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+        app = apps.get(away) or apps.setdefault(away, create_app(away))
+        answering = TestClient(app, raise_server_exceptions=False)
+        with db.bound(app.state.database):
+            artifact = _declare(answering, writer, team, session_id).json()
+            refused = answering.post(
+                f"{_artifacts(session_id)}/{artifact['id']}/complete", headers=writer.acting_on(team.id)
+            )
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "unavailable" and refused.headers["retry-after"]
+    shown = answering.get(f"{_artifacts(session_id)}/{artifact['id']}", headers=writer.acting_on(team.id))
+    assert shown.json()["status"] == "pending"
