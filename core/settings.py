@@ -202,6 +202,13 @@ class Settings(BaseSettings):
             folder = Path(".")
         return f"file://{folder / 'artifacts'}"
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", value):
+            raise ValueError("must be an http or https URL without a query (https://api.example.com)")
+        return value.rstrip("/")
+
     @field_validator("artifact_store")
     @classmethod
     def _store_url(cls, value: str) -> str:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from sessions_api.core.timestamps import utcnow
 from sessions_api.models import Role
 from sessions_api.models.artifacts import retention
 from sessions_api.models.artifacts.storage import store
@@ -312,3 +313,20 @@ def test_a_store_that_does_not_answer_is_a_503_never_a_500(client, writer, team,
     assert refused.json()["error"]["code"] == "unavailable" and refused.headers["retry-after"]
     shown = answering.get(f"{_artifacts(session_id)}/{artifact['id']}", headers=writer.acting_on(team.id))
     assert shown.json()["status"] == "pending"
+
+
+def test_the_file_stores_urls_are_absolute_under_a_public_url(settings):
+    """Behind a proxy, SESSIONS_API_PUBLIC_URL makes the file store's URLs absolute."""
+    import pydantic
+
+    from sessions_api.core.stores import opened
+
+    if not settings.artifact_store.startswith("file://"):
+        pytest.skip("S3's URLs are the store's")
+    public = settings.replace(public_url="https://api.example.com/")
+    assert public.public_url == "https://api.example.com"
+    objects = opened(public.artifact_store_url(), url_base=public.public_url + "/api/v1/artifact-files")
+    upload = objects.upload("o/s/a", size=1, sha256="0" * 64, content_type="text/plain", expires_at=utcnow())
+    assert upload.url.startswith("https://api.example.com/api/v1/artifact-files/")
+    with pytest.raises(pydantic.ValidationError):
+        settings.replace(public_url="api.example.com")
