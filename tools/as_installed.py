@@ -34,6 +34,8 @@ def lay_out() -> Path:
         if name == "sessions_api":
             for item in (ROOT / folder).glob("*.py"):
                 (package / item.name).symlink_to(item)
+        elif name.count(".") > 1:  # a subpackage (core.stores): inside its parent's folder, linked whole
+            continue
         else:
             (package / name.split(".", 1)[1]).symlink_to(ROOT / folder, target_is_directory=True)
     return TREE
