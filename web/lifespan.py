@@ -16,7 +16,7 @@ from typing import Any
 
 from sessions_api.core import compiled_reads, db, db_threads, heavy_reads
 from sessions_api.core.metrics import ARTIFACTS_ENDED, EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
-from sessions_api.models import leases, queue_waits, schema_version, webhooks
+from sessions_api.models import events, leases, queue_waits, schema_version, webhooks
 from sessions_api.models.artifacts import retention
 from sessions_api.web.queue import QueueServer
 from sessions_api.web.state import AppState
@@ -115,11 +115,13 @@ async def _sweep_expired_sessions(state: AppState) -> None:
 
 async def _sweep_what_has_ended(orphans: _OrphanSweep) -> None:
     """Idempotency records past their 24 hours; rotated signing secrets past their overlap;
+    events past their retention;
     artifacts past their retention, uploads never completed, and one bounded page of the
     artifact store's objects looked at for orphans (the next sweep goes on from there)."""
     sweeps = (
         leases.sweep_idempotency_records,
         webhooks.erase_ended_rotations,
+        events.sweep_expired,
         _expire_artifacts,
         _fail_abandoned_uploads,
         orphans.next_pass,
