@@ -24,22 +24,26 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Row, Select, delete, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, delete, func, insert, or_, select
 from sqlmodel import col
 
-from sessions_api.core import db, settings
+from sessions_api.core import db, notifications, settings
 from sessions_api.core.timestamps import utcnow
 from sessions_api.models.as_text import rfc3339_text, uuid_text
+from sessions_api.models.errors import Gone, InvalidInput
 from sessions_api.models.instants import InstantAllocator, take_turns
 from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import EventRecord
 
 # The categories of events only an organization's admins read (as with the audit log).
 ADMIN_CATEGORIES = frozenset({"member", "key", "webhook_endpoint"})
+# The LISTEN/NOTIFY channel that says an organization has new events (PostgreSQL).
+CHANNEL = "sessions_api_events"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Events the retention sweep deletes in one transaction.
 _SWEEP_BATCH = 5000
 
@@ -69,6 +73,8 @@ def append(*, conn: Connection, events: Sequence[NewEvent]) -> None:
         instants = allocator.allocate([None] * len(organization_events))
         rows += [_row(event, instant) for event, instant in zip(organization_events, instants, strict=True)]
     conn.execute(insert(EventRecord), rows)
+    # Wakes every process's streams of these organizations once the transaction commits.
+    notifications.notify(conn=conn, channel=CHANNEL, payloads=(str(id) for id in sorted(by_organization, key=str)))
 
 
 def _row(event: NewEvent, created_at: datetime) -> dict[str, Any]:
@@ -106,6 +112,73 @@ def list_page(
     """Up to `limit` of the organization's events strictly before `before`, newest first, of
     the given types (each exact, or a category as `session.*`), about one session if given;
     only what the caller's role reads."""
+    where = _filters(organization_id, admin, types, session_id)
+    return read_page(_VIEW, col(EventRecord.created_at), limit, before, *where)
+
+
+def after(
+    organization_id: uuid.UUID,
+    position: datetime,
+    limit: int,
+    *,
+    admin: bool,
+    types: Sequence[str] = (),
+    session_id: uuid.UUID | None = None,
+) -> Sequence[Row[Any]]:
+    """Up to `limit` of the organization's events strictly after `position`, oldest first
+    (what a stream sends next), with the filters of `list_page`."""
+    where = _filters(organization_id, admin, types, session_id)
+    query = _VIEW.where(*where, col(EventRecord.created_at) > position).order_by(col(EventRecord.created_at))
+    with db.reading() as conn:
+        return conn.execute(query.limit(limit)).all()
+
+
+def newest(organization_id: uuid.UUID) -> datetime:
+    """The instant of the organization's newest event (the start of a stream that starts now)."""
+    with db.reading() as conn:
+        found = conn.execute(
+            select(func.max(col(EventRecord.created_at))).where(col(EventRecord.organization_id) == organization_id)
+        ).scalar()
+    return found if found is not None else EPOCH
+
+
+def newest_of(organization_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, datetime]:
+    """The newest event's instant of each of these organizations (one read for a process's streams)."""
+    with db.reading() as conn:
+        rows = conn.execute(
+            select(col(EventRecord.organization_id), func.max(col(EventRecord.created_at)))
+            .where(col(EventRecord.organization_id).in_(organization_ids))
+            .group_by(col(EventRecord.organization_id))
+        ).all()
+    return {organization_id: instant for organization_id, instant in rows}
+
+
+def position_of(event_id: str) -> datetime:
+    """The instant an event id names (`evt_` and 20 digits); InvalidInput otherwise."""
+    digits = event_id.removeprefix("evt_")
+    if not event_id.startswith("evt_") or len(digits) != 20 or not digits.isdigit():
+        raise InvalidInput("Last-Event-ID must be the id of an event (evt_ and 20 digits).")
+    try:
+        return datetime.strptime(digits, "%Y%m%d%H%M%S%f").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidInput("Last-Event-ID names no instant.") from None
+
+
+def refuse_expired(position: datetime) -> None:
+    """Gone (410 `events_expired`) when events after `position` may have been swept: a client
+    resuming there would miss them, and must read the state again instead."""
+    cutoff = utcnow() - timedelta(days=settings.current().event_retention_days)
+    if position < cutoff:
+        raise Gone(
+            "events_expired",
+            "The events after this Last-Event-ID are older than the log keeps "
+            f"({settings.current().event_retention_days:g} days): read the current state, then follow from now.",
+        )
+
+
+def _filters(
+    organization_id: uuid.UUID, admin: bool, types: Sequence[str], session_id: uuid.UUID | None
+) -> list[ColumnElement[bool]]:
     where = [col(EventRecord.organization_id) == organization_id]
     if not admin:
         where.append(col(EventRecord.admins_only).is_(False))
@@ -113,7 +186,7 @@ def list_page(
         where.append(or_(*(_of_type(wanted) for wanted in dict.fromkeys(types))))
     if session_id is not None:
         where.append(col(EventRecord.session_id) == session_id)
-    return read_page(_VIEW, col(EventRecord.created_at), limit, before, *where)
+    return where
 
 
 def _of_type(wanted: str) -> ColumnElement[bool]:
