@@ -11,7 +11,7 @@ when its session request leaves the queue. Who wakes it:
 
 Waits are capped, since each holds a connection to the client: at most `max_waits_per_key`
 per API key and `max_waits_per_organization` per organization at once in a process, past
-which `429 too_many_waits` (a stream of events will count in the same budget).
+which `429 too_many_waits` (streams of events count in the same budget: `models.event_streams`).
 """
 
 from __future__ import annotations
