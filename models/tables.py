@@ -343,6 +343,8 @@ class SessionRequest(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("organization_id", "created_at", name="uq_session_requests_organization_created_at"),
         Index("ix_session_requests_organization_status_created_at", "organization_id", "status", "created_at"),
+        # A session's own request, if it waited in the queue (its stateHistory).
+        Index("ix_session_requests_session_id", "session_id"),
         # What the queue's servers read: every organization's waiting requests, oldest first.
         Index(
             "ix_session_requests_queued_created_at",
