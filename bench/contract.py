@@ -96,5 +96,15 @@ def facts_json(name, build, tags: str, metadata: str, result, result_reason, art
     }
 
 
+def state_history(created: str, released: str | None, expires: str, queued: str | None) -> list[dict]:
+    """A session's states from its row and its request (instants as the API's text): queued if
+    it waited, started, then released, or expired when it ended at its expiresAt."""
+    history = [{"state": "queued", "at": queued}] if queued is not None else []
+    history.append({"state": "started", "at": created})
+    if released is not None:
+        history.append({"state": "released" if released < expires else "expired", "at": released})
+    return history
+
+
 def duration_seconds(created: datetime, released: datetime | None) -> float | None:
     return (released - created).total_seconds() if released is not None else None

@@ -81,6 +81,13 @@ devices = Table(
     Column("os_version", String),
     Column("disabled", Boolean),
 )
+session_requests = Table(
+    "session_requests",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("session_id", Uuid),
+    Column("created_at", DateTime(timezone=True)),
+)
 sessions = Table(
     "sessions",
     metadata,
@@ -141,6 +148,11 @@ SESSION_COLUMNS = select(
     sessions.c.result,
     sessions.c.result_reason,
     sessions.c.artifact_count,
+    select(session_requests.c.created_at)
+    .where(session_requests.c.session_id == sessions.c.id)
+    .limit(1)
+    .scalar_subquery()
+    .label("queued_at"),
 ).join(devices, devices.c.id == sessions.c.device_id)
 PAGE = (
     SESSION_COLUMNS.where(sessions.c.organization_id == bindparam("organization_id"))

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, String, Table, Text, Uuid, bindparam, delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from bench.contract import duration_seconds, facts_json, format_utc
+from bench.contract import duration_seconds, facts_json, format_utc, state_history
 from bench.core_sql import SESSION_COLUMNS, SQLITE, ApiError, Principal, db, devices, metadata, sessions
 
 idempotency_keys = Table(
@@ -65,7 +65,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 def session_document(row: Any) -> dict[str, Any]:
-    sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts = row
+    sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts, queued = row
     return {
         "id": str(sid),
         "organization": str(org),
@@ -76,6 +76,12 @@ def session_document(row: Any) -> dict[str, Any]:
         "expiresAt": format_utc(expires),
         **facts_json(*facts),
         "durationSeconds": duration_seconds(created, released),
+        "stateHistory": state_history(
+            format_utc(created),
+            format_utc(released) if released is not None else None,
+            format_utc(expires),
+            format_utc(queued) if queued is not None else None,
+        ),
     }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import psycopg
 from sqlalchemy import Connection, text
@@ -34,9 +34,10 @@ def notify(*, conn: Connection, channel: str, payloads: Iterable[str]) -> None:
 
 
 async def listen(
-    database: db.Database, channel: str, on_payload: Callable[[str], None], on_listening: Callable[[bool], None]
+    database: db.Database, channels: Mapping[str, Callable[[str], None]], on_listening: Callable[[bool], None]
 ) -> None:
-    """Call `on_payload` for every notification on `channel`, for as long as the task runs."""
+    """On one connection, call each channel's handler for every notification on it, for as long
+    as the task runs."""
     backoff = 0.1
     url = database.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     while True:
@@ -44,11 +45,14 @@ async def listen(
             async with await psycopg.AsyncConnection.connect(
                 url, autocommit=True, **db.postgresql_connect_args(database.settings)
             ) as conn:
-                await conn.execute(f"LISTEN {channel}")
+                for channel in channels:
+                    await conn.execute(f"LISTEN {channel}")
                 on_listening(True)
                 backoff = 0.1
                 async for notification in conn.notifies():
-                    on_payload(notification.payload)
+                    handler = channels.get(notification.channel)
+                    if handler is not None:
+                        handler(notification.payload)
         except Exception:  # the database restarted, the network broke: listen again, polling meanwhile
             logger.warning("lost the LISTEN connection to PostgreSQL; waiters poll until it is back", exc_info=True)
         finally:

@@ -168,6 +168,12 @@ class Settings(BaseSettings):
     max_storage_bytes: Annotated[int, Field(ge=0)] = 50 * 1024**3
     self_service_max_storage_bytes: Annotated[int, Field(ge=0)] = 5 * 1024**3
     artifact_upload_grace_seconds: Annotated[float, Field(ge=0)] = 3600.0
+    # The event log (models.events): how long an event is kept (days, fractions allowed); a
+    # stream's comment line every `stream_heartbeat_seconds` (proxies close idle connections),
+    # and its end after `stream_max_seconds` (clients resume with Last-Event-ID).
+    event_retention_days: Annotated[float, Field(gt=0, le=36_500)] = 30.0
+    stream_heartbeat_seconds: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    stream_max_seconds: Annotated[float, Field(gt=0, le=24 * 3600)] = 300.0
 
     @field_validator("log_level")
     @classmethod

@@ -1,7 +1,7 @@
 """The HTTP layer's handlers: one module per spec tag, one function per operationId, named
 after it (see `sessions_api.web.operations`): `sessions` (Sessions), `session_requests`
 (Session requests), `devices`, `organizations`, `members`, `invitations`, `api_keys` (API
-keys), `audit_log` (Audit log), `me`, `usage`, `webhooks`, `artifacts` and `artifact_files`
+keys), `audit_log` (Audit log), `me`, `usage`, `webhooks`, `events`, `artifacts` and `artifact_files`
 (Artifact files); `listing` shapes the list
 envelope they share.
 

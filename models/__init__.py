@@ -8,7 +8,9 @@ invitations (`invitations`), the audit log (`audit`); the fleet (`devices`); ses
 (`queue`), the decisions that serve them (`queue_serving`) and the long-polls that wait on them
 (`queue_waits`), how grants end with their maker's or holder's right (`grant_ends`), usage in device minutes
 (`usage`); webhooks: endpoints and the outbox (`webhooks`) and one delivery's attempt
-(`webhook_delivery`); session artifacts in an object store (`artifacts`, a package: a domain of
+(`webhook_delivery`); the event log every change writes to and listEvents reads (`events`) and the streams that
+follow it (`event_streams`);
+session artifacts in an object store (`artifacts`, a package: a domain of
 several modules gets its own). Shared pieces: instants unique within a scope and writers' turns
 (`instants`), cursor paging (`paging`), ids and instants as the API's text (`as_text`), names
 callers give (`text`), the errors the HTTP layer maps (`errors`), the schema version

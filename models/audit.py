@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Select, insert, select
 from sqlmodel import col
 
 from sessions_api.core.timestamps import format_utc
+from sessions_api.models import events as event_log
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.instants import InstantAllocator, take_turns
 from sessions_api.models.paging import Page, read_page
@@ -94,6 +95,37 @@ def record(*, conn: Connection, events: Iterable[Event]) -> None:
         instants = allocator.allocate([None] * len(organization_events))
         rows += [_row(event, instant) for event, instant in zip(organization_events, instants, strict=True)]
     conn.execute(insert(AuditEvent), rows)
+    event_log.append(conn=conn, events=[_logged(event) for event in events if event.type in LOGGED])
+
+
+# The audit log's changes the event log also holds (session events come with their documents,
+# from models.webhooks): who joined, left or changed role, keys, webhook endpoints, artifacts.
+LOGGED = frozenset(
+    {
+        AuditEventType.member_added,
+        AuditEventType.member_role_changed,
+        AuditEventType.member_removed,
+        AuditEventType.key_created,
+        AuditEventType.key_revoked,
+        AuditEventType.webhook_endpoint_created,
+        AuditEventType.webhook_endpoint_updated,
+        AuditEventType.webhook_endpoint_deleted,
+        AuditEventType.webhook_endpoint_secret_rotated,
+        AuditEventType.webhook_endpoint_disabled,
+        AuditEventType.artifact_created,
+        AuditEventType.artifact_deleted,
+    }
+)
+
+
+def _logged(event: Event) -> event_log.NewEvent:
+    """A change as the event log shows it: its target and what it touched."""
+    data: dict[str, Any] = {"target": {"kind": event.target_kind.value, "id": str(event.target_id)}}
+    data |= {name: _json(snapshot) for name, snapshot in (("before", event.before), ("after", event.after)) if snapshot}
+    session = (event.after or event.before or {}).get("session") if event.target_kind is TargetKind.artifact else None
+    return event_log.NewEvent(
+        event.organization_id, event.type.value, data, uuid.UUID(str(session)) if session else None
+    )
 
 
 def _row(event: Event, created_at: datetime) -> dict[str, Any]:

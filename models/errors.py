@@ -53,6 +53,10 @@ class Throttled(Refused):
         self.retry_after = retry_after
 
 
+class Gone(Refused):
+    """What was asked for existed and no longer does (410): start over from the current state."""
+
+
 class TooLarge(Refused):
     """More than a limit on size allows (413): an artifact, an upload."""
 

@@ -11,16 +11,17 @@ when its session request leaves the queue. Who wakes it:
 
 Waits are capped, since each holds a connection to the client: at most `max_waits_per_key`
 per API key and `max_waits_per_organization` per organization at once in a process, past
-which `429 too_many_waits` (a stream of events will count in the same budget).
+which `429 too_many_waits` (streams of events count in the same budget: `models.event_streams`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, select
@@ -73,11 +74,20 @@ def _waits() -> _Waits:
     return known
 
 
+@contextlib.contextmanager
+def admitted(caller: Principal) -> Iterator[None]:
+    """Count one wait (a long-poll, or a stream of events) against the caller's key and
+    organization for as long as it lasts; 429 `too_many_waits` past either cap."""
+    waits = _waits()
+    with waits.by_key.admit(caller.key_id), waits.by_organization.admit(caller.organization_id):
+        yield
+
+
 async def until_left_queue(caller: Principal, request_id: uuid.UUID, seconds: float) -> None:
     """Return once the request has left the queue, or after `seconds`; 429 `too_many_waits`
     when the caller's key or organization already waits its most at once."""
     waits = _waits()
-    with waits.by_key.admit(caller.key_id), waits.by_organization.admit(caller.organization_id):
+    with admitted(caller):
         woken = asyncio.Event()
         waits.waiters.setdefault(request_id, set()).add(woken)
         _ensure_checker(waits)
@@ -98,8 +108,8 @@ async def until_left_queue(caller: Principal, request_id: uuid.UUID, seconds: fl
 def _too_many(whose: str, setting: str, most: int) -> Throttled:
     return Throttled(
         "too_many_waits",
-        f"This {whose} already has {most} requests waiting (`Prefer: wait`) on this server, the most it may "
-        f"({setting}); wait for one to end, or ask without `Prefer: wait`.",
+        f"This {whose} already has {most} requests waiting (`Prefer: wait`, or streams of events) on this "
+        f"server, the most it may ({setting}); wait for one to end, or ask without waiting.",
         RETRY_AFTER_SECONDS,
     )
 
@@ -158,11 +168,9 @@ def notify_left_queue(*, conn: Connection, request_ids: Iterable[uuid.UUID]) -> 
     notifications.notify(conn=conn, channel=CHANNEL, payloads=(str(request_id) for request_id in request_ids))
 
 
-async def serve() -> None:
-    """Listen for other processes' changes for as long as the app serves (PostgreSQL only)."""
-    database = db.current()
-    if database.settings.is_sqlite:
-        return
+def listener() -> tuple[Callable[[str], None], Callable[[bool], None]]:
+    """What this process's LISTEN connection calls: for a notification on CHANNEL, and when it
+    starts or stops listening (web.lifespan runs the one connection)."""
     waits = _waits()
 
     def on_payload(payload: str) -> None:
@@ -175,4 +183,4 @@ async def serve() -> None:
         waits.listening = listening
         waits.check_soon.set()  # a check now: a change may have passed unheard
 
-    await notifications.listen(database, CHANNEL, on_payload, on_listening)
+    return on_payload, on_listening

@@ -42,7 +42,7 @@ from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import NotFound
 from sessions_api.models.instants import InstantAllocator, take_turns
 from sessions_api.models.paging import Page, page_of
-from sessions_api.models.tables import Device, SessionRecord, SessionTag
+from sessions_api.models.tables import Device, SessionRecord, SessionRequest, SessionTag
 
 # What the API answers with: a session and its device in one row, its ids and instants
 # already rendered as the API's text (see models.as_text). The names are the row's keys, in
@@ -66,6 +66,13 @@ _SESSION_VIEW_COLUMNS: dict[str, ColumnElement[Any] | Mapped[Any]] = {
     "result": col(SessionRecord.result),
     "result_reason": col(SessionRecord.result_reason),
     "artifact_count": col(SessionRecord.artifact_count),
+    # When it was queued, if it waited: its history's first state.
+    "queued_at": rfc3339_text(
+        select(col(SessionRequest.created_at))
+        .where(col(SessionRequest.session_id) == col(SessionRecord.id))
+        .limit(1)
+        .scalar_subquery()
+    ),
 }
 SESSION_VIEW_COLUMNS = tuple(_SESSION_VIEW_COLUMNS)
 _SESSION_VIEW = select(*(column.label(name) for name, column in _SESSION_VIEW_COLUMNS.items())).join(
@@ -98,6 +105,7 @@ _AT = {name: index for index, name in enumerate(SESSION_VIEW_COLUMNS)}
     _RESULT,
     _RESULT_REASON,
     _ARTIFACT_COUNT,
+    _QUEUED_AT,
 ) = (_AT[name] for name in SESSION_VIEW_COLUMNS)
 
 
@@ -127,7 +135,22 @@ def session_document(row: Row[Any]) -> dict[str, Any]:
         "resultReason": row[_RESULT_REASON],
         "durationSeconds": duration_seconds(row[_CREATED], row[_RELEASED]),
         "artifactCount": row[_ARTIFACT_COUNT],
+        "stateHistory": state_history(row[_CREATED], row[_RELEASED], row[_EXPIRES], row[_QUEUED_AT]),
     }
+
+
+def state_history(
+    created_at: str, released_at: str | None, expires_at: str, queued_at: str | None
+) -> list[dict[str, str]]:
+    """The states a session went through, from its own row and its session request: `queued`
+    (if it waited), `started`, then `released`, or `expired` when it ended at its expiresAt
+    (as the expiry sweep, or a release that came after it, records). Instants are the API's
+    text, all of one form, so they compare as text."""
+    history = [{"state": "queued", "at": queued_at}] if queued_at is not None else []
+    history.append({"state": "started", "at": created_at})
+    if released_at is not None:
+        history.append({"state": "released" if released_at < expires_at else "expired", "at": released_at})
+    return history
 
 
 def duration_seconds(created_at: str, released_at: str | None) -> float | None:

@@ -296,6 +296,37 @@ class Artifact(SQLModel, table=True):
     object_key: str = Field(max_length=255)
 
 
+class EventRecord(SQLModel, table=True):
+    """One event of an organization's log (models.events), written once, in the transaction of
+    the change that caused it, under the organization's audit turn: `created_at` is unique
+    within the organization and follows its commit order, so it is the event's id and cursor."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "created_at", name="uq_events_organization_created_at"),
+        # listEvents' keysets: what every member may read, one category (`session.*`), one type,
+        # one session; and the retention sweep's, oldest first across organizations.
+        Index("ix_events_organization_admins_only_created_at", "organization_id", "admins_only", "created_at"),
+        Index("ix_events_organization_category_created_at", "organization_id", "category", "created_at"),
+        Index("ix_events_organization_type_created_at", "organization_id", "type", "created_at"),
+        Index("ix_events_organization_session_created_at", "organization_id", "session_id", "created_at"),
+        Index("ix_events_created_at", "created_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id")
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    type: str = Field(max_length=40)
+    # What comes before the type's dot (`session`): one keyset reads a whole category.
+    category: str = Field(max_length=24)
+    # Only the organization's admins read it (member.*, key.*, webhook_endpoint.*).
+    admins_only: bool = Field(default=False)
+    # The session it is about, where there is one (its filter).
+    session_id: uuid.UUID | None = Field(default=None)
+    # The event's `data`, as JSON text, exactly as the API shows it.
+    data: str = Field(sa_column=Column(Text, nullable=False))
+
+
 class SessionRequestStatus(enum.StrEnum):
     queued = "queued"
     started = "started"
@@ -312,6 +343,8 @@ class SessionRequest(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("organization_id", "created_at", name="uq_session_requests_organization_created_at"),
         Index("ix_session_requests_organization_status_created_at", "organization_id", "status", "created_at"),
+        # A session's own request, if it waited in the queue (its stateHistory).
+        Index("ix_session_requests_session_id", "session_id"),
         # What the queue's servers read: every organization's waiting requests, oldest first.
         Index(
             "ix_session_requests_queued_created_at",

@@ -46,6 +46,7 @@ from sessions_api.core.outbound import AttemptResult, new_secret
 from sessions_api.core.sealing import SecretBox, UnreadableSecret
 from sessions_api.core.timestamps import format_utc, utcnow
 from sessions_api.models import audit
+from sessions_api.models import events as event_log
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import InvalidInput, NotFound, limit_reached
@@ -256,29 +257,34 @@ def _record(
 
 
 def enqueue(*, conn: Connection, changes: Iterable[audit.Event]) -> None:
-    """Write the session events among `changes` (audit events just recorded) into the outbox,
-    one delivery per enabled endpoint of their organization that subscribes to their type."""
+    """Write the session events among `changes` (audit events about to be recorded) into the
+    event log and the outbox, one delivery per enabled endpoint of their organization that
+    subscribes to their type."""
     session_changes = [change for change in changes if change.type in SESSION_EVENTS]
     if not session_changes:
         return
     subscribers = _subscribers(conn=conn, organization_ids={change.organization_id for change in session_changes})
     now = utcnow()
     rows = []
+    logged = []
     for change in session_changes:
-        targets = [id for id, events in subscribers.get(change.organization_id, []) if change.type.value in events]
+        session = session_view(conn=conn, organization_id=change.organization_id, session_id=change.target_id)
+        document = session_document(session)
+        logged.append(event_log.NewEvent(change.organization_id, change.type.value, document, change.target_id))
+        targets = [id for id, types in subscribers.get(change.organization_id, []) if change.type.value in types]
         if not targets:
             continue
-        session = session_view(conn=conn, organization_id=change.organization_id, session_id=change.target_id)
         if change.type is AuditEventType.session_started:
             occurred = session.created_at
         elif change.type is AuditEventType.session_updated:
             occurred = format_utc(now)
         else:
             occurred = session.released_at
-        payload = _payload(change.type.value, occurred, session_document(session))
+        payload = _payload(change.type.value, occurred, document)
         event_id = uuid.uuid4()
         rows += [_delivery(endpoint_id, event_id, change.type.value, payload, now) for endpoint_id in targets]
     _insert_deliveries(conn=conn, rows=rows)
+    event_log.append(conn=conn, events=logged)
 
 
 @dataclass(frozen=True)
@@ -290,11 +296,13 @@ class Document:
     event_type: str
     occurred: str
     data: Mapping[str, Any]
+    # The session it is about, where there is one (the event log's filter).
+    session_id: uuid.UUID | None = None
 
 
 def enqueue_documents(*, conn: Connection, events: Sequence[Document]) -> None:
-    """Write `events` into the outbox, one delivery per enabled endpoint of their organization
-    that subscribes to their type."""
+    """Write `events` into the event log and the outbox, one delivery per enabled endpoint of
+    their organization that subscribes to their type."""
     if not events:
         return
     subscribers = _subscribers(conn=conn, organization_ids={event.organization_id for event in events})
@@ -307,6 +315,13 @@ def enqueue_documents(*, conn: Connection, events: Sequence[Document]) -> None:
             event_id = uuid.uuid4()
             rows += [_delivery(endpoint_id, event_id, event.event_type, payload, now) for endpoint_id in targets]
     _insert_deliveries(conn=conn, rows=rows)
+    event_log.append(
+        conn=conn,
+        events=[
+            event_log.NewEvent(event.organization_id, event.event_type, event.data, event.session_id)
+            for event in events
+        ],
+    )
 
 
 def _subscribers(

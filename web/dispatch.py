@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sessions_api.core import db_threads, heavy_reads
-from sessions_api.models import queue_waits
+from sessions_api.models import event_streams, queue_waits
 from sessions_api.web.errors import ApiError
 from sessions_api.web.operations import STREAMED_MEDIA_TYPE, Operation
 from sessions_api.web.queue import QUEUE_CHANGES
@@ -79,6 +79,7 @@ class Dispatcher:
             if self.state.queue_server is not None:
                 self.state.queue_server.nudge()
             queue_waits.check_now()  # a request may have left the queue: wake its long-polls
+        event_streams.check_now()  # it may have written events: wake this process's streams
 
     async def _heavy(self, operation: Operation, kwargs: dict[str, Any], scope: Scope) -> Any:
         """A heavy read (core.heavy_reads): within its organization's budget and the time limit;

@@ -30,6 +30,7 @@ from sessions_api.models.errors import (
     Conflict,
     DataError,
     Forbidden,
+    Gone,
     InvalidInput,
     NotFound,
     RangeNotSatisfiable,
@@ -46,6 +47,7 @@ CODE_BY_STATUS = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    410: "gone",
     406: "not_acceptable",
     409: "conflict",
     413: "payload_too_large",
@@ -140,6 +142,8 @@ async def _data_error(_request: ConnexionRequest, exc: DataError) -> ConnexionRe
         return error_response(416, "range_not_satisfiable", str(exc), {"Content-Range": f"bytes */{exc.size}"})
     if isinstance(exc, TooLarge):
         return error_response(413, exc.code, str(exc))
+    if isinstance(exc, Gone):
+        return error_response(410, exc.code, str(exc))
     if isinstance(exc, Refused):
         return error_response(409 if isinstance(exc, Conflict) else 422, exc.code, str(exc))
     return await _unexpected(_request, exc)

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from sessions_api.core import compiled_reads, db, db_threads, heavy_reads
+from sessions_api.core import compiled_reads, db, db_threads, heavy_reads, notifications
 from sessions_api.core.metrics import ARTIFACTS_ENDED, EXPIRED_SESSIONS_RELEASED, EXPIRY_SWEEPS
-from sessions_api.models import leases, queue_waits, schema_version, webhooks
+from sessions_api.models import event_streams, events, leases, queue_waits, schema_version, webhooks
 from sessions_api.models.artifacts import retention
 from sessions_api.web.queue import QueueServer
 from sessions_api.web.state import AppState
@@ -48,13 +48,14 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
             webhook_sender = state.webhook_sender = WebhookSender()
             dispatching = asyncio.create_task(webhook_sender.run())
 
-            def on_queue_change() -> None:  # events to send, long-polls to wake
+            def on_queue_change() -> None:  # events to send, long-polls and streams to wake
                 webhook_sender.nudge()
                 queue_waits.check_now()
+                event_streams.check_now()
 
             queue_server = state.queue_server = QueueServer(on_change=on_queue_change)
             serving_queue = asyncio.create_task(queue_server.run())
-            listening = asyncio.create_task(queue_waits.serve())
+            listening = asyncio.create_task(_listen(state))
             background = [
                 task for task in (sweeper, statistics, dispatching, serving_queue, listening) if task is not None
             ]
@@ -74,6 +75,31 @@ def lifespan(state: AppState) -> Callable[[Any], AbstractAsyncContextManager[Non
                 state.database.dispose()
 
     return serving
+
+
+async def _listen(state: AppState) -> None:
+    """One LISTEN connection per process (PostgreSQL), for as long as the app serves: it wakes
+    long-polls and event streams when another process commits, and the queue server and the
+    webhook sender when another process wrote events (a device freed, deliveries to send)."""
+    database = db.current()
+    if database.settings.is_sqlite:
+        return
+    on_request, on_requests_listening = queue_waits.listener()
+    on_events, on_events_listening = event_streams.listener()
+
+    def on_event(payload: str) -> None:
+        on_events(payload)
+        if state.queue_server is not None:
+            state.queue_server.nudge()
+        if state.webhook_sender is not None:
+            state.webhook_sender.nudge()
+
+    def on_listening(listening: bool) -> None:
+        on_requests_listening(listening)
+        on_events_listening(listening)
+
+    channels = {queue_waits.CHANNEL: on_request, events.CHANNEL: on_event}
+    await notifications.listen(database, channels, on_listening)
 
 
 async def _report_unreadable_secrets() -> None:
@@ -115,11 +141,13 @@ async def _sweep_expired_sessions(state: AppState) -> None:
 
 async def _sweep_what_has_ended(orphans: _OrphanSweep) -> None:
     """Idempotency records past their 24 hours; rotated signing secrets past their overlap;
+    events past their retention;
     artifacts past their retention, uploads never completed, and one bounded page of the
     artifact store's objects looked at for orphans (the next sweep goes on from there)."""
     sweeps = (
         leases.sweep_idempotency_records,
         webhooks.erase_ended_rotations,
+        events.sweep_expired,
         _expire_artifacts,
         _fail_abandoned_uploads,
         orphans.next_pass,

@@ -28,7 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, PlainSerializer
 
 from bench import core_writes
-from bench.contract import NOT_FOUND, duration_seconds, facts_json, format_utc, invalid_request
+from bench.contract import NOT_FOUND, duration_seconds, facts_json, format_utc, invalid_request, state_history
 from bench.core_sql import ONE, ApiError, Principal, authenticate, db, page_query
 from bench.request_id import RequestIdMiddleware
 
@@ -61,10 +61,11 @@ class SessionOut(BaseModel):
     resultReason: str | None
     durationSeconds: float | None
     artifactCount: int
+    stateHistory: list[dict[str, str]]
 
     @classmethod
     def of(cls, row: Any) -> SessionOut:
-        sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts = row
+        sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts, queued = row
         return cls(
             id=sid,
             organization=org,
@@ -75,6 +76,12 @@ class SessionOut(BaseModel):
             expiresAt=expires,
             **facts_json(*facts),
             durationSeconds=duration_seconds(created, released),
+            stateHistory=state_history(
+                format_utc(created),
+                format_utc(released) if released is not None else None,
+                format_utc(expires),
+                format_utc(queued) if queued is not None else None,
+            ),
         )
 
 

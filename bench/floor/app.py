@@ -33,6 +33,7 @@ from bench.contract import (
     invalid_request,
     parse_before,
     secret_hash,
+    state_history,
 )
 from bench.request_id import request_id
 
@@ -50,7 +51,7 @@ WHERE k.lookup_id = {p}
 _COLUMNS = """
 SELECT s.id, s.organization_id, s.user_id, s.device_id, d.platform, d.type, d.name, d.os_version,
        s.created_at, s.released_at, s.expires_at, s.name, s.build, s.tags, s.metadata_json, s.result, s.result_reason,
-       s.artifact_count
+       s.artifact_count, (SELECT r.created_at FROM session_requests r WHERE r.session_id = s.id LIMIT 1)
 FROM sessions s JOIN devices d ON d.id = s.device_id
 """
 _PAGE = _COLUMNS + "WHERE s.organization_id = {p} ORDER BY s.created_at DESC LIMIT {p}"
@@ -87,7 +88,8 @@ class _Sqlite:
         return datetime.fromisoformat(stored).replace(tzinfo=UTC) if stored else None
 
     def row_json(self, row) -> dict:
-        sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts = row
+        sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts, queued = row
+        text = {moment: f"{moment[:10]}T{moment[11:]}Z" for moment in (created, released, expires, queued) if moment}
         return {
             "id": _dashed(sid),
             "organization": _dashed(org),
@@ -104,6 +106,7 @@ class _Sqlite:
             "expiresAt": f"{expires[:10]}T{expires[11:]}Z",
             **facts_json(*facts),
             "durationSeconds": duration_seconds(self.parse_time(created), self.parse_time(released)),
+            "stateHistory": state_history(text[created], text.get(released), text[expires], text.get(queued)),
         }
 
     def cursor_json(self, row) -> str:
@@ -144,7 +147,7 @@ class _Postgres:
         return stored
 
     def row_json(self, row) -> dict:
-        sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts = row
+        sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts, queued = row
         return {
             "id": str(sid),
             "organization": str(org),
@@ -155,6 +158,9 @@ class _Postgres:
             "expiresAt": _utc(expires),
             **facts_json(*facts),
             "durationSeconds": duration_seconds(created, released),
+            "stateHistory": state_history(
+                _utc(created), _utc(released) if released else None, _utc(expires), _utc(queued) if queued else None
+            ),
         }
 
     def cursor_json(self, row) -> str:

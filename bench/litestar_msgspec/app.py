@@ -19,7 +19,15 @@ from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 
-from bench.contract import NOT_FOUND, UUID_PATTERN, duration_seconds, facts_json, format_utc, invalid_request
+from bench.contract import (
+    NOT_FOUND,
+    UUID_PATTERN,
+    duration_seconds,
+    facts_json,
+    format_utc,
+    invalid_request,
+    state_history,
+)
 from bench.core_sql import ONE, ApiError, Principal, authenticate, bearer_token, db, page_query
 from bench.request_id import RequestIdMiddleware
 
@@ -48,10 +56,11 @@ class SessionOut(msgspec.Struct, rename="camel"):
     result_reason: str | None
     duration_seconds: float | None
     artifact_count: int
+    state_history: list[dict[str, str]]
 
     @classmethod
     def of(cls, row: Any) -> SessionOut:
-        sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts = row
+        sid, org, user, device, platform, dtype, name, os_version, created, released, expires, *facts, queued = row
         shown = facts_json(*facts)
         return cls(
             id=sid,
@@ -69,6 +78,12 @@ class SessionOut(msgspec.Struct, rename="camel"):
             result_reason=shown["resultReason"],
             duration_seconds=duration_seconds(created, released),
             artifact_count=shown["artifactCount"],
+            state_history=state_history(
+                format_utc(created),
+                format_utc(released) if released is not None else None,
+                format_utc(expires),
+                format_utc(queued) if queued is not None else None,
+            ),
         )
 
 

@@ -40,6 +40,7 @@ from bench.contract import (
     invalid_request,
     parse_before,
     secret_hash,
+    state_history,
 )
 from bench.request_id import RequestIdMiddleware
 
@@ -116,6 +117,13 @@ class SessionRecord(SQLModel, table=True):
     artifact_count: int = 0
 
 
+class SessionRequest(SQLModel, table=True):
+    __tablename__ = "session_requests"
+    id: uuid.UUID = Field(primary_key=True)
+    session_id: uuid.UUID | None = None
+    created_at: datetime
+
+
 # --- the response models ------------------------------------------------------------------
 
 Timestamp = Annotated[datetime, PlainSerializer(format_utc, return_type=str)]
@@ -145,9 +153,12 @@ class SessionOut(BaseModel):
     resultReason: str | None
     durationSeconds: float | None
     artifactCount: int
+    stateHistory: list[dict[str, str]]
 
     @classmethod
-    def of(cls, record: SessionRecord, device: Device) -> SessionOut:
+    def of(cls, record: SessionRecord, device: Device, db: Session) -> SessionOut:
+        # The session's request, if it waited in the queue: one more query per session.
+        queued = db.exec(select(SessionRequest.created_at).where(SessionRequest.session_id == record.id)).first()
         return cls(
             id=record.id,
             organization=record.organization_id,
@@ -168,6 +179,12 @@ class SessionOut(BaseModel):
                 record.artifact_count,
             ),
             durationSeconds=duration_seconds(record.created_at, record.released_at),
+            stateHistory=state_history(
+                format_utc(record.created_at),
+                format_utc(record.released_at) if record.released_at is not None else None,
+                format_utc(record.expires_at),
+                format_utc(queued) if queued is not None else None,
+            ),
         )
 
 
@@ -286,7 +303,7 @@ def list_sessions(
             raise ApiError(400, invalid_request(f"Query parameter 'before' is invalid: {exc}.")) from None
         statement = statement.where(SessionRecord.created_at < cursor)
     rows = db.exec(statement).all()
-    page = SessionList(object="list", data=[SessionOut.of(record, device) for record, device in rows[:limit]])
+    page = SessionList(object="list", data=[SessionOut.of(record, device, db) for record, device in rows[:limit]])
     if len(rows) > limit:
         page.nextCursor = rows[limit - 1][0].created_at
     return page
@@ -301,4 +318,4 @@ def get_session(session_id: uuid.UUID, principal: CurrentPrincipal, db: DbSessio
     ).first()
     if row is None:
         raise ApiError(404, NOT_FOUND)
-    return SessionOut.of(*row)
+    return SessionOut.of(*row, db)

@@ -268,7 +268,9 @@ def _make_available(*, conn: Connection, artifact: Any, organization_id: uuid.UU
     )
     _count_available(conn=conn, session_id=artifact.session_id, change=1)
     row = _view(conn=conn, organization_id=organization_id, session_id=artifact.session_id, artifact_id=artifact.id)
-    event = webhooks.Document(organization_id, AVAILABLE_EVENT, format_utc(now), artifact_document(row))
+    event = webhooks.Document(
+        organization_id, AVAILABLE_EVENT, format_utc(now), artifact_document(row), artifact.session_id
+    )
     webhooks.enqueue_documents(conn=conn, events=[event])
 
 

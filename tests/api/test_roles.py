@@ -83,6 +83,7 @@ MATRIX = {
     "createArtifact": (201, 201, 403, 201, 403, 403),
     "completeArtifact": (200, 200, 403, 200, 403, 403),
     "deleteArtifact": (204, 204, 403, 204, 403, 403),
+    "listEvents": (200, 200, 200, 200, 403, 403),
 }
 
 
@@ -189,6 +190,7 @@ def test_every_operation_answers_each_kind_of_caller_as_the_spec_says(client, wo
         "createArtifact": lambda: client.post(artifacts, json=LOG.declared(), headers=headers),
         "completeArtifact": lambda: client.post(f"{artifacts}/{artifact['id']}/complete", headers=headers),
         "deleteArtifact": lambda: client.delete(f"{artifacts}/{artifact['id']}", headers=headers),
+        "listEvents": lambda: client.get(f"{API}/events", headers=headers),
         # Last: accepting makes the outsider a member, which would change the answers above.
         "listInvitations": lambda: client.get(invitations_path(team.id), headers=caller.headers),
         "createInvitation": lambda: client.post(

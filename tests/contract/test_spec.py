@@ -92,6 +92,7 @@ STATUSES = {
     "getArtifact": {"200", "403", "404"},
     "deleteArtifact": {"204", "403", "404"},
     "completeArtifact": {"200", "403", "404", "409", "422"},
+    "listEvents": {"200", "403", "410"},
 }
 # Operations at URLs whose signature is the credential (`security: []`): no key, no organization,
 # no rate limit; and what each may answer besides 400, 431, 500 and 503.

@@ -51,6 +51,7 @@ export const live: Session = {
   user: "0c5d9a7e-2b1f-4e3a-8c6d-5f4e3d2c1b0a", device, createdAt: "2026-11-28T10:02:11.500000Z", releasedAt: null,
   expiresAt: "2026-11-28T11:02:11.500000Z", name: "checkout flow", build: "nightly-42", tags: ["smoke"],
   metadata: { commit: "4f2a9c1" }, result: null, resultReason: null, durationSeconds: null, artifactCount: 0,
+  stateHistory: [{ state: "started", at: "2026-11-28T10:02:11.500000Z" }],
 };
 
 type Artifact = components["schemas"]["Artifact"];
