@@ -8,8 +8,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import orjson
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from sessions_api.core import db_threads, settings
 from sessions_api.handlers.listing import list_body
@@ -67,7 +69,24 @@ async def _stream(
         until=time.monotonic() + config.stream_max_seconds,
     )
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}  # nginx: pass each message on at once
-    return StreamingResponse(_messages(followed), media_type=EVENT_STREAM, headers=headers)
+    return _EventStream(_messages(followed), media_type=EVENT_STREAM, headers=headers)
+
+
+class _EventStream(StreamingResponse):
+    """A stream that also listens for its client going away, whatever the ASGI version: a
+    stopping server says so (web.protocols), and the stream ends at once instead of at its
+    next message."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def stream_then_stop() -> None:
+                await self.stream_response(send)
+                group.cancel_scope.cancel()
+
+            group.start_soon(stream_then_stop)
+            await self.listen_for_disconnect(receive)
+            group.cancel_scope.cancel()
 
 
 async def _messages(followed: AsyncIterator[Any]) -> AsyncIterator[bytes]:

@@ -6,8 +6,8 @@ head of any size. This protocol answers those refusals with the envelope (`inval
 and an `X-Request-Id` that its warning in the log also carries, and refuses a request line
 and headers over `SESSIONS_API_MAX_HEADER_BYTES` with 431 `headers_too_large` before they
 are buffered. It subclasses the protocol uvicorn would pick (httptools, else h11) and
-overrides `send_400_response`, `data_received`, `on_message_begin` and
-`on_headers_complete` (docs/contributors/internals.md).
+overrides `send_400_response`, `data_received`, `on_message_begin`, `on_headers_complete`
+(docs/contributors/internals.md), and `shutdown`, which ends open event streams at once.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ def refusal(status: int, code: str, message: str, default_headers: list[tuple[by
     ) + b"\r\n" + body
 
 
+def _follows_events(scope: Any) -> bool:
+    return any(name == b"accept" and b"text/event-stream" in value for name, value in scope.get("headers", ()))
+
+
 class EnvelopeHttpProtocol(_UvicornProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,6 +78,16 @@ class EnvelopeHttpProtocol(_UvicornProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
+
+    def shutdown(self) -> None:
+        """A stopping server lets requests finish (uvicorn's graceful shutdown), but a stream of
+        events would run to its end, minutes away: it is told its client went away, so that it
+        ends now and the client resumes elsewhere with Last-Event-ID."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and _follows_events(cycle.scope):
+            self.transport.close()  # the app hears its client went away (handlers.events)
+            return
+        super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, "invalid_request", f"The request is not valid HTTP/1.1: {msg.rstrip('.')}.")

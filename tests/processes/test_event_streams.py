@@ -105,3 +105,27 @@ def test_a_stream_resumed_across_a_killed_worker_misses_and_repeats_nothing(priv
     assert len(logged) == 8 and [event["type"] for event in logged] == ["session.started", "session.released"] * 4
     assert [message["id"] for message in received] == ids[:4]
     assert [message["id"] for message in resumed] == ids[4:]
+
+
+def test_a_stopping_server_ends_its_streams_at_once(private_database_url, tmp_path):
+    """SIGTERM lets requests finish, but does not wait out a stream's five minutes: the stream
+    ends at once (its client resumes elsewhere) and the server stops within seconds."""
+    _team_id, secret = _team(private_database_url)
+    env = server_env(private_database_url, SESSIONS_API_STREAM_MAX_SECONDS="300")
+    with running_server(env, log_path=tmp_path / "server.log") as (base, process):
+        ended: list = []
+
+        def follow() -> None:
+            try:
+                _follow(base, secret, 300)
+            except httpx.RemoteProtocolError:  # cut mid-stream, as a client sees a dropped connection
+                ended.append("cut")
+
+        reader = threading.Thread(target=follow)
+        reader.start()
+        time.sleep(1.0)
+        began = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)
+        reader.join(20)
+        assert time.monotonic() - began < 10 and ended == ["cut"]
