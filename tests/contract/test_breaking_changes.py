@@ -318,6 +318,7 @@ def test_an_accepted_change_passes_only_under_a_new_version(repo):
             "GET /webhook-endpoints",
             "GET /webhook-endpoints/{endpointId}/deliveries",
             "GET /sessions/{sessionId}/artifacts",
+            "GET /events",
         )
     ]
     version = base_spec()["info"]["version"]
