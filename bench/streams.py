@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -88,9 +89,12 @@ def _latency(base: str, secret: str, seconds: float) -> dict:
     arrived: dict[tuple[str, str], float] = {}
 
     def follow() -> None:
-        with httpx.stream(
-            "GET", f"{base}/events", headers={**headers, "Accept": "text/event-stream"}, timeout=seconds + 30
-        ) as stream:
+        with (
+            contextlib.suppress(httpx.RemoteProtocolError),
+            httpx.stream(  # cut when the server stops
+                "GET", f"{base}/events", headers={**headers, "Accept": "text/event-stream"}, timeout=seconds + 30
+            ) as stream,
+        ):
             kind = None
             for line in stream.iter_lines():
                 if line.startswith("event: "):
@@ -212,8 +216,8 @@ def main() -> None:
         "DATABASE_URL": args.database_url,
         "SESSIONS_API_START_RATE_LIMIT": "60000000/minute",
         "SESSIONS_API_MAX_LIVE_SESSIONS": str(DEVICES),
-        "SESSIONS_API_MAX_WAITS_PER_KEY": str(args.streams + 10),
-        "SESSIONS_API_MAX_WAITS_PER_ORGANIZATION": str(args.streams + 10),
+        "SESSIONS_API_MAX_WAITS_PER_KEY": str(args.streams),
+        "SESSIONS_API_MAX_WAITS_PER_ORGANIZATION": str(args.streams),
         "SESSIONS_API_STREAM_MAX_SECONDS": "3600",
     }
     secret = _prepare(env)
