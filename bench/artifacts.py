@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from bench.run import DATA
-from bench.servers import OURS_ENV, free_port, sessions_api_command
+from bench.servers import OURS_ENV, cli_json, serve_ours, sessions_api_command
 from tests.support.s3_server import BUCKET, REGION, running_s3_server
 from tests.support.transfers import MiB, ProcessWatch, file_chunks, random_file
 
@@ -46,31 +46,6 @@ def _floors(path: Path, rounds: int) -> dict[str, float]:
     copying = min(_timed(lambda: subprocess.run(["cp", str(path), str(copy)], check=True)) for _ in range(rounds))
     copy.unlink(missing_ok=True)
     return {"sha256sum": hashing, "cp": copying}
-
-
-def _cli(env: dict[str, str], *argv: str) -> dict:
-    done = subprocess.run(
-        [*sessions_api_command(), *argv, "--json"], env=env, check=True, capture_output=True, text=True
-    )
-    return json.loads(done.stdout)
-
-
-def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [*sessions_api_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    origin = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            httpx.get(origin + "/healthz", timeout=1)
-            return process, origin
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"bench: the server did not start: {log.read_text()[-2000:]}")
 
 
 def _store_round(origin: str, secret: str, source: Path, size: int, sha256: str, server: ProcessWatch) -> dict:
@@ -118,10 +93,12 @@ def _measure(
         "SESSIONS_API_MAX_ARTIFACT_BYTES": str(size),
     }
     subprocess.run([*sessions_api_command(), "db", "upgrade"], env=env, check=True, capture_output=True)
-    user = _cli(env, "user", "create", "--email", f"bench-{store}@example.com")
-    _cli(env, "device", "add", "--platform", "android", "--type", "emulator", "--name", "Pixel 9", "--os-version", "15")
-    secret = _cli(env, "key", "create", "--user", user["id"])["secret"]
-    process, origin = _serve(env, workdir / f"{store}.log")
+    user = cli_json(env, "user", "create", "--email", f"bench-{store}@example.com")
+    cli_json(
+        env, "device", "add", "--platform", "android", "--type", "emulator", "--name", "Pixel 9", "--os-version", "15"
+    )
+    secret = cli_json(env, "key", "create", "--user", user["id"])["secret"]
+    process, origin = serve_ours(env, workdir / f"{store}.log")
     try:
         runs = [_store_round(origin, secret, source, size, sha256, ProcessWatch(process.pid)) for _ in range(rounds)]
     finally:

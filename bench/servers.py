@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -170,3 +171,31 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def cli_json(env: dict[str, str], *argv: str) -> dict:
+    """`sessions-api ARGV --json` in `env`, as its output (the product's own setup path)."""
+    done = subprocess.run(
+        [*sessions_api_command(), *argv, "--json"], env=env, check=True, capture_output=True, text=True
+    )
+    return json.loads(done.stdout)
+
+
+def serve_ours(env: dict[str, str], log: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
+    """`sessions-api serve` on a free port of 127.0.0.1 in `env`, once it answers: the process
+    and its origin (http://127.0.0.1:PORT)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*sessions_api_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    origin = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(origin + "/healthz", timeout=1)
+            return process, origin
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"bench: the server did not start: {log.read_text()[-2000:]}")

@@ -31,25 +31,18 @@ from pathlib import Path
 import httpx
 
 from bench.run import DATA, _reset_database
-from bench.servers import OURS_ENV, free_port, sessions_api_command
+from bench.servers import OURS_ENV, cli_json, serve_ours, sessions_api_command
 from tests.support.transfers import ProcessWatch
 
 API = "/api/v1"
 DEVICES = 40
 
 
-def _cli(env: dict[str, str], *argv: str) -> dict:
-    done = subprocess.run(
-        [*sessions_api_command(), *argv, "--json"], env=env, check=True, capture_output=True, text=True
-    )
-    return json.loads(done.stdout)
-
-
 def _prepare(env: dict[str, str]) -> str:
     subprocess.run([*sessions_api_command(), "db", "upgrade"], env=env, check=True, capture_output=True)
-    user = _cli(env, "user", "create", "--email", "streamer@example.com")
+    user = cli_json(env, "user", "create", "--email", "streamer@example.com")
     for n in range(DEVICES):
-        _cli(
+        cli_json(
             env,
             "device",
             "add",
@@ -62,25 +55,12 @@ def _prepare(env: dict[str, str]) -> str:
             "--os-version",
             "15",
         )
-    return _cli(env, "key", "create", "--user", user["id"])["secret"]
+    return cli_json(env, "key", "create", "--user", user["id"])["secret"]
 
 
 def _serve(env: dict[str, str], workers: int, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [*sessions_api_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}{API}"
-    for _ in range(600):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return process, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"bench: the server did not start: {log.read_text()[-2000:]}")
+    process, origin = serve_ours(env, log, workers)
+    return process, origin + API
 
 
 def _latency(base: str, secret: str, seconds: float) -> dict:
