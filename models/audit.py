@@ -25,7 +25,7 @@ from sqlmodel import col
 from sessions_api.core.timestamps import format_utc
 from sessions_api.models import events as event_log
 from sessions_api.models.as_text import rfc3339_text, uuid_text
-from sessions_api.models.instants import InstantAllocator, take_turns
+from sessions_api.models.instants import in_organization_turns
 from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import AuditEvent, AuditEventType, Origin
 
@@ -81,20 +81,17 @@ def record(*, conn: Connection, events: Iterable[Event]) -> None:
     it holds them, so writers never wait for each other in a circle. Events of several
     organizations are recorded in one call, whose turns are taken in one order.
     """
-    by_organization: dict[uuid.UUID, list[Event]] = {}
-    for event in events:
-        by_organization.setdefault(event.organization_id, []).append(event)
-    if not by_organization:
+    events = list(events)
+    if not events:
         return
-    take_turns(conn=conn, scopes=(f"audit:{organization_id}" for organization_id in by_organization))
-    rows = []
-    for organization_id, organization_events in by_organization.items():
-        allocator = InstantAllocator(
-            conn, col(AuditEvent.created_at), col(AuditEvent.organization_id) == organization_id
-        )
-        instants = allocator.allocate([None] * len(organization_events))
-        rows += [_row(event, instant) for event, instant in zip(organization_events, instants, strict=True)]
-    conn.execute(insert(AuditEvent), rows)
+    placed = in_organization_turns(
+        conn=conn,
+        column=col(AuditEvent.created_at),
+        organization_column=col(AuditEvent.organization_id),
+        items=events,
+        organization_of=lambda event: event.organization_id,
+    )
+    conn.execute(insert(AuditEvent), [_row(event, instant) for event, instant in placed])
     event_log.append(conn=conn, events=[_logged(event) for event in events if event.type in LOGGED])
 
 

@@ -35,7 +35,7 @@ from sessions_api.core import db, notifications, settings
 from sessions_api.core.timestamps import utcnow
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import Gone, InvalidInput
-from sessions_api.models.instants import InstantAllocator, take_turns
+from sessions_api.models.instants import in_organization_turns
 from sessions_api.models.paging import Page, read_page
 from sessions_api.models.tables import EventRecord
 
@@ -61,20 +61,17 @@ def append(*, conn: Connection, events: Sequence[NewEvent]) -> None:
     organization's turn (taken in one order: see the module's docstring)."""
     if not events:
         return
-    by_organization: dict[uuid.UUID, list[NewEvent]] = {}
-    for event in events:
-        by_organization.setdefault(event.organization_id, []).append(event)
-    take_turns(conn=conn, scopes=(f"audit:{organization_id}" for organization_id in by_organization))
-    rows = []
-    for organization_id, organization_events in by_organization.items():
-        allocator = InstantAllocator(
-            conn, col(EventRecord.created_at), col(EventRecord.organization_id) == organization_id
-        )
-        instants = allocator.allocate([None] * len(organization_events))
-        rows += [_row(event, instant) for event, instant in zip(organization_events, instants, strict=True)]
-    conn.execute(insert(EventRecord), rows)
+    placed = in_organization_turns(
+        conn=conn,
+        column=col(EventRecord.created_at),
+        organization_column=col(EventRecord.organization_id),
+        items=events,
+        organization_of=lambda event: event.organization_id,
+    )
+    conn.execute(insert(EventRecord), [_row(event, instant) for event, instant in placed])
     # Wakes every process's streams of these organizations once the transaction commits.
-    notifications.notify(conn=conn, channel=CHANNEL, payloads=(str(id) for id in sorted(by_organization, key=str)))
+    organizations = sorted({str(event.organization_id) for event in events})
+    notifications.notify(conn=conn, channel=CHANNEL, payloads=organizations)
 
 
 def _row(event: NewEvent, created_at: datetime) -> dict[str, Any]:

@@ -10,13 +10,17 @@ allocate without racing; a unique index in the database stays the guarantee.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import ColumnElement, Connection, func, select, text, true
 from sqlalchemy.orm import Mapped
 
 from sessions_api.core.timestamps import MICROSECOND, utcnow
+
+T = TypeVar("T")
 
 
 class InstantAllocator:
@@ -100,6 +104,29 @@ class InstantAllocator:
             known = max(self._taken, default=None)
             self._newest = max(filter(None, (newest, known)), default=utcnow() - MICROSECOND)
         return self._newest + MICROSECOND
+
+
+def in_organization_turns(
+    *,
+    conn: Connection,
+    column: Mapped[datetime] | ColumnElement[datetime],
+    organization_column: Mapped[uuid.UUID] | ColumnElement[uuid.UUID],
+    items: Sequence[T],
+    organization_of: Callable[[T], uuid.UUID],
+) -> list[tuple[T, datetime]]:
+    """Take the audit turn of every organization of `items` (in one order) and give each item
+    the next instant of `column` unique within its organization: what the audit log and the
+    event log write under, so that both follow each organization's commit order."""
+    by_organization: dict[uuid.UUID, list[T]] = {}
+    for item in items:
+        by_organization.setdefault(organization_of(item), []).append(item)
+    take_turns(conn=conn, scopes=(f"audit:{organization_id}" for organization_id in by_organization))
+    placed: list[tuple[T, datetime]] = []
+    for organization_id, organization_items in by_organization.items():
+        allocator = InstantAllocator(conn, column, organization_column == organization_id)
+        instants = allocator.allocate([None] * len(organization_items))
+        placed += zip(organization_items, instants, strict=True)
+    return placed
 
 
 def take_turns(*, conn: Connection, scopes: Iterable[str]) -> None:
