@@ -10,8 +10,9 @@ checksums refuses other bytes; a download URL carries the content type and the d
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -75,14 +76,10 @@ class S3Store:
         return Download(url, expires_at)
 
     def head(self, key: str) -> StoredObject | None:
-        try:
+        with _answered() as missing:
             found = self.client.head_object(Bucket=self.bucket, Key=self.prefix + key, ChecksumMode="ENABLED")
-        except ClientError as exc:
-            if _missing(exc):
-                return None
-            raise StoreUnavailable(_said(exc)) from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        if missing:
+            return None
         checksum = found.get("ChecksumSHA256")
         # A checksum of a multipart upload ("...-N") is not the object's SHA-256: read it through.
         sha256 = base64.b64decode(checksum).hex() if checksum and "-" not in checksum else None
@@ -90,43 +87,50 @@ class S3Store:
 
     def digest(self, key: str) -> str | None:
         hasher = hashlib.sha256()
-        try:
+        with _answered() as missing:
             body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
-            with body:
+            with body:  # (entered, a StreamingBody gives its raw stream, without iter_chunks)
                 for block in body.iter_chunks(_READ):
                     hasher.update(block)
-        except ClientError as exc:
-            if _missing(exc):
-                return None
-            raise StoreUnavailable(_said(exc)) from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        return hasher.hexdigest()
+        return None if missing else hasher.hexdigest()
 
     def delete(self, key: str) -> None:
-        try:
+        with _answered():
             self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
-        except (BotoCoreError, ClientError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
 
     def listing(self, prefix: str, *, after: str, limit: int) -> Sequence[ListedObject]:
-        try:
+        with _answered():
             found = self.client.list_objects_v2(
                 Bucket=self.bucket, Prefix=self.prefix + prefix, StartAfter=self.prefix + after, MaxKeys=limit
             )
-        except (BotoCoreError, ClientError) as exc:
-            raise StoreUnavailable(str(exc)) from exc
         return [ListedObject(item["Key"].removeprefix(self.prefix)) for item in found.get("Contents", [])]
 
 
-def _said(error: ClientError) -> str:
-    """What the store answered, without the request's details."""
-    found = error.response.get("Error", {})
-    return f"the store answered {found.get('Code', '?')}: {found.get('Message', '')}".strip()
+class _Missing:
+    """Whether the object a store call asked for was not there (truthy then)."""
+
+    found_missing = False
+
+    def __bool__(self) -> bool:
+        return self.found_missing
 
 
-def _missing(error: ClientError) -> bool:
-    return str(error.response.get("Error", {}).get("Code")) in {"404", "NoSuchKey", "NotFound"}
+@contextlib.contextmanager
+def _answered() -> Iterator[_Missing]:
+    """A store call's errors as ours: an object not there is noted (the caller decides what it
+    means; deleting one is done), anything else is StoreUnavailable, with what the store said."""
+    missing = _Missing()
+    try:
+        yield missing
+    except ClientError as exc:
+        found = exc.response.get("Error", {})
+        if str(found.get("Code")) in {"404", "NoSuchKey", "NotFound"}:
+            missing.found_missing = True
+            return
+        said = f"the store answered {found.get('Code', '?')}: {found.get('Message', '')}".strip()
+        raise StoreUnavailable(said) from exc
+    except BotoCoreError as exc:
+        raise StoreUnavailable(str(exc)) from exc
 
 
 def _seconds_until(instant: datetime) -> int:
