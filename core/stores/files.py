@@ -82,11 +82,11 @@ class FileStore:
     # -- URLs ---------------------------------------------------------------------------------
 
     def upload(self, key: str, *, size: int, sha256: str, content_type: str, expires_at: datetime) -> Upload:
-        token = self._sign({"a": PUT, "k": key, "s": size, "h": sha256, "e": _epoch(expires_at)})
+        token = self._sign({"a": PUT, "k": key, "s": size, "h": sha256, "e": _epoch_ms(expires_at)})
         return Upload(f"{self.url_base}/{token}", "PUT", {"Content-Type": "application/octet-stream"}, expires_at)
 
     def download(self, key: str, *, name: str, content_type: str, expires_at: datetime) -> Download:
-        token = self._sign({"a": GET, "k": key, "n": name, "t": content_type, "e": _epoch(expires_at)})
+        token = self._sign({"a": GET, "k": key, "n": name, "t": content_type, "e": _epoch_ms(expires_at)})
         return Download(f"{self.url_base}/{token}", expires_at)
 
     def verified(self, token: str, action: str) -> Grant:
@@ -98,7 +98,7 @@ class FileStore:
         fields = json.loads(_unb64(payload))
         if fields.get("a") != action:
             raise BadSignature("The URL does not allow this method.")
-        if fields["e"] <= utcnow().timestamp():
+        if fields["e"] <= _epoch_ms(utcnow()):
             raise BadSignature("The URL has expired.")
         return Grant(
             action, fields["k"], fields.get("s", 0), fields.get("h", ""), fields.get("n", ""), fields.get("t", "")
@@ -270,8 +270,9 @@ def _write_atomically(path: Path, content: bytes, *, replace: bool = True) -> No
         temporary.unlink(missing_ok=True)
 
 
-def _epoch(instant: datetime) -> int:
-    return int(instant.timestamp())
+def _epoch_ms(instant: datetime) -> int:
+    # Milliseconds: whole seconds would end a URL up to a second before the expiresAt it is shown with.
+    return int(instant.timestamp() * 1000)
 
 
 def _b64(raw: bytes) -> str:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from sessions_api.core import db
-from sessions_api.core.timestamps import utcnow
+from sessions_api.core.timestamps import parse_rfc3339, utcnow
 from sessions_api.models import Role, plans
 from sessions_api.models.artifacts import retention
 from sessions_api.models.artifacts.storage import store
@@ -180,3 +180,15 @@ def test_a_download_url_ends_at_its_expiry(client, writer, team, session_id):
     shown = client.get(f"{API}/sessions/{session_id}/artifacts/{artifact['id']}", headers=writer.acting_on(team.id))
     time.sleep(2.1)
     assert fetch(client, shown.json()["download"]["url"]).status_code == 403
+
+
+def test_a_download_url_works_until_the_instant_it_is_shown_to_expire(client, writer, team, session_id, monkeypatch):
+    artifact = attach(client, writer.acting_on(team.id), session_id, LOG)
+    download = client.get(
+        f"{API}/sessions/{session_id}/artifacts/{artifact['id']}", headers=writer.acting_on(team.id)
+    ).json()["download"]
+    expires_at = parse_rfc3339(download["expiresAt"])
+    monkeypatch.setattr("sessions_api.core.stores.files.utcnow", lambda: expires_at - timedelta(milliseconds=1))
+    assert fetch(client, download["url"]).status_code == 200
+    monkeypatch.setattr("sessions_api.core.stores.files.utcnow", lambda: expires_at)
+    assert fetch(client, download["url"]).status_code == 403
