@@ -244,6 +244,8 @@ class Reason:
     TOO_LARGE = "too_large"
     # Not the receiver's doing: this server cannot unseal the endpoint's signing secret.
     SECRET_UNREADABLE = "secret_unreadable"
+    # Nor this: the event left the log (its retention) before it could be delivered; no retry.
+    EVENT_EXPIRED = "event_expired"
 
 
 async def post(

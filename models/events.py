@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,6 +54,10 @@ class NewEvent:
     type: str
     data: Mapping[str, Any]
     session_id: uuid.UUID | None = None
+    # When it happened, where that is not when it is written (a session's start or end).
+    occurred: datetime | None = None
+    # Its row's id: the `webhook-id` of its deliveries, which reference it.
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
 def append(*, conn: Connection, events: Sequence[NewEvent]) -> None:
@@ -77,9 +81,10 @@ def append(*, conn: Connection, events: Sequence[NewEvent]) -> None:
 def _row(event: NewEvent, created_at: datetime) -> dict[str, Any]:
     category = event.type.split(".", 1)[0]
     return {
-        "id": uuid.uuid4(),
+        "id": event.id,
         "organization_id": event.organization_id,
         "created_at": created_at,
+        "occurred": event.occurred or created_at,
         "type": event.type,
         "category": category,
         "admins_only": category in ADMIN_CATEGORIES,

@@ -325,6 +325,9 @@ class EventRecord(SQLModel, table=True):
     session_id: uuid.UUID | None = Field(default=None)
     # The event's `data`, as JSON text, exactly as the API shows it.
     data: str = Field(sa_column=Column(Text, nullable=False))
+    # When what it reports happened (a session's start or end, an artifact's upload): the
+    # `timestamp` its webhooks send. The log's own instant (`created_at`) is when it was written.
+    occurred: datetime = Field(sa_type=UTCDateTime)
 
 
 class SessionRequestStatus(enum.StrEnum):
@@ -507,10 +510,14 @@ class DeliveryStatus(enum.StrEnum):
 
 class WebhookDelivery(SQLModel, table=True):
     """The outbox: one event for one endpoint, written in the transaction of the change it
-    reports, and sent until an attempt succeeds or the retries run out. `payload` is the exact
-    body sent on every attempt; `event_id` (the `webhook-id` header) is the same for every
-    endpoint and attempt. A process that claims it sets `claimed_until`: until then no other
-    process sends it, and if the claimer dies the claim simply runs out."""
+    reports, and sent until an attempt succeeds or the retries run out. `event_id` (the
+    `webhook-id` header, the same for every endpoint and attempt) is the event's row in the log
+    (`events.id`), whose type, instant and data make the body every attempt sends; only a test
+    event, which the log does not keep, carries its body in `payload`. No foreign key: the
+    log's retention sweep deletes without reading the outbox, and an attempt whose event is
+    gone fails with `event_expired` (models.webhook_delivery). A process that claims it sets
+    `claimed_until`: until then no other process sends it, and if the claimer dies the claim
+    simply runs out."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
@@ -528,7 +535,7 @@ class WebhookDelivery(SQLModel, table=True):
     endpoint_id: uuid.UUID = Field(foreign_key="webhook_endpoints.id")
     event_id: uuid.UUID
     event_type: str = Field(max_length=32)
-    payload: str = Field(sa_column=Column(Text, nullable=False))
+    payload: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     status: DeliveryStatus = Field(
         sa_column=Column(_stored_enum(DeliveryStatus, length=16), nullable=False, server_default="pending")
     )

@@ -33,6 +33,8 @@ async def deliver(claim: webhooks.Claim) -> Row[Any] | None:
 
 async def attempt(claim: webhooks.Claim, clients: outbound.Clients | None = None) -> outbound.AttemptResult:
     """Make the claimed attempt (reusing `clients`' connections, if given); the caller records it."""
+    if claim.payload is None:
+        return _event_expired(claim)
     if not claim.signing_secrets:
         return _secret_unreadable(claim)
     config = settings.current()
@@ -68,6 +70,19 @@ def _secret_unreadable(claim: webhooks.Claim) -> outbound.AttemptResult:
     )
     WEBHOOK_SECRETS_UNREADABLE.inc()
     result = outbound.AttemptResult(None, outbound.Reason.SECRET_UNREADABLE, 0)
+    WEBHOOK_ATTEMPTS.labels(webhooks.attempt_outcome(claim, result)).inc()
+    return result
+
+
+def _event_expired(claim: webhooks.Claim) -> outbound.AttemptResult:
+    """An attempt not made: the event is no longer in the log, so there is nothing to send."""
+    logger.warning(
+        "webhook delivery %s to endpoint %s: its event left the log (SESSIONS_API_EVENT_RETENTION_DAYS) "
+        "before it was delivered; it fails with event_expired",
+        claim.delivery_id,
+        claim.endpoint_id,
+    )
+    result = outbound.AttemptResult(None, outbound.Reason.EVENT_EXPIRED, 0)
     WEBHOOK_ATTEMPTS.labels(webhooks.attempt_outcome(claim, result)).inc()
     return result
 

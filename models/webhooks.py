@@ -42,9 +42,9 @@ from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
 from sessions_api.core import db, settings
-from sessions_api.core.outbound import AttemptResult, new_secret
+from sessions_api.core.outbound import AttemptResult, Reason, new_secret
 from sessions_api.core.sealing import SecretBox, UnreadableSecret
-from sessions_api.core.timestamps import format_utc, utcnow
+from sessions_api.core.timestamps import format_utc, parse_rfc3339, utcnow
 from sessions_api.models import audit
 from sessions_api.models import events as event_log
 from sessions_api.models.api_keys import Principal
@@ -56,6 +56,7 @@ from sessions_api.models.sessions import session_document, session_view
 from sessions_api.models.tables import (
     AuditEventType,
     DeliveryStatus,
+    EventRecord,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -258,33 +259,25 @@ def _record(
 
 def enqueue(*, conn: Connection, changes: Iterable[audit.Event]) -> None:
     """Write the session events among `changes` (audit events about to be recorded) into the
-    event log and the outbox, one delivery per enabled endpoint of their organization that
-    subscribes to their type."""
-    session_changes = [change for change in changes if change.type in SESSION_EVENTS]
-    if not session_changes:
-        return
-    subscribers = _subscribers(conn=conn, organization_ids={change.organization_id for change in session_changes})
+    event log, and into the outbox one delivery of each per enabled endpoint of their
+    organization that subscribes to its type."""
     now = utcnow()
-    rows = []
-    logged = []
-    for change in session_changes:
-        session = session_view(conn=conn, organization_id=change.organization_id, session_id=change.target_id)
-        document = session_document(session)
-        logged.append(event_log.NewEvent(change.organization_id, change.type.value, document, change.target_id))
-        targets = [id for id, types in subscribers.get(change.organization_id, []) if change.type.value in types]
-        if not targets:
+    events = []
+    for change in changes:
+        if change.type not in SESSION_EVENTS:
             continue
+        session = session_view(conn=conn, organization_id=change.organization_id, session_id=change.target_id)
         if change.type is AuditEventType.session_started:
-            occurred = session.created_at
+            occurred = parse_rfc3339(session.created_at)
         elif change.type is AuditEventType.session_updated:
-            occurred = format_utc(now)
+            occurred = now
         else:
-            occurred = session.released_at
-        payload = _payload(change.type.value, occurred, document)
-        event_id = uuid.uuid4()
-        rows += [_delivery(endpoint_id, event_id, change.type.value, payload, now) for endpoint_id in targets]
-    _insert_deliveries(conn=conn, rows=rows)
-    event_log.append(conn=conn, events=logged)
+            occurred = parse_rfc3339(session.released_at)
+        document = session_document(session)
+        events.append(
+            event_log.NewEvent(change.organization_id, change.type.value, document, change.target_id, occurred)
+        )
+    _log_and_deliver(conn=conn, events=events, now=now)
 
 
 @dataclass(frozen=True)
@@ -301,27 +294,31 @@ class Document:
 
 
 def enqueue_documents(*, conn: Connection, events: Sequence[Document]) -> None:
-    """Write `events` into the event log and the outbox, one delivery per enabled endpoint of
-    their organization that subscribes to their type."""
+    """Write `events` into the event log, and into the outbox one delivery of each per enabled
+    endpoint of their organization that subscribes to its type."""
+    logged = [
+        event_log.NewEvent(
+            event.organization_id, event.event_type, event.data, event.session_id, parse_rfc3339(event.occurred)
+        )
+        for event in events
+    ]
+    _log_and_deliver(conn=conn, events=logged, now=utcnow())
+
+
+def _log_and_deliver(*, conn: Connection, events: Sequence[event_log.NewEvent], now: datetime) -> None:
+    """The deliveries reference the logged events: the body each attempt sends is built from
+    the event's row (`claims`), so it is stored once however many endpoints subscribe."""
     if not events:
         return
     subscribers = _subscribers(conn=conn, organization_ids={event.organization_id for event in events})
-    now = utcnow()
-    rows = []
-    for event in events:
-        targets = [id for id, types in subscribers.get(event.organization_id, []) if event.event_type in types]
-        if targets:
-            payload = _payload(event.event_type, event.occurred, event.data)
-            event_id = uuid.uuid4()
-            rows += [_delivery(endpoint_id, event_id, event.event_type, payload, now) for endpoint_id in targets]
+    rows = [
+        _delivery(endpoint_id, event.id, event.type, None, now)
+        for event in events
+        for endpoint_id, types in subscribers.get(event.organization_id, [])
+        if event.type in types
+    ]
     _insert_deliveries(conn=conn, rows=rows)
-    event_log.append(
-        conn=conn,
-        events=[
-            event_log.NewEvent(event.organization_id, event.event_type, event.data, event.session_id)
-            for event in events
-        ],
-    )
+    event_log.append(conn=conn, events=events)
 
 
 def _subscribers(
@@ -353,7 +350,12 @@ def _payload(event_type: str, occurred: str, data: Mapping[str, Any]) -> str:
 
 
 def _delivery(
-    endpoint_id: uuid.UUID, event_id: uuid.UUID, event_type: str, payload: str, now: datetime, max_attempts: int = 0
+    endpoint_id: uuid.UUID,
+    event_id: uuid.UUID,
+    event_type: str,
+    payload: str | None,
+    now: datetime,
+    max_attempts: int = 0,
 ) -> dict[str, Any]:
     return {
         "id": uuid.uuid4(),
@@ -381,7 +383,8 @@ class Claim:
     signing_secrets: tuple[str, ...]
     event_id: uuid.UUID
     event_type: str
-    payload: str
+    # The body, byte for byte the same on every attempt; None when the event has left the log.
+    payload: str | None
     attempt: int  # the number of the attempt about to be made (1 for the first)
     max_attempts: int
 
@@ -414,7 +417,7 @@ def _claim_due(
         return []
     claimed_until = now + 2 * timeout + _CLAIM_MARGIN
     conn.execute(update(WebhookDelivery).where(col(WebhookDelivery.id).in_(chosen)).values(claimed_until=claimed_until))
-    return _claims(conn=conn, where=col(WebhookDelivery.id).in_(chosen), now=now)
+    return claims(conn=conn, where=col(WebhookDelivery.id).in_(chosen), now=now)
 
 
 def _candidates(
@@ -505,7 +508,7 @@ def claim_test(caller: Principal, endpoint_id: uuid.UUID) -> Claim:
         delivery = _delivery(endpoint_id, uuid.uuid4(), TEST_EVENT, payload, now, max_attempts=1)
         # Never due for a webhook sender: the caller's process sends it once, now.
         conn.execute(insert(WebhookDelivery).values({**delivery, "next_attempt_at": _NEVER, "claimed_until": _NEVER}))
-        (claim,) = _claims(conn=conn, where=col(WebhookDelivery.id) == delivery["id"], now=now)
+        (claim,) = claims(conn=conn, where=col(WebhookDelivery.id) == delivery["id"], now=now)
         return claim
 
 
@@ -536,7 +539,8 @@ def reseal_secrets() -> int:
     return resealed
 
 
-def _claims(*, conn: Connection, where: ColumnElement[bool], now: datetime) -> list[Claim]:
+def claims(*, conn: Connection, where: ColumnElement[bool], now: datetime) -> list[Claim]:
+    """The deliveries `where` selects, each with what its next attempt sends and signs with."""
     rows = conn.execute(
         select(
             col(WebhookDelivery.id),
@@ -544,6 +548,8 @@ def _claims(*, conn: Connection, where: ColumnElement[bool], now: datetime) -> l
             col(WebhookDelivery.event_id),
             col(WebhookDelivery.event_type),
             col(WebhookDelivery.payload),
+            col(EventRecord.occurred),
+            col(EventRecord.data),
             col(WebhookDelivery.attempts),
             col(WebhookDelivery.max_attempts),
             col(WebhookEndpoint.url),
@@ -552,9 +558,10 @@ def _claims(*, conn: Connection, where: ColumnElement[bool], now: datetime) -> l
             col(WebhookEndpoint.previous_secret_until),
         )
         .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
+        .outerjoin(EventRecord, col(EventRecord.id) == col(WebhookDelivery.event_id))
         .where(where)
     )
-    claims = []
+    claimed = []
     box = _box()
     for row in rows:
         signing = _opened(box, row.secret)
@@ -565,7 +572,7 @@ def _claims(*, conn: Connection, where: ColumnElement[bool], now: datetime) -> l
             and row.previous_secret_until > now
         ):
             signing += _opened(box, row.previous_secret)
-        claims.append(
+        claimed.append(
             Claim(
                 row.id,
                 row.endpoint_id,
@@ -573,12 +580,18 @@ def _claims(*, conn: Connection, where: ColumnElement[bool], now: datetime) -> l
                 tuple(signing),
                 row.event_id,
                 row.event_type,
-                row.payload,
+                row.payload if row.data is None else _logged_payload(row.event_type, row.occurred, row.data),
                 row.attempts + 1,
                 row.max_attempts,
             )
         )
-    return claims
+    return claimed
+
+
+def _logged_payload(event_type: str, occurred: datetime, data: str) -> str:
+    """_payload of a logged event, its `data` spliced in as stored (the same bytes each time)."""
+    head = _payload(event_type, format_utc(occurred), {})
+    return f"{head.removesuffix('{}}')}{data}}}"
 
 
 def erase_ended_rotations(now: datetime | None = None) -> int:
@@ -672,7 +685,8 @@ def _record_attempts(
             ).rowcount
             if not recorded:
                 continue
-            if claim.event_type != TEST_EVENT:  # a test says nothing of the endpoint's health
+            # A test, or an event gone from the log, says nothing of the endpoint's health.
+            if claim.event_type != TEST_EVENT and result.error != Reason.EVENT_EXPIRED:
                 _note_health(conn=conn, claim=claim, endpoint=health, succeeded=result.succeeded, now=now)
             rows.append(
                 {
@@ -704,14 +718,20 @@ def attempt_outcome(claim: Claim, result: AttemptResult) -> str:
     """`succeeded`, `retrying` (another attempt will follow) or `failed` (none will)."""
     if result.succeeded:
         return "succeeded"
-    return "retrying" if claim.attempt < claim.max_attempts else "failed"
+    return "retrying" if _retried(claim, result) else "failed"
+
+
+def _retried(claim: Claim, result: AttemptResult) -> bool:
+    """Whether a failed attempt is followed by another: not once the attempts run out, nor when
+    the event has left the log."""
+    return claim.attempt < claim.max_attempts and result.error != Reason.EVENT_EXPIRED
 
 
 def _after_attempt(claim: Claim, result: AttemptResult, now: datetime, delays: list[float]) -> dict[str, Any]:
     values: dict[str, Any] = {"attempts": claim.attempt, "claimed_until": None}
     if result.succeeded:
         values["status"] = DeliveryStatus.succeeded
-    elif claim.attempt >= claim.max_attempts or not delays:
+    elif not _retried(claim, result) or not delays:
         values["status"] = DeliveryStatus.failed
     else:
         delay = delays[min(claim.attempt, len(delays)) - 1]  # the schedule may have changed since

@@ -4,21 +4,17 @@ through the server's own background sweep."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
 
-from sessions_api.core import db
 from sessions_api.core.timestamps import parse_rfc3339, utcnow
 from sessions_api.models import Role, plans
 from sessions_api.models.artifacts import retention
 from sessions_api.models.artifacts.storage import store
-from sessions_api.models.tables import WebhookDelivery
-from tests.support.api import UNREACHABLE_HOOK, scrape
+from tests.support.api import UNREACHABLE_HOOK, bodies_to_send, scrape
 from tests.support.artifacts import API, Payload, attach, fetch, send
 
 LOG = Payload(b"E/AndroidRuntime: FATAL EXCEPTION: main\n" * 50)
@@ -166,12 +162,9 @@ def test_an_available_artifact_is_sent_to_the_endpoints_subscribed(client, world
     body = {"url": UNREACHABLE_HOOK, "events": ["artifact.available"]}
     assert client.post(f"{API}/webhook-endpoints", json=body, headers=admin.acting_on(team.id)).status_code == 201
     artifact = attach(client, writer.acting_on(team.id), session_id, LOG)
-    with db.reading() as conn:
-        sent = conn.execute(
-            select(WebhookDelivery.payload).where(WebhookDelivery.event_type == "artifact.available")
-        ).all()
+    sent = bodies_to_send("artifact.available")
     assert len(sent) == 1
-    event = json.loads(sent[0][0])
+    (event,) = sent
     assert event == {"type": "artifact.available", "timestamp": artifact["availableAt"], "data": artifact}
 
 

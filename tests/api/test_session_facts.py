@@ -7,13 +7,10 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
 
-from sessions_api.core import db
 from sessions_api.core.timestamps import format_utc, utcnow
 from sessions_api.models import Role, session_import
-from sessions_api.models.tables import WebhookDelivery
-from tests.support.api import API, SESSIONS, UNREACHABLE_HOOK, WEBHOOK_ENDPOINTS, assert_error, list_all
+from tests.support.api import API, SESSIONS, UNREACHABLE_HOOK, WEBHOOK_ENDPOINTS, assert_error, bodies_to_send, list_all
 
 FACTS = {
     "name": "checkout flow",
@@ -107,9 +104,7 @@ def test_every_change_is_audited_and_sent_once_and_no_change_records_nothing(cli
         {"build": "b2", "tags": ["smoke"], "metadata": {"k": "v"}},
     )
     assert events[0]["data"] == {"before": before, "after": after}
-    with db.reading() as conn:
-        sent = conn.execute(select(WebhookDelivery.payload).where(WebhookDelivery.event_type == "session.updated"))
-        payloads = [json.loads(payload) for (payload,) in sent]
+    payloads = bodies_to_send("session.updated")
     assert len(payloads) == 1
     assert payloads[0]["type"] == "session.updated" and payloads[0]["data"]["build"] == "b2"
 

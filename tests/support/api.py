@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -95,3 +96,15 @@ def scrape(client) -> dict[tuple[str, tuple], float]:
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
+
+
+def bodies_to_send(event_type: str) -> list[dict[str, Any]]:
+    """The webhook bodies the outbox holds for `event_type`, as an attempt would send them."""
+    from sessions_api.core import db
+    from sessions_api.core.timestamps import utcnow
+    from sessions_api.models import webhooks
+    from sessions_api.models.tables import WebhookDelivery
+
+    with db.reading() as conn:
+        claims = webhooks.claims(conn=conn, where=WebhookDelivery.event_type == event_type, now=utcnow())
+    return [json.loads(claim.payload) for claim in claims if claim.payload is not None]
