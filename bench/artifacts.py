@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.run import DATA
+from bench.environment import DATA
 from bench.servers import OURS_ENV, cli_json, serve_ours, sessions_api_command
 from tests.support.s3_server import BUCKET, REGION, running_s3_server
 from tests.support.transfers import MiB, ProcessWatch, file_chunks, random_file

@@ -23,7 +23,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from bench.dataset import END, default_params
-from bench.run import DATA, ensure_data
+from bench.environment import DATA
+from bench.run import ensure_data
 from bench.servers import Server
 
 API = "/api/v1"

@@ -27,7 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.run import DATA, WORKLOADS, default_database_url, manifest_path, workloads
+from bench.environment import DATA
+from bench.run import WORKLOADS, default_database_url, manifest_path, workloads
 from bench.servers import APPS, SERVERS
 
 

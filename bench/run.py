@@ -13,21 +13,19 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import check as correctness
 from bench import curve, report
 from bench.dataset import default_params
+from bench.environment import DATA, git, loadavg, machine, now, redact, reset_database, sqlite_path
 from bench.load import Workload, install_wrk, run_wrk, write_script, wrk_path
 from bench.servers import ROOT, SERVERS, Server, sessions_api_command
 
-DATA = ROOT / "bench" / ".data"
 API = "/api/v1"
 WORKLOADS = ("list100", "list100_deep", "list1", "get", "unknown_key")
 
@@ -92,20 +90,9 @@ def manifest_path(data_dir: Path, url: str) -> Path:
     return data_dir / f"manifest-{hashlib.sha256(url.encode()).hexdigest()[:12]}.json"
 
 
-def _sqlite_path(url: str) -> Path | None:
-    return Path(url.split("///", 1)[1]) if url.startswith("sqlite") else None
-
-
-def _pg_admin(url: str):
-    import psycopg
-
-    base, _, name = url.replace("postgresql+psycopg://", "postgresql://").rpartition("/")
-    return psycopg.connect(f"{base}/postgres", autocommit=True), name.split("?")[0]
-
-
 def _count_sessions(url: str) -> int | None:
     try:
-        path = _sqlite_path(url)
+        path = sqlite_path(url)
         if path is not None:
             if not path.exists():
                 return None
@@ -121,21 +108,6 @@ def _count_sessions(url: str) -> int | None:
         return None
 
 
-def _reset_database(url: str) -> None:
-    path = _sqlite_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return
-    admin, name = _pg_admin(url)
-    if not name.startswith("bench"):
-        raise SystemExit(f"bench: refusing to drop the database {name!r}: give one whose name starts with 'bench'")
-    with admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-
-
 def ensure_data(url: str, params: dict, rebuild: bool, log, data_dir: Path = DATA) -> dict:
     data_dir.mkdir(parents=True, exist_ok=True)
     manifest_file = manifest_path(data_dir, url)
@@ -149,7 +121,7 @@ def ensure_data(url: str, params: dict, rebuild: bool, log, data_dir: Path = DAT
             manifest["reused"] = True
             return manifest
     log(f"building {params['sessions']:,} sessions in {url}")
-    _reset_database(url)
+    reset_database(url)
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
     started = time.monotonic()
     done = subprocess.run(
@@ -179,12 +151,12 @@ def ensure_data(url: str, params: dict, rebuild: bool, log, data_dir: Path = DAT
         imported=imported,
         import_rate=imported / import_seconds,
         lines_bytes=lines_bytes,
-        built_at=_now(),
+        built_at=now(),
         database_url=url,
         import_command=" ".join(["sessions-api", "session", "import", "FILE"]),
-        product_commit=_git("rev-parse", "--short", "HEAD"),
+        product_commit=git("rev-parse", "--short", "HEAD"),
     )
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None:
         manifest["database_bytes"] = path.stat().st_size
     Path(manifest["lines"]).unlink()  # 200 MB for 1M sessions; the database has them now
@@ -238,7 +210,7 @@ def measure(server: Server, workload: Workload, script: Path, args) -> dict:
     # CPU time per request: much less sensitive than requests/s to what else the machine runs.
     result["cpu_ms_per_request"] = 1000 * cpu / max(1, result["requests"])
     result["cpu_utilization"] = cpu / (result["duration_us"] / 1e6)
-    result["loadavg"] = _loadavg()
+    result["loadavg"] = loadavg()
     return result
 
 
@@ -320,16 +292,16 @@ def main(argv: list[str] | None = None) -> int:
     probe = probe_request(manifest)
 
     results: dict = {
-        "started_at": _now(),
+        "started_at": now(),
         "command": " ".join([Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])]),
-        "machine": _machine(),
+        "machine": machine(),
         "settings": {
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "connections": args.connections,
             "rounds": args.rounds,
             "wrk_threads": 1,
-            "database": _redact(url),
+            "database": redact(url),
         },
         "dataset": {k: v for k, v in manifest.items() if "secret" not in k},
         "servers": {},
@@ -395,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
 
-    results["finished_at"] = _now()
+    results["finished_at"] = now()
     results["elapsed_s"] = time.monotonic() - started
     report.summarize(results)
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -415,10 +387,10 @@ def size_curve(args, argv: list[str] | None, log) -> int:
     results = curve.run_curve(args, args.sessions, log, run_dir)
     kind = "postgresql" if (args.database_url or "").startswith("postgresql") else "sqlite"
     results.update(
-        started_at=_now(),
-        commit=_git("rev-parse", "--short", "HEAD"),
+        started_at=now(),
+        commit=git("rev-parse", "--short", "HEAD"),
         command=" ".join([Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])]),
-        machine=_machine(),
+        machine=machine(),
     )
     json_path = args.json or ROOT / f"BENCHMARKS-curve-{kind}.json"
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -426,47 +398,6 @@ def size_curve(args, argv: list[str] | None, log) -> int:
         curve.write_markdown(results, args.output, kind)
     log(f"wrote {json_path.name}" + ("" if args.no_report else f" and {args.output.name} (curve:{kind})"))
     return 0
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _loadavg() -> list[float]:
-    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-
-
-def _git(*args: str) -> str:
-    done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
-    return done.stdout.strip()
-
-
-def _redact(url: str) -> str:
-    return url.replace(str(ROOT) + "/", "")
-
-
-def _machine() -> dict:
-    versions = {}
-    for package in ("connexion", "fastapi", "starlette", "sqlmodel", "sqlalchemy", "pydantic", "uvicorn", "orjson"):
-        try:
-            from importlib.metadata import version
-
-            versions[package] = version(package)
-        except Exception:  # noqa: BLE001
-            versions[package] = None
-    wrk = shutil.which("wrk")
-    return {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--", "handlers", "models", "sessions_api", "openapi")),
-        "wrk": subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-        if wrk
-        else None,
-        "versions": versions,
-        "loadavg_at_start": _loadavg(),
-    }
 
 
 if __name__ == "__main__":

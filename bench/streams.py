@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.run import DATA, _reset_database
+from bench.environment import DATA, reset_database
 from bench.servers import OURS_ENV, cli_json, serve_ours, sessions_api_command
 from tests.support.transfers import ProcessWatch
 
@@ -188,7 +188,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--streams", type=int, default=1000)
     args = parser.parse_args()
-    _reset_database(args.database_url)
+    reset_database(args.database_url)
     DATA.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,

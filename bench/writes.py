@@ -38,9 +38,9 @@ from pathlib import Path
 import httpx
 
 from bench import report
+from bench.environment import DATA, git, machine, now, reset_database
 from bench.servers import ROOT, Server, free_port
 
-DATA = ROOT / "bench" / ".data"
 API = "/api/v1"
 HOOK_EVENTS = ["session.started", "session.released", "session.expired"]
 WRITES_TARGET = 1.2
@@ -135,11 +135,10 @@ def _child(url: str, *args: str) -> str:
 
 
 def fresh_database(args, name: str) -> str:
-    from bench.run import _reset_database
 
     base = args.database_url
     url = f"sqlite:///{args.data_dir / f'writes-{name}.db'}" if base is None else f"{base}_{name}"
-    _reset_database(url)
+    reset_database(url)
     return url
 
 
@@ -482,7 +481,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.make_backlog is not None:
         backlog_child(json.loads(args.setup), args.make_backlog)
         return 0
-    from bench.run import _git, _machine, _now
 
     began = time.monotonic()
 
@@ -494,10 +492,10 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.parts.split(","))
     worker_counts = [int(w) for w in args.workers.split(",") if w]
     results: dict = {
-        "started_at": _now(),
-        "commit": _git("rev-parse", "--short", "HEAD"),
+        "started_at": now(),
+        "commit": git("rev-parse", "--short", "HEAD"),
         "command": " ".join([Path(sys.executable).name, "-m", "bench.writes", *(argv or sys.argv[1:])]),
-        "machine": _machine(),
+        "machine": machine(),
         "writes": {},
         "deliveries": {},
         "lag": {},
