@@ -36,13 +36,15 @@ import threading
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import psycopg_pool
-from sqlalchemy import Dialect, Select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import ClauseElement, Dialect, Float, Select
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
 
 from sessions_api.core import db, heavy_reads
 
@@ -60,7 +62,7 @@ class CompiledRead:
 
     def __init__(self, statement: Select[Any]) -> None:
         self._statement = statement
-        self._plans: dict[tuple[str, str], _Plan] = {}
+        self._plans: dict[tuple[str, str], Plan] = {}
 
     async def all(self, values: Mapping[str, Any]) -> list[Any]:
         database = db.current()
@@ -82,29 +84,30 @@ class CompiledRead:
         with db.reading() as conn:
             return list(conn.execute(self._statement, values).all())
 
-    def _plan(self, database: db.Database) -> _Plan:
+    def _plan(self, database: db.Database) -> Plan:
         dialect = database.engine.dialect
         key = (dialect.name, dialect.driver)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = _Plan(self._statement, dialect)
+            plan = self._plans[key] = Plan(self._statement, dialect)
         return plan
 
 
 def driver_statement(statement: Select[Any], values: Mapping[str, Any], dialect: Dialect) -> tuple[str, Any]:
     """The SQL and the parameters a compiled read of `statement` gives the driver (for
     `EXPLAIN`: tests read the plans of exactly what runs)."""
-    plan = _Plan(statement, dialect)
+    plan = Plan(statement, dialect)
     return plan.sql, plan.parameters(values)
 
 
-class _Plan:
-    """A statement compiled for one dialect: its SQL, how values are bound, how rows are made."""
+class Plan:
+    """A statement compiled for one dialect: its SQL, how values are bound, how rows are made
+    (also core.prepared's, for the write path)."""
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         if compiled.literal_execute_params or compiled.post_compile_params:
-            raise ValueError("a compiled read binds every value as a parameter, rendered once")
+            raise ValueError("a compiled statement binds every value as a parameter, rendered once")
         self.sql = compiled.string
         self._construct = compiled.construct_params
         self._order = tuple(compiled.positiontup or ()) if dialect.positional else None
@@ -113,12 +116,12 @@ class _Plan:
             for name, parameter in compiled.binds.items()
             if (process := parameter.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         ]
-        columns = statement.selected_columns
+        columns = statement.exported_columns  # type: ignore[attr-defined]  # a SELECT's, or RETURNING's
         self._row: Any = namedtuple("Row", columns.keys())  # type: ignore[misc]
         self._converters = [
             (index, process)
             for index, column in enumerate(columns)
-            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+            if (process := _result_processor(column.type, dialect)) is not None
         ]
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
@@ -138,6 +141,17 @@ class _Plan:
                 row[index] = process(row[index])
             converted.append(make(row))
         return converted
+
+
+def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """How the driver's value of a column becomes SQLAlchemy's. Without the cursor's type code,
+    psycopg's numeric types have none to choose: a float column comes back a float already."""
+    try:
+        return type_.dialect_impl(dialect).result_processor(dialect, None)
+    except (TypeError, InvalidRequestError):
+        if isinstance(type_, Float):
+            return None
+        raise
 
 
 @dataclass

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, insert, select
+from sqlalchemy import Connection, Select, select
 from sqlmodel import col
 
+from sessions_api.core.prepared import insert_rows
 from sessions_api.core.timestamps import format_utc
 from sessions_api.models import events as event_log
 from sessions_api.models.as_text import rfc3339_text, uuid_text
@@ -91,7 +92,7 @@ def record(*, conn: Connection, events: Iterable[Event]) -> None:
         items=events,
         organization_of=lambda event: event.organization_id,
     )
-    conn.execute(insert(AuditEvent), [_row(event, instant) for event, instant in placed])
+    insert_rows(conn, AuditEvent, [_row(event, instant) for event, instant in placed])
     event_log.append(conn=conn, events=[_logged(event) for event in events if event.type in LOGGED])
 
 

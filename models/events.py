@@ -28,10 +28,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Row, Select, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, delete, func, or_, select
 from sqlmodel import col
 
 from sessions_api.core import db, notifications, settings
+from sessions_api.core.prepared import insert_rows
 from sessions_api.core.timestamps import utcnow
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import Gone, InvalidInput
@@ -72,7 +73,7 @@ def append(*, conn: Connection, events: Sequence[NewEvent]) -> None:
         items=events,
         organization_of=lambda event: event.organization_id,
     )
-    conn.execute(insert(EventRecord), [_row(event, instant) for event, instant in placed])
+    insert_rows(conn, EventRecord, [_row(event, instant) for event, instant in placed])
     # Wakes every process's streams of these organizations once the transaction commits.
     organizations = sorted({str(event.organization_id) for event in events})
     notifications.notify(conn=conn, channel=CHANNEL, payloads=organizations)

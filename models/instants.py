@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, func, select, text, true
+from sqlalchemy import ColumnElement, Connection, bindparam, func, select, text, true
 from sqlalchemy.orm import Mapped
 
+from sessions_api.core.prepared import Prepared
 from sessions_api.core.timestamps import MICROSECOND, utcnow
+from sessions_api.models.types import UTCDateTime
 
 T = TypeVar("T")
 
@@ -36,11 +39,13 @@ class InstantAllocator:
         self,
         conn: Connection,
         column: Mapped[datetime] | ColumnElement[datetime],
-        scope: ColumnElement[bool] | None = None,
+        scope_column: Mapped[Any] | ColumnElement[Any] | None = None,
+        scope: Any = None,
     ) -> None:
+        """The rows of the scope are those whose `scope_column` is `scope` (all rows without one)."""
         self._conn = conn
-        self._column = column
-        self._scope = scope if scope is not None else true()
+        self._reads = _reads(column, scope_column)
+        self._scope = {"scope": scope}
         self._taken: set[datetime] = set()
         self._skip: dict[datetime, datetime] = {}
         self._loaded: tuple[datetime, datetime] | None = None  # the range read so far
@@ -53,8 +58,10 @@ class InstantAllocator:
         allocated = []
         for instant in wanted:
             if instant is None:
+                # After the newest instant of the scope (and of this batch): free without a read.
                 instant = max(utcnow(), self._after_newest())
-            instant = self._first_free(instant)
+            else:
+                instant = self._first_free(instant)
             self._taken.add(instant)
             if self._newest is not None and instant > self._newest:
                 self._newest = instant
@@ -92,18 +99,41 @@ class InstantAllocator:
             if low <= self._loaded[1] + MICROSECOND and high >= self._loaded[0]:
                 low, high = min(low, self._loaded[0]), max(high, self._loaded[1])
             # Otherwise the old range is left behind; what it holds stays taken (in this batch too).
-        taken = self._conn.execute(
-            select(self._column).where(self._scope, self._column >= low, self._column <= high)
-        ).scalars()
-        self._taken.update(taken)
+        taken = self._reads.taken.rows(self._conn, {**self._scope, "low": low, "high": high})
+        self._taken.update(row[0] for row in taken)
         self._loaded = (low, high)
 
     def _after_newest(self) -> datetime:
         if self._newest is None:
-            newest = self._conn.execute(select(func.max(self._column)).where(self._scope)).scalar()
+            newest = self._reads.newest.scalar(self._conn, self._scope)
             known = max(self._taken, default=None)
             self._newest = max(filter(None, (newest, known)), default=utcnow() - MICROSECOND)
         return self._newest + MICROSECOND
+
+
+@dataclass(frozen=True)
+class _Reads:
+    newest: Prepared
+    taken: Prepared
+
+
+_READS: dict[tuple[str, str], _Reads] = {}
+
+
+def _reads(
+    column: Mapped[datetime] | ColumnElement[datetime], scope_column: Mapped[Any] | ColumnElement[Any] | None
+) -> _Reads:
+    """An allocator's two reads of `column` within a scope, prepared once (core.prepared)."""
+    key = (str(column), str(scope_column))
+    reads = _READS.get(key)
+    if reads is None:
+        scope = true() if scope_column is None else scope_column == bindparam("scope")
+        low, high = bindparam("low", type_=UTCDateTime()), bindparam("high", type_=UTCDateTime())
+        reads = _READS[key] = _Reads(
+            Prepared(select(func.max(column)).where(scope)),
+            Prepared(select(column).where(scope, column >= low, column <= high)),
+        )
+    return reads
 
 
 def in_organization_turns(
@@ -123,7 +153,7 @@ def in_organization_turns(
     take_turns(conn=conn, scopes=(f"audit:{organization_id}" for organization_id in by_organization))
     placed: list[tuple[T, datetime]] = []
     for organization_id, organization_items in by_organization.items():
-        allocator = InstantAllocator(conn, column, organization_column == organization_id)
+        allocator = InstantAllocator(conn, column, organization_column, organization_id)
         instants = allocator.allocate([None] * len(organization_items))
         placed += zip(organization_items, instants, strict=True)
     return placed

@@ -70,9 +70,7 @@ def invite(caller: api_keys.Principal, email: str, role: Role) -> Row[Any]:
         if members.takes_members_turn(conn=conn, organization_id=organization_id):
             raise members.gains_no_members()
         _refuse_past_caps(conn=conn, organization_id=organization_id, email=email, now=now)
-        allocator = InstantAllocator(
-            conn, col(Invitation.created_at), col(Invitation.organization_id) == organization_id
-        )
+        allocator = InstantAllocator(conn, col(Invitation.created_at), col(Invitation.organization_id), organization_id)
         created_at = allocator.next()
         conn.execute(
             insert(Invitation).values(

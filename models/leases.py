@@ -12,6 +12,7 @@ to notice it); and, in the same transaction, written to the webhooks' outbox.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -25,10 +26,10 @@ from sqlalchemy import (
     Connection,
     Row,
     and_,
+    bindparam,
     delete,
     exists,
     func,
-    insert,
     select,
     tuple_,
     update,
@@ -37,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from sessions_api.core import db, settings
+from sessions_api.core.prepared import Prepared, insert_rows
 from sessions_api.core.retry import retried
 from sessions_api.core.timestamps import utcnow
 from sessions_api.models import audit, plans, queue, session_facts, usage, webhooks
@@ -49,6 +51,7 @@ from sessions_api.models.sessions import (
     session_view,
 )
 from sessions_api.models.tables import AuditEventType, Device, IdempotencyRecord, SessionRecord
+from sessions_api.models.types import UTCDateTime
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # A start that loses a race for a device (or an instant, or its Idempotency-Key) looks again.
@@ -79,6 +82,10 @@ class DeviceWanted:
         if queue_wait_seconds is not None:
             request["queue"] = {"maxWaitSeconds": queue_wait_seconds}
         return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+    def filters(self) -> dict[str, str | None]:
+        """The device columns it matches on, by the table's names (None: any)."""
+        return {"platform": self.platform, "os_version": self.os_version, "type": self.type, "name": self.name}
 
     def columns(self) -> dict[str, Any]:
         """What a queued start keeps of it (models.queue), by the table's names."""
@@ -148,15 +155,14 @@ def start_session(
             if idempotency_key is not None:
                 queued = started.queued_request_id
                 kept = started.body if queued is None else {_QUEUED_KEY: str(queued)}
-                conn.execute(
-                    insert(IdempotencyRecord).values(
-                        organization_id=organization_id,
-                        key=idempotency_key,
-                        request_hash=request_hash,
-                        response_body=json.dumps(kept),
-                        created_at=utcnow(),
-                    )
-                )
+                kept_answer = {
+                    "organization_id": organization_id,
+                    "key": idempotency_key,
+                    "request_hash": request_hash,
+                    "response_body": json.dumps(kept),
+                    "created_at": utcnow(),
+                }
+                insert_rows(conn, IdempotencyRecord, [kept_answer])
             return started
 
     # Another writer took the device (or the instant, or the key) first: look again.
@@ -216,18 +222,10 @@ def release_session(caller: Principal, session_id: uuid.UUID) -> Row[Any]:
     has passed); a released one is left as it is."""
     organization_id = caller.organization_id
     with db.writing() as conn:
-        lease = conn.execute(
-            select(col(SessionRecord.created_at), col(SessionRecord.released_at), col(SessionRecord.expires_at)).where(
-                col(SessionRecord.id) == session_id, col(SessionRecord.organization_id) == organization_id
-            )
-        ).first()
+        lease = _LEASE.first(conn, {"session_id": session_id, "organization_id": organization_id})
         if lease is not None and lease.released_at is None:
             released_at = max(min(utcnow(), lease.expires_at), lease.created_at)
-            released = conn.execute(
-                update(SessionRecord)
-                .where(col(SessionRecord.id) == session_id, col(SessionRecord.released_at).is_(None))
-                .values(released_at=released_at)
-            ).rowcount
+            released = _RELEASE.execute(conn, {"session_id": session_id, "released_at": released_at})
             if released:
                 usage.note_lengths(conn=conn, lengths=[(organization_id, released_at - lease.created_at)])
                 # A session whose expiry passed has ended by itself; the release only noticed.
@@ -235,10 +233,34 @@ def release_session(caller: Principal, session_id: uuid.UUID) -> Row[Any]:
                 event = AuditEventType.session_released if ended else AuditEventType.session_expired
                 actor = caller.actor if ended else audit.SYSTEM
                 ended_event = _session_event(organization_id, session_id, event, actor, released_at)
-                webhooks.enqueue(conn=conn, changes=[ended_event])
+                view = session_view(conn=conn, organization_id=organization_id, session_id=session_id)
+                webhooks.enqueue(conn=conn, changes=[ended_event], views={session_id: view})
                 audit.record(conn=conn, events=[ended_event])
+                return view
         # NotFound when there was none.
         return session_view(conn=conn, organization_id=organization_id, session_id=session_id)
+
+
+# The write path's statements, prepared once (core.prepared).
+_LEASE = Prepared(
+    select(col(SessionRecord.created_at), col(SessionRecord.released_at), col(SessionRecord.expires_at)).where(
+        col(SessionRecord.id) == bindparam("session_id"),
+        col(SessionRecord.organization_id) == bindparam("organization_id"),
+    )
+)
+_RELEASE = Prepared(
+    update(SessionRecord)
+    .where(col(SessionRecord.id) == bindparam("session_id"), col(SessionRecord.released_at).is_(None))
+    .values(released_at=bindparam("released_at", type_=UTCDateTime()))
+)
+_STORED_ANSWER = Prepared(
+    select(
+        col(IdempotencyRecord.request_hash), col(IdempotencyRecord.response_body), col(IdempotencyRecord.created_at)
+    ).where(
+        col(IdempotencyRecord.organization_id) == bindparam("organization_id"),
+        col(IdempotencyRecord.key) == bindparam("key"),
+    )
+)
 
 
 def release_expired(now: datetime | None = None) -> int:
@@ -275,25 +297,33 @@ def sweep_idempotency_records(now: datetime | None = None) -> int:
 def _release_expired(*, conn: Connection, now: datetime, device_id: uuid.UUID | None = None) -> list[audit.Event]:
     """Release live sessions past their expiry (on `device_id` only, if given); returns the
     events to record for them."""
-    query = (
-        update(SessionRecord)
-        .where(col(SessionRecord.released_at).is_(None), col(SessionRecord.expires_at) <= now)
-        .values(released_at=col(SessionRecord.expires_at))
-        .returning(
-            col(SessionRecord.id),
-            col(SessionRecord.organization_id),
-            col(SessionRecord.created_at),
-            col(SessionRecord.released_at),
-        )
-    )
     if device_id is not None:
-        query = query.where(col(SessionRecord.device_id) == device_id)
-    expired = conn.execute(query).all()
+        expired = _EXPIRED_ON_DEVICE.rows(conn, {"now": now, "device_id": device_id})
+    else:
+        expired = list(conn.execute(_EXPIRED, {"now": now}).all())
     usage.note_lengths(conn=conn, lengths=[(row.organization_id, row.released_at - row.created_at) for row in expired])
     return [
         _session_event(row.organization_id, row.id, AuditEventType.session_expired, audit.SYSTEM, row.released_at)
         for row in expired
     ]
+
+
+_EXPIRED = (
+    update(SessionRecord)
+    .where(
+        col(SessionRecord.released_at).is_(None),
+        col(SessionRecord.expires_at) <= bindparam("now", type_=UTCDateTime()),
+    )
+    .values(released_at=col(SessionRecord.expires_at))
+    .returning(
+        col(SessionRecord.id),
+        col(SessionRecord.organization_id),
+        col(SessionRecord.created_at),
+        col(SessionRecord.released_at),
+    )
+)
+# A start's: the expired lease still holding the device it picked.
+_EXPIRED_ON_DEVICE = Prepared(_EXPIRED.where(col(SessionRecord.device_id) == bindparam("device_id")))
 
 
 def _session_event(
@@ -311,11 +341,7 @@ def _session_event(
 def _stored_answer(
     *, conn: Connection, organization_id: uuid.UUID, key: str, request_hash: str
 ) -> dict[str, Any] | None:
-    record = conn.execute(
-        select(
-            col(IdempotencyRecord.request_hash), col(IdempotencyRecord.response_body), col(IdempotencyRecord.created_at)
-        ).where(col(IdempotencyRecord.organization_id) == organization_id, col(IdempotencyRecord.key) == key)
-    ).first()
+    record = _STORED_ANSWER.first(conn, {"organization_id": organization_id, "key": key})
     if record is None:
         return None
     if record.created_at <= utcnow() - IDEMPOTENCY_WINDOW:
@@ -374,7 +400,7 @@ def lease(
     )
     # The outbox first: its rows' foreign keys lock their endpoints, and the audit turns come last
     # (models.audit.record), or a change to an endpoint (locked, then audited) could deadlock it.
-    webhooks.enqueue(conn=conn, changes=[*expired, started])
+    webhooks.enqueue(conn=conn, changes=[*expired, started], views={session_id: session})
     audit.record(conn=conn, events=[*expired, started])
     return session
 
@@ -395,6 +421,33 @@ def _matching(wanted: DeviceWanted, only: uuid.UUID | None = None) -> list[Colum
     return matching
 
 
+# The columns a start may match on, by DeviceWanted.filters()'s names.
+_DEVICE_FILTERS: dict[str, Any] = {
+    "platform": col(Device.platform),
+    "os_version": col(Device.os_version),
+    "type": col(Device.type),
+    "name": col(Device.name),
+    "device_id": col(Device.id),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _free_device_query(filters: tuple[str, ...]) -> Prepared:
+    """A random free device matching the given filters (PostgreSQL: locked, skipping locked
+    ones, so that concurrent starts pick different devices; SQLite renders no FOR UPDATE)."""
+    return Prepared(
+        select(col(Device.id))
+        .where(
+            *(_DEVICE_FILTERS[name] == bindparam(name) for name in filters),
+            col(Device.disabled).is_(False),
+            ~plans.device_held(bindparam("now", type_=UTCDateTime())),
+        )
+        .order_by(func.random())
+        .limit(1)
+        .with_for_update(of=Device, skip_locked=True)
+    )
+
+
 def _refuse_unmatched(*, conn: Connection, wanted: DeviceWanted) -> None:
     """422 `no_matching_device` when no device of the fleet, free or not, matches `wanted`."""
     if conn.execute(select(exists().where(and_(*_matching(wanted))))).scalar():
@@ -405,16 +458,10 @@ def _refuse_unmatched(*, conn: Connection, wanted: DeviceWanted) -> None:
 
 
 def _pick_free_device(*, conn: Connection, wanted: DeviceWanted, now: datetime, only: uuid.UUID | None) -> uuid.UUID:
-    matching = _matching(wanted, only)
-    query = (
-        select(col(Device.id))
-        .where(*matching, col(Device.disabled).is_(False), ~plans.device_held(now))
-        .order_by(func.random())
-        .limit(1)
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(of=Device, skip_locked=True)
-    device_id = conn.execute(query).scalar()
+    given: dict[str, Any] = {name: value for name, value in wanted.filters().items() if value is not None}
+    if only is not None:
+        given["device_id"] = only
+    device_id: uuid.UUID | None = _free_device_query(tuple(given)).scalar(conn, {**given, "now": now})
     if device_id is not None:
         return device_id
     _refuse_unmatched(conn=conn, wanted=wanted)

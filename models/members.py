@@ -105,7 +105,7 @@ def insert_membership(
 ) -> None:
     """Insert a membership at the organization's next free instant, recording it. The caller
     checks the rules (and takes the organization's turn, for an organization others can see)."""
-    allocator = InstantAllocator(conn, col(Membership.created_at), col(Membership.organization_id) == organization_id)
+    allocator = InstantAllocator(conn, col(Membership.created_at), col(Membership.organization_id), organization_id)
     membership = Membership(organization_id=organization_id, user_id=user_id, role=role, created_at=allocator.next())
     conn.execute(insert(Membership).values(membership.model_dump()))
     added = _member_event(organization_id, user_id, AuditEventType.member_added, actor, after={"role": role.value})

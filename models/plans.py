@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Exists, case, exists, func, literal, select, update
+from sqlalchemy import ColumnElement, Connection, Exists, bindparam, case, exists, func, literal, select, update
 from sqlmodel import col
 
 from sessions_api.core import db, settings
+from sessions_api.core.prepared import Prepared
 from sessions_api.core.timestamps import utcnow
 from sessions_api.models import audit
 from sessions_api.models.errors import NO_SUCH_ORGANIZATION, NotFound
@@ -31,6 +32,7 @@ from sessions_api.models.tables import (
     SessionRequest,
     SessionRequestStatus,
 )
+from sessions_api.models.types import UTCDateTime
 
 
 @dataclass(frozen=True)
@@ -77,18 +79,47 @@ def _planned(operator_set: Any, self_service: int, default: int) -> ColumnElemen
     return func.coalesce(operator_set, of_its_kind)
 
 
+# plan_of's read: the operator's limits and the organization's kind, whose defaults apply in
+# Python as _planned applies them in SQL (the same rule: a set limit, else its kind's default).
+_PLAN_ROW = Prepared(
+    select(
+        col(Organization.max_live_sessions),
+        col(Organization.max_queued_sessions),
+        col(Organization.max_storage_bytes),
+        col(Organization.artifact_retention_days),
+        col(Organization.created_by_user_id).is_not(None).label("self_service"),
+    ).where(col(Organization.id) == bindparam("organization_id"))
+)
+_LIVE_SESSIONS = Prepared(
+    select(func.count()).where(
+        col(SessionRecord.organization_id) == bindparam("organization_id"),
+        col(SessionRecord.released_at).is_(None),
+        col(SessionRecord.expires_at) > bindparam("now", type_=UTCDateTime()),
+    )
+)
+
+
 def plan_of(*, conn: Connection, organization_id: uuid.UUID) -> Plan:
-    found = conn.execute(
-        select(
-            max_live_sessions_column(),
-            max_queued_sessions_column(),
-            max_storage_bytes_column(),
-            artifact_retention_days_column(),
-        ).where(col(Organization.id) == organization_id)
-    ).first()
+    found = _PLAN_ROW.first(conn, {"organization_id": organization_id})
     if found is None:
         raise NotFound(NO_SUCH_ORGANIZATION)
-    return Plan(int(found[0]), int(found[1]), int(found[2]), float(found[3]))
+    config = settings.current()
+
+    def planned(operator_set: int | None, self_service: int, default: int) -> int:
+        if operator_set is not None:
+            return int(operator_set)
+        return self_service if found.self_service else default
+
+    return Plan(
+        planned(found.max_live_sessions, config.self_service_max_live_sessions, config.max_live_sessions),
+        planned(found.max_queued_sessions, config.self_service_max_queued_sessions, config.max_queued_sessions),
+        planned(found.max_storage_bytes, config.self_service_max_storage_bytes, config.max_storage_bytes),
+        float(
+            found.artifact_retention_days
+            if found.artifact_retention_days is not None
+            else config.artifact_retention_days
+        ),
+    )
 
 
 def max_live_sessions(*, conn: Connection, organization_id: uuid.UUID) -> int:
@@ -96,12 +127,8 @@ def max_live_sessions(*, conn: Connection, organization_id: uuid.UUID) -> int:
 
 
 def live_sessions(*, conn: Connection, organization_id: uuid.UUID, now: datetime) -> int:
-    """What the plan counts: the organization's sessions that hold a device now."""
-    return int(
-        conn.execute(
-            select(func.count()).where(col(SessionRecord.organization_id) == organization_id, _holding(now))
-        ).scalar_one()
-    )
+    """What the plan counts: the organization's sessions that hold a device now (_holding)."""
+    return int(_LIVE_SESSIONS.scalar(conn, {"organization_id": organization_id, "now": now}))
 
 
 def live_against_plans(
@@ -122,12 +149,12 @@ def live_against_plans(
     return {organization_id: (int(live.get(organization_id, 0)), int(most)) for organization_id, most in limits}
 
 
-def device_held(now: datetime) -> Exists:
+def device_held(now: datetime | ColumnElement[datetime]) -> Exists:
     """The device of the query is held by a live session (one past its expiry no longer holds it)."""
     return exists().where(col(SessionRecord.device_id) == col(Device.id), _holding(now))
 
 
-def _holding(now: datetime) -> ColumnElement[bool]:
+def _holding(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     return col(SessionRecord.released_at).is_(None) & (col(SessionRecord.expires_at) > now)
 
 

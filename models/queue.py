@@ -126,7 +126,7 @@ def enqueue(
             f"{queued} starts queued, the most its plan allows ({plan.max_queued_sessions}); retry later.",
         )
     allocator = InstantAllocator(
-        conn, col(SessionRequest.created_at), col(SessionRequest.organization_id) == organization_id
+        conn, col(SessionRequest.created_at), col(SessionRequest.organization_id), organization_id
     )
     queued_at = allocator.next()
     request_id = uuid.uuid4()

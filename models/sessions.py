@@ -37,6 +37,7 @@ from sqlmodel import col
 
 from sessions_api.core import settings
 from sessions_api.core.compiled_reads import CompiledRead
+from sessions_api.core.prepared import Prepared, insert_rows
 from sessions_api.models import usage
 from sessions_api.models.as_text import rfc3339_text, uuid_text
 from sessions_api.models.errors import NotFound
@@ -318,13 +319,17 @@ async def get_session(organization_id: uuid.UUID, session_id: uuid.UUID) -> Row[
 
 def session_view(*, conn: Connection, organization_id: uuid.UUID, session_id: uuid.UUID) -> Row[Any]:
     """get_session() inside a transaction of the caller's."""
-    return _found(conn.execute(_ONE_SESSION, {"session_id": session_id, "organization_id": organization_id}).first())
+    found = _ONE_SESSION_IN_TRANSACTION.first(conn, {"session_id": session_id, "organization_id": organization_id})
+    return _found(found)
 
 
 def _found(row: Row[Any] | None) -> Row[Any]:
     if row is None:
         raise NotFound("No session with this id exists in the selected organization.")
     return row
+
+
+_ONE_SESSION_IN_TRANSACTION = Prepared(_ONE_SESSION)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -370,7 +375,7 @@ def insert_sessions(*, conn: Connection, batch: list[NewSession]) -> list[uuid.U
     instants: dict[int, datetime] = {}
     for organization_id, indexes in by_organization.items():
         allocator = InstantAllocator(
-            conn, col(SessionRecord.created_at), col(SessionRecord.organization_id) == organization_id
+            conn, col(SessionRecord.created_at), col(SessionRecord.organization_id), organization_id
         )
         allocated = allocator.allocate([batch[i].created_at for i in indexes])
         instants.update(zip(indexes, allocated, strict=True))
@@ -397,7 +402,7 @@ def insert_sessions(*, conn: Connection, batch: list[NewSession]) -> list[uuid.U
             }
         )
     if rows:
-        conn.execute(insert(SessionRecord), rows)
+        insert_rows(conn, SessionRecord, rows)
         ended = (row for row in rows if row["released_at"] is not None)
         usage.note_lengths(
             conn=conn, lengths=((row["organization_id"], row["released_at"] - row["created_at"]) for row in ended)
@@ -416,8 +421,14 @@ def _platforms(*, conn: Connection, device_ids: set[uuid.UUID]) -> dict[uuid.UUI
     """Each device's platform, copied onto its sessions (see SessionRecord.platform)."""
     if not device_ids:
         return {}
+    if len(device_ids) == 1:  # a start's
+        (device_id,) = device_ids
+        return {device_id: _DEVICE_PLATFORM.scalar(conn, {"device_id": device_id})}
     found = conn.execute(select(col(Device.id), col(Device.platform)).where(col(Device.id).in_(device_ids))).all()
     return {device_id: platform for device_id, platform in found}
+
+
+_DEVICE_PLATFORM = Prepared(select(col(Device.platform)).where(col(Device.id) == bindparam("device_id")))
 
 
 def lock_organizations(*, conn: Connection, organization_ids: Iterable[uuid.UUID]) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Uuid, bindparam, text, update
 from sqlmodel import col
 
 from sessions_api.core import db
+from sessions_api.core.prepared import Prepared
 from sessions_api.core.timestamps import utcnow
 from sessions_api.models.errors import NO_SUCH_ORGANIZATION, InvalidInput, NotFound
 from sessions_api.models.tables import Organization
@@ -307,8 +308,14 @@ def note_lengths(*, conn: Connection, lengths: Iterable[tuple[uuid.UUID, timedel
             longest[organization_id] = seconds
     for organization_id, seconds in sorted(longest.items()):
         # Writes (and locks the row) only when the length is a new longest: rarely.
-        conn.execute(
-            update(Organization)
-            .where(col(Organization.id) == organization_id, col(Organization.longest_session_seconds) < seconds)
-            .values(longest_session_seconds=seconds)
-        )
+        _RAISE_LONGEST.execute(conn, {"organization_id": organization_id, "seconds": seconds})
+
+
+_RAISE_LONGEST = Prepared(
+    update(Organization)
+    .where(
+        col(Organization.id) == bindparam("organization_id"),
+        col(Organization.longest_session_seconds) < bindparam("seconds"),
+    )
+    .values(longest_session_seconds=bindparam("seconds"))
+)

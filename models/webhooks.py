@@ -30,6 +30,7 @@ from sqlalchemy import (
     Connection,
     Row,
     Select,
+    bindparam,
     delete,
     func,
     insert,
@@ -43,6 +44,7 @@ from sqlmodel import col
 
 from sessions_api.core import db, settings
 from sessions_api.core.outbound import AttemptResult, Reason, new_secret
+from sessions_api.core.prepared import Prepared, insert_rows
 from sessions_api.core.sealing import SecretBox, UnreadableSecret
 from sessions_api.core.timestamps import format_utc, parse_rfc3339, utcnow
 from sessions_api.models import audit
@@ -112,7 +114,7 @@ def create_endpoint(
         if endpoints >= cap:
             raise limit_reached("webhook endpoints per organization", cap, "SESSIONS_API_MAX_WEBHOOK_ENDPOINTS")
         allocator = InstantAllocator(
-            conn, col(WebhookEndpoint.created_at), col(WebhookEndpoint.organization_id) == organization_id
+            conn, col(WebhookEndpoint.created_at), col(WebhookEndpoint.organization_id), organization_id
         )
         now = allocator.next()
         conn.execute(
@@ -257,16 +259,21 @@ def _record(
 # --- the outbox ------------------------------------------------------------------------------
 
 
-def enqueue(*, conn: Connection, changes: Iterable[audit.Event]) -> None:
+def enqueue(
+    *, conn: Connection, changes: Iterable[audit.Event], views: Mapping[uuid.UUID, Row[Any]] | None = None
+) -> None:
     """Write the session events among `changes` (audit events about to be recorded) into the
     event log, and into the outbox one delivery of each per enabled endpoint of their
-    organization that subscribes to its type."""
+    organization that subscribes to its type. `views` holds sessions the caller has just read
+    as they are now (session_view), which are not read again."""
     now = utcnow()
     events = []
     for change in changes:
         if change.type not in SESSION_EVENTS:
             continue
-        session = session_view(conn=conn, organization_id=change.organization_id, session_id=change.target_id)
+        session = (views or {}).get(change.target_id) or session_view(
+            conn=conn, organization_id=change.organization_id, session_id=change.target_id
+        )
         if change.type is AuditEventType.session_started:
             occurred = parse_rfc3339(session.created_at)
         elif change.type is AuditEventType.session_updated:
@@ -326,14 +333,28 @@ def _subscribers(
 ) -> dict[uuid.UUID, list[tuple[uuid.UUID, list[str]]]]:
     """The enabled endpoints of these organizations, with the event types each subscribes to."""
     subscribers: dict[uuid.UUID, list[tuple[uuid.UUID, list[str]]]] = {}
-    endpoints = conn.execute(
-        select(col(WebhookEndpoint.id), col(WebhookEndpoint.organization_id), col(WebhookEndpoint.events)).where(
-            col(WebhookEndpoint.organization_id).in_(organization_ids), col(WebhookEndpoint.enabled).is_(True)
+    if len(organization_ids) == 1:  # a start's or a release's
+        (organization_id,) = organization_ids
+        endpoints: Iterable[Any] = _ENABLED_ENDPOINTS.rows(conn, {"organization_id": organization_id})
+    else:
+        endpoints = conn.execute(
+            _ENABLED_ENDPOINTS_COLUMNS.where(
+                col(WebhookEndpoint.organization_id).in_(organization_ids), col(WebhookEndpoint.enabled).is_(True)
+            )
         )
-    )
     for endpoint in endpoints:
         subscribers.setdefault(endpoint.organization_id, []).append((endpoint.id, endpoint.events))
     return subscribers
+
+
+_ENABLED_ENDPOINTS_COLUMNS = select(
+    col(WebhookEndpoint.id), col(WebhookEndpoint.organization_id), col(WebhookEndpoint.events)
+)
+_ENABLED_ENDPOINTS = Prepared(
+    _ENABLED_ENDPOINTS_COLUMNS.where(
+        col(WebhookEndpoint.organization_id) == bindparam("organization_id"), col(WebhookEndpoint.enabled).is_(True)
+    )
+)
 
 
 def _insert_deliveries(*, conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -341,7 +362,7 @@ def _insert_deliveries(*, conn: Connection, rows: list[dict[str, Any]]) -> None:
         # Each row's foreign key locks its endpoint (KEY SHARE) as it is inserted: in the order a
         # settling sender locks them (by id), or the two could wait for each other in a circle.
         rows.sort(key=lambda row: row["endpoint_id"].bytes)
-        conn.execute(insert(WebhookDelivery), rows)
+        insert_rows(conn, WebhookDelivery, rows)
 
 
 def _payload(event_type: str, occurred: str, data: Mapping[str, Any]) -> str:
@@ -705,8 +726,7 @@ def _record_attempts(
         if not rows:
             continue
         take_turns(conn=conn, scopes=[f"webhook-attempts:{endpoint_id}"])
-        scope = col(WebhookAttempt.endpoint_id) == endpoint_id
-        allocator = InstantAllocator(conn, col(WebhookAttempt.created_at), scope)
+        allocator = InstantAllocator(conn, col(WebhookAttempt.created_at), col(WebhookAttempt.endpoint_id), endpoint_id)
         for row, instant in zip(rows, allocator.allocate([None] * len(rows)), strict=True):
             row["created_at"] = instant
         recorded_ids.update((row["delivery_id"], row["id"]) for row in rows)

@@ -131,7 +131,7 @@ def create_artifact(caller: Principal, session_id: uuid.UUID, declared: Declared
         artifact_id = uuid.uuid4()
         key = object_key(organization_id, session_id, artifact_id)
         expires_at = now + timedelta(seconds=config.artifact_url_ttl_seconds)
-        created_at = InstantAllocator(conn, col(Artifact.created_at), col(Artifact.session_id) == session_id).next()
+        created_at = InstantAllocator(conn, col(Artifact.created_at), col(Artifact.session_id), session_id).next()
         conn.execute(
             insert(Artifact).values(
                 id=artifact_id,
