@@ -219,6 +219,8 @@ class Principal:
     user_id: uuid.UUID
     organization_id: uuid.UUID
     role: str
+    # The key it authenticated with (the audit row's actor).
+    key_id: uuid.UUID | None = None
 
 
 def _unauthenticated() -> ApiError:
@@ -251,7 +253,7 @@ async def authenticate(token: str | None, x_organization_id: str | None) -> Prin
     last_used = key.last_used_at.replace(tzinfo=UTC) if key.last_used_at else None
     if last_used is None or now - last_used >= LAST_USED_INTERVAL:
         await db.write(TOUCH, {"key_id": key.id, "now": now})
-    return Principal(user_id=key.user_id, organization_id=key.selected, role=key.role)
+    return Principal(user_id=key.user_id, organization_id=key.selected, role=key.role, key_id=key.id)
 
 
 def bearer_token(authorization: str | None) -> str | None:

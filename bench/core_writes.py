@@ -5,6 +5,14 @@ pick different devices), `created_at` unique within an organization (the paging 
 `Idempotency-Key` replays for 24 hours. No audit log, no outbox: what a user who writes the
 two operations for speed would write.
 
+Like for like (issue 33): the durable work the product does in the same transaction is done
+here too, written the way a user who cares about speed writes it: one audit row per change
+(the product's `audit_events`), one row in the event log (`events`) and one outbox row per
+enabled endpoint of the organization subscribed to the event's type (`webhook_deliveries`,
+referencing the event). Instants are `now`; a collision on a unique index retries the whole
+transaction. Nothing here sends the deliveries: the product's server also does that work in
+the same process, which BENCHMARKS.md says beside the figures.
+
 Each operation is one function of a Connection, run by `db.transact` in one transaction; a
 start that loses a race to a unique index looks again, as the product's does.
 """
@@ -17,7 +25,23 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, DateTime, String, Table, Text, Uuid, bindparam, delete, exists, func, insert, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    Uuid,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 
 from bench.contract import duration_seconds, facts_json, format_utc, state_history
@@ -33,7 +57,57 @@ idempotency_keys = Table(
     Column("created_at", DateTime(timezone=True)),
 )
 
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("organization_id", Uuid),
+    Column("created_at", DateTime(timezone=True)),
+    Column("type", String),
+    Column("origin", String),
+    Column("actor_user_id", Uuid),
+    Column("actor_key_id", Uuid),
+    Column("target_kind", String),
+    Column("target_id", Uuid),
+    Column("data", JSON),
+)
+events = Table(
+    "events",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("organization_id", Uuid),
+    Column("created_at", DateTime(timezone=True)),
+    Column("type", String),
+    Column("category", String),
+    Column("admins_only", Boolean),
+    Column("session_id", Uuid),
+    Column("data", Text),
+    Column("occurred", DateTime(timezone=True)),
+)
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("organization_id", Uuid),
+    Column("events", JSON),
+    Column("enabled", Boolean),
+)
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("endpoint_id", Uuid),
+    Column("event_id", Uuid),
+    Column("event_type", String),
+    Column("status", String),
+    Column("attempts", Integer),
+    Column("max_attempts", Integer),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True)),
+)
+
 WRITERS = ("admin", "readwrite")
+MAX_ATTEMPTS = 8
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 DEFAULT_MINUTES, MAX_MINUTES = 60, 24 * 60
 _ATTEMPTS = 5
@@ -53,6 +127,59 @@ STORED = select(idempotency_keys.c.request_hash, idempotency_keys.c.response_bod
     idempotency_keys.c.organization_id == bindparam("organization_id"), idempotency_keys.c.key == bindparam("key")
 )
 ONE_IN = SESSION_COLUMNS.where(sessions.c.id == bindparam("session_id"))
+SUBSCRIBED = select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
+    webhook_endpoints.c.organization_id == bindparam("organization_id"), webhook_endpoints.c.enabled.is_(True)
+)
+ADD_AUDIT, ADD_EVENT, ADD_DELIVERIES = insert(audit_events), insert(events), insert(webhook_deliveries)
+
+
+def _record(conn, principal: Principal, event_type: str, session: dict[str, Any], now: datetime, after: dict) -> None:
+    """The audit row, the event and its outbox rows of one session change, in its transaction."""
+    at = _utc(now)
+    organization_id = principal.organization_id
+    conn.execute(
+        ADD_AUDIT,
+        {
+            "id": uuid.uuid4(),
+            "organization_id": organization_id,
+            "created_at": at,
+            "type": event_type,
+            "origin": "api_key",
+            "actor_user_id": principal.user_id,
+            "actor_key_id": principal.key_id,
+            "target_kind": "session",
+            "target_id": uuid.UUID(session["id"]),
+            "data": {"after": after},
+        },
+    )
+    event_id = uuid.uuid4()
+    conn.execute(
+        ADD_EVENT,
+        {
+            "id": event_id,
+            "organization_id": organization_id,
+            "created_at": at,
+            "type": event_type,
+            "category": "session",
+            "admins_only": False,
+            "session_id": uuid.UUID(session["id"]),
+            "data": json.dumps(session, separators=(",", ":")),
+            "occurred": at,
+        },
+    )
+    subscribed = [
+        endpoint.id
+        for endpoint in conn.execute(SUBSCRIBED, {"organization_id": organization_id})
+        if event_type in endpoint.events
+    ]
+    if subscribed:
+        outbox = {"event_id": event_id, "event_type": event_type, "status": "pending", "attempts": 0}
+        rows = [
+            {**outbox, "id": uuid.uuid4(), "endpoint_id": endpoint_id, "max_attempts": MAX_ATTEMPTS}
+            | {"next_attempt_at": at, "created_at": at}
+            for endpoint_id in subscribed
+        ]
+        conn.execute(ADD_DELIVERIES, rows)
 
 
 class Replayed(dict):
@@ -116,6 +243,7 @@ def _start(conn, principal: Principal, platform: str, minutes: int, key: str | N
         )
     )
     body = session_document(conn.execute(ONE_IN, {"session_id": session_id}).one())
+    _record(conn, principal, "session.started", body, now, {"device": str(device.id), "expiresAt": body["expiresAt"]})
     if key is not None:
         conn.execute(
             insert(idempotency_keys).values(
@@ -151,15 +279,29 @@ def _release(conn, principal: Principal, session_id: uuid.UUID) -> dict[str, Any
     if lease is None:
         raise ApiError(404, _error("not_found", "No session with this id exists in the selected organization."))
     if lease.released_at is None:
-        released_at = max(min(_utc(datetime.now(UTC)), lease.expires_at), lease.created_at)
-        conn.execute(sessions.update().where(*where, sessions.c.released_at.is_(None)).values(released_at=released_at))
+        now = datetime.now(UTC)
+        released_at = max(min(_utc(now), lease.expires_at), lease.created_at)
+        done = conn.execute(
+            sessions.update().where(*where, sessions.c.released_at.is_(None)).values(released_at=released_at)
+        )
+        body = session_document(conn.execute(ONE_IN, {"session_id": session_id}).one())
+        if done.rowcount:
+            ended = "session.released" if released_at < lease.expires_at else "session.expired"
+            _record(conn, principal, ended, body, now, {"releasedAt": body["releasedAt"]})
+        return body
     return session_document(conn.execute(ONE_IN, {"session_id": session_id}).one())
 
 
 async def release_session(principal: Principal, session_id: uuid.UUID) -> dict[str, Any]:
     if principal.role not in WRITERS:
         raise ApiError(403, _error("forbidden", "Your role in this organization does not allow this operation."))
-    return await db.transact(_release, principal, session_id)
+    for attempt in range(_ATTEMPTS):
+        try:
+            return await db.transact(_release, principal, session_id)
+        except IntegrityError:  # another change of the organization took the instant first
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _error(code: str, message: str) -> dict:

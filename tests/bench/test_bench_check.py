@@ -124,6 +124,11 @@ def test_writes_and_deliveries_lose_nothing_and_lease_no_device_twice(tmp_path: 
         assert writes[name]["cycles"] > 0 and writes[name]["unexpected"] == 0
         assert writes[name]["double_leases"] == 0
     assert writes["ours"]["events"] == 2 * 2 * writes["ours"]["cycles"]  # 2 events, 2 endpoints
+    # Like for like: the peer writes in each cycle what ours writes (an audit row and an event
+    # per change, an outbox row per change and endpoint).
+    expected = {"audit": 2, "events": 2, "outbox": 4}
+    assert writes["ours"]["rows_per_cycle"] == writes["fastapi"]["rows_per_cycle"] == expected
+    assert writes["fastapi_no_webhooks"]["rows_per_cycle"] == {**expected, "outbox": 0}
     assert writes["ours"]["lost_events"] == 0 and writes["ours"]["duplicate_arrivals"] == 0
     for measured in results["deliveries"].values():
         assert measured["arrived"] == measured["events"] and measured["events_per_s"] > 0
