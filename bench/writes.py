@@ -368,7 +368,9 @@ def measure_deliveries(args, workers: int, delay_ms: float, log) -> dict:
         receiver.stop()
     arrived = len(times)
     span = times[-1] - times[0] if arrived > 1 else float("nan")
-    concurrency = 4  # SESSIONS_API_WEBHOOK_ENDPOINT_CONCURRENCY's default, per process
+    # The ceiling of an endpoint's adaptive window (SESSIONS_API_WEBHOOK_ENDPOINT_CONCURRENCY's
+    # default), per process: the most a receiver answering after `delay_ms` could get.
+    concurrency = 64
     allowed = concurrency * workers / (delay_ms / 1000) if delay_ms else None
     result = {
         "events": events,
@@ -379,7 +381,7 @@ def measure_deliveries(args, workers: int, delay_ms: float, log) -> dict:
     }
     log(
         f"deliveries, {workers} worker(s), receiver {delay_ms:g} ms: {result['events_per_s']:.1f} events/s "
-        f"({arrived}/{events} arrived" + (f"; the concurrency allows {allowed:.0f}/s)" if allowed else ")")
+        f"({arrived}/{events} arrived" + (f"; the ceiling allows {allowed:.0f}/s)" if allowed else ")")
     )
     return result
 
@@ -447,15 +449,6 @@ def summarize(results: dict) -> None:
                     "met": measured["events_per_s"] >= 500,
                 }
             )
-        if measured["allowed_per_s"]:
-            share = measured["events_per_s"] / measured["allowed_per_s"]
-            targets.append(
-                {
-                    "target": f"deliveries at {delay} ms, {workers} worker(s): ≥ 80 % of what the concurrency allows",
-                    "value": round(share, 3),
-                    "met": share >= 0.8,
-                }
-            )
     for workers, measured in results.get("lag", {}).items():
         p99 = measured["lag_p99_ms"] or float("inf")
         targets.append(
@@ -488,7 +481,7 @@ def render(results: dict) -> str:
                 )
         out.append("")
     if results.get("deliveries"):
-        out.append("| workers | receiver answers after | events/s | arrived | the concurrency allows |")
+        out.append("| workers | receiver answers after | events/s | arrived | the window's ceiling allows |")
         out.append("| ---: | ---: | ---: | ---: | ---: |")
         for key, m in results["deliveries"].items():
             workers, delay = key.split("/")

@@ -119,9 +119,9 @@ class Plan:
         columns = statement.exported_columns  # type: ignore[attr-defined]  # a SELECT's, or RETURNING's
         self._row: Any = namedtuple("Row", columns.keys())  # type: ignore[misc]
         self._converters = [
-            (index, process)
+            (index, convert)
             for index, column in enumerate(columns)
-            if (process := _result_processor(column.type, dialect)) is not None
+            if (convert := _result_processor(column.type, dialect)) is not None
         ]
 
     def parameters(self, values: Mapping[str, Any]) -> Any:

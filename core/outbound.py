@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import email.utils
 import errno
 import functools
 import hashlib
@@ -31,9 +32,12 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import httpx
+
+from sessions_api.core.timestamps import utcnow
 
 SECRET_PREFIX = "whsec_"
 _SECRET_BYTES = 32
@@ -58,6 +62,8 @@ class AttemptResult:
     response_status: int | None
     error: str | None
     duration_ms: int
+    # A 429's or 503's `Retry-After`, in seconds (at most a day); None without one.
+    retry_after: float | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -266,6 +272,7 @@ async def post(
     started = time.monotonic()
     status: int | None = None
     error: str | None = None
+    retry_after: float | None = None
     try:
         async with asyncio.timeout(timeout):
             target = parse_target(url, allow_private=allow_private, allowed_ports=allowed_ports)
@@ -273,11 +280,11 @@ async def post(
             request = _request(target, addresses[0], headers, body, timeout)
             if clients is None:
                 async with _new_client(timeout) as client:
-                    status, oversized = await _send(client, request, max_response_bytes)
+                    status, oversized, retry_after = await _send(client, request, max_response_bytes)
             else:
                 key = (target.url.scheme, str(addresses[0]), target.port, target.host)
                 async with clients.use(key, timeout) as client:
-                    status, oversized = await _send(client, request, max_response_bytes)
+                    status, oversized, retry_after = await _send(client, request, max_response_bytes)
         if not 200 <= status < 300:
             error = Reason.TOO_LARGE if oversized else Reason.HTTP_STATUS
     except Exception as exc:  # what the receiver or the network did, as a reason code
@@ -285,7 +292,7 @@ async def post(
         if error is None:
             raise
     duration_ms = round((time.monotonic() - started) * 1000)
-    return AttemptResult(status, error, duration_ms)
+    return AttemptResult(status, error, duration_ms, retry_after)
 
 
 def _reason(exc: BaseException) -> str | None:
@@ -342,9 +349,11 @@ def _new_client(timeout: float) -> httpx.AsyncClient:
     return httpx.AsyncClient(verify=_tls_context(), trust_env=False, follow_redirects=False, timeout=timeout)
 
 
-async def _send(client: httpx.AsyncClient, request: httpx.Request, max_response_bytes: int) -> tuple[int, bool]:
-    """Send; read at most `max_response_bytes` of the answer, and return its status and whether
-    it had more."""
+async def _send(
+    client: httpx.AsyncClient, request: httpx.Request, max_response_bytes: int
+) -> tuple[int, bool, float | None]:
+    """Send; read at most `max_response_bytes` of the answer, and return its status, whether
+    it had more, and the wait a 429 or 503 asked for."""
     response = await client.send(request, stream=True)
     received, oversized = 0, False
     try:
@@ -355,7 +364,30 @@ async def _send(client: httpx.AsyncClient, request: httpx.Request, max_response_
                 break
     finally:
         await response.aclose()
-    return response.status_code, oversized
+    asked = response.headers.get("retry-after") if response.status_code in (429, 503) else None
+    return response.status_code, oversized, retry_after_seconds(asked)
+
+
+# The longest Retry-After honoured: a receiver cannot park an endpoint for longer.
+MAX_RETRY_AFTER_SECONDS = 24 * 3600.0
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """RFC 9110's Retry-After, delay-seconds or an HTTP-date, as seconds from now (0 to a day);
+    None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    seconds = (when - (now or utcnow())).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 class Clients:

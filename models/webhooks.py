@@ -410,30 +410,42 @@ class Claim:
     max_attempts: int
 
 
+@dataclass(frozen=True)
+class Slots:
+    """How many attempts the process may have in flight to each endpoint: `limits` for the
+    endpoints it has a window for (0 while one asked it to wait), `default` for the others."""
+
+    limits: Mapping[uuid.UUID, int]
+    default: int
+
+    def of(self, endpoint_id: uuid.UUID) -> int:
+        return self.limits.get(endpoint_id, self.default)
+
+
 def settle(
-    ended: Sequence[tuple[Claim, AttemptResult]], limit: int, busy: Mapping[uuid.UUID, int], per_endpoint: int
+    ended: Sequence[tuple[Claim, AttemptResult]], limit: int, busy: Mapping[uuid.UUID, int], slots: Slots
 ) -> list[Claim]:
     """Record the attempts that `ended` and claim up to `limit` due deliveries of enabled
-    endpoints, at most `per_endpoint` in flight per endpoint counting the `busy` ones the
-    process still sends, in one write transaction: a busy sender spends one transaction per
-    round of attempts, not two per attempt. The endpoints are locked in one order, so that two
+    endpoints, each endpoint up to its `slots` counting the `busy` ones the process still
+    sends, in one write transaction: a busy sender spends one transaction per round of
+    attempts, not two per attempt. The endpoints are locked in one order, so that two
     processes settling at once never wait for each other in a circle."""
     now = utcnow()
     with db.writing() as conn:
         _record_attempts(conn=conn, ended=ended, now=now)
         if limit <= 0:
             return []
-        return _claim_due(conn=conn, limit=limit, busy=busy, per_endpoint=per_endpoint, now=now)
+        return _claim_due(conn=conn, limit=limit, busy=busy, slots=slots, now=now)
 
 
 def _claim_due(
-    *, conn: Connection, limit: int, busy: Mapping[uuid.UUID, int], per_endpoint: int, now: datetime
+    *, conn: Connection, limit: int, busy: Mapping[uuid.UUID, int], slots: Slots, now: datetime
 ) -> list[Claim]:
     """Claim up to `limit` due deliveries, round-robin over the endpoints that have some, each
     up to its free slots: an endpoint with a backlog (at its concurrency, or only slow) never
     hides another endpoint's deliveries, whatever their age."""
     timeout = timedelta(seconds=settings.current().webhook_timeout_seconds)
-    chosen = _round_robin(_candidates(conn=conn, limit=limit, busy=busy, per_endpoint=per_endpoint, now=now), limit)
+    chosen = _round_robin(_candidates(conn=conn, limit=limit, busy=busy, slots=slots, now=now), limit)
     if not chosen:
         return []
     claimed_until = now + 2 * timeout + _CLAIM_MARGIN
@@ -442,14 +454,15 @@ def _claim_due(
 
 
 def _candidates(
-    *, conn: Connection, limit: int, busy: Mapping[uuid.UUID, int], per_endpoint: int, now: datetime
+    *, conn: Connection, limit: int, busy: Mapping[uuid.UUID, int], slots: Slots, now: datetime
 ) -> dict[uuid.UUID, list[uuid.UUID]]:
     """Due deliveries by endpoint (oldest first), each endpoint's up to its free slots, at most
     `4 * limit` in all. Each read leaves out the endpoints already full and the deliveries
     already taken, so a backlog is skipped instead of filling the window."""
     window = 4 * limit
     in_flight = dict(busy)
-    full = {endpoint_id for endpoint_id, count in in_flight.items() if count >= per_endpoint}
+    known = set(in_flight) | set(slots.limits)
+    full = {endpoint_id for endpoint_id in known if in_flight.get(endpoint_id, 0) >= slots.of(endpoint_id)}
     taken: dict[uuid.UUID, list[uuid.UUID]] = {}
     count = 0
     for _ in range(limit):  # each read takes at least one delivery, or ends the loop
@@ -460,7 +473,7 @@ def _candidates(
             of_endpoint = taken.setdefault(row.endpoint_id, [])
             of_endpoint.append(row.id)
             count += 1
-            if in_flight.get(row.endpoint_id, 0) + len(of_endpoint) >= per_endpoint:
+            if in_flight.get(row.endpoint_id, 0) + len(of_endpoint) >= slots.of(row.endpoint_id):
                 full.add(row.endpoint_id)
         if len(rows) < window or count >= window:
             break
@@ -755,7 +768,9 @@ def _after_attempt(claim: Claim, result: AttemptResult, now: datetime, delays: l
         values["status"] = DeliveryStatus.failed
     else:
         delay = delays[min(claim.attempt, len(delays)) - 1]  # the schedule may have changed since
-        values["next_attempt_at"] = now + timedelta(seconds=delay * random.uniform(0.8, 1.2))
+        # Never sooner than a 429's or 503's Retry-After asked.
+        wait = max(delay * random.uniform(0.8, 1.2), result.retry_after or 0.0)
+        values["next_attempt_at"] = now + timedelta(seconds=wait)
     return values
 
 

@@ -8,6 +8,7 @@ ambiguous requests and calls handlers; `jsonifier` is Connexion's JSON with orjs
 `errors` maps every failure to the one error envelope; `observe`, `body_limit`, `probes`,
 `metrics` and `documents` are the other middlewares and what they serve; `protocols` is
 uvicorn's protocol with bounded heads; `lifespan` runs each app's background work: the
-webhook sender (`webhooks`) and the queue server (`queue`). It imports the data layer and
+webhook sender (`webhooks`, with each endpoint's adaptive window: `delivery_windows`) and
+the queue server (`queue`). It imports the data layer and
 the infrastructure below it, never the CLI.
 """

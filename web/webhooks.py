@@ -8,9 +8,11 @@ endpoint's backlog drains at the speed its concurrency and its receiver allow, a
 transaction per round rather than two per attempt. It keeps connections to receivers open
 between attempts (`outbound.Clients`).
 
-Concurrency is bounded twice: at most `webhook_endpoint_concurrency` attempts to one endpoint
-at once per process (counted until the attempt is recorded), and at most `MAX_IN_FLIGHT` in
-all, so that a slow receiver holds up neither other endpoints nor the API's database pool.
+Concurrency is bounded twice: at most an endpoint's window of attempts to it at once per
+process (counted until the attempt is recorded; the window adapts to how the receiver
+answers, up to `webhook_endpoint_concurrency`: web.delivery_windows), and at most
+`MAX_IN_FLIGHT` in all, so that a slow receiver holds up neither other endpoints nor the
+API's database pool.
 Tenants are served round-robin: each claim gives every endpoint with due deliveries one slot
 in turn, each up to its free slots (models.webhooks `_claim_due`), so no backlog hides
 another tenant's event.
@@ -25,6 +27,7 @@ from typing import Any
 
 from sessions_api.core import db_threads, outbound, settings
 from sessions_api.models import webhook_delivery, webhooks
+from sessions_api.web.delivery_windows import DeliveryWindows
 
 logger = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 64
@@ -43,6 +46,8 @@ class WebhookSender:
         # Set when an attempt ends or a request may have written deliveries.
         self._wake = asyncio.Event()
         self._clients = outbound.Clients()
+        config = settings.current()
+        self.windows = DeliveryWindows(config.webhook_endpoint_concurrency, config.webhook_slow_answer_seconds)
 
     async def run(self) -> None:
         """Settle for as long as the process serves: again at once while attempts end, and
@@ -52,7 +57,7 @@ class WebhookSender:
             while True:
                 self._wake.clear()
                 try:
-                    await self.settle(config.webhook_endpoint_concurrency)
+                    await self.settle()
                 except Exception:  # the database may be away: try again next time
                     logger.warning("could not settle webhook deliveries", exc_info=True)
                 if self._ended:
@@ -66,7 +71,7 @@ class WebhookSender:
         finally:
             await self._clients.aclose()
 
-    async def settle(self, per_endpoint: int) -> int:
+    async def settle(self) -> int:
         """Record the attempts that ended and claim what is due into the free slots; how many
         were claimed. Attempts that cannot be recorded are dropped: their claims run out and
         they are made again (at least once, never lost)."""
@@ -78,7 +83,7 @@ class WebhookSender:
         try:
             if not ended and (room <= 0 or not await db_threads.read(webhooks.any_due)):
                 return 0
-            claims = await db_threads.write(webhooks.settle, ended, room, busy, per_endpoint)
+            claims = await db_threads.write(webhooks.settle, ended, room, busy, self.windows.slots())
         finally:
             self._free(ended)
         for claim in claims:
@@ -95,6 +100,7 @@ class WebhookSender:
             logger.warning("could not make the webhook attempt for delivery %s", claim.delivery_id, exc_info=True)
             self._free([(claim, None)])
         else:
+            self.windows.note(claim.endpoint_id, result)
             self._ended.append((claim, result))
         self._wake.set()
 

@@ -31,8 +31,9 @@ class Delivery:
         return True
 
 
-# How the receiver answers the n-th delivery (from 1) to a path: a status, after a delay (s).
-Answer = Callable[[str, int], tuple[int, float]]
+# How the receiver answers the n-th delivery (from 1) to a path: a status, after a delay (s),
+# and optionally headers.
+Answer = Callable[[str, int], tuple[int, float] | tuple[int, float, dict[str, str]]]
 
 
 def always_ok(path: str, n: int) -> tuple[int, float]:
@@ -53,9 +54,11 @@ class Receiver:
                 with receiver._lock:
                     receiver.deliveries.append(delivery)
                     n = sum(1 for seen in receiver.deliveries if seen.path == self.path)
-                status, delay = receiver._answer(self.path, n)
+                status, delay, *more = receiver._answer(self.path, n)
                 time.sleep(delay)
                 self.send_response(status)
+                for name, value in (more[0] if more else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
