@@ -220,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         toggle = _command(device, action, help_text, _device_toggle)
         toggle.add_argument("device_id", type=_uuid, help="the device's id")
+    imported = _command(
+        device,
+        "import",
+        "add devices from a JSON lines file ('-' for stdin) of platform, type, name and osVersion",
+        _device_import,
+    )
+    imported.add_argument("file", help="the JSON lines file, or '-' for stdin (progress shows on a terminal's stderr)")
 
     secrets = _group(commands, "secrets", "secrets kept at rest (SESSIONS_API_SECRET_KEYS)")
     _command(
@@ -381,11 +388,21 @@ def _device_toggle(args) -> None:
 
 
 def _session_import(args) -> None:
-    with contextlib.ExitStack() as closing:
-        source = sys.stdin if args.file == "-" else closing.enter_context(open(args.file, encoding="utf-8"))
-        progress = closing.enter_context(ImportProgress(source))
-        count = session_import.import_sessions(progress.counting(source), on_progress=progress.rows)
+    count = _importing(args.file, session_import.import_sessions)
     _report(args, {"imported": count}, f"imported {count} sessions")
+
+
+def _device_import(args) -> None:
+    count = _importing(args.file, devices.import_devices)
+    _report(args, {"imported": count}, f"added {count} devices")
+
+
+def _importing(file: str, read: Callable[..., int]) -> int:
+    """`read(lines, on_progress=...)` over the file ('-': stdin), its progress on a terminal."""
+    with contextlib.ExitStack() as closing:
+        source = sys.stdin if file == "-" else closing.enter_context(open(file, encoding="utf-8"))
+        progress = closing.enter_context(ImportProgress(source))
+        return read(progress.counting(source), on_progress=progress.rows)
 
 
 def _usage(args) -> None:

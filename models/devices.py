@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, exists, func, insert, select, text, update
+from sqlalchemy import Connection, case, exists, func, insert, select, text, update
 from sqlmodel import col
 
 from sessions_api.core import db
@@ -43,6 +45,16 @@ _DEVICE_VIEW = select(
 
 
 def add_device(platform: str, type: str, name: str, os_version: str) -> Device:
+    values = _validated(platform, type, name, os_version)
+    with db.writing() as conn:
+        (created_at,) = _added_at(conn=conn, count=1)
+        device = Device.model_validate({"created_at": created_at, **values})
+        conn.execute(insert(Device).values(device.model_dump()))
+    return device
+
+
+def _validated(platform: str, type: str, name: str, os_version: str) -> dict[str, str]:
+    """A device's columns as the fleet keeps them; InvalidInput for what no start could match."""
     if platform not in {p.value for p in Platform}:
         raise InvalidInput(f"the platform must be one of {', '.join(p.value for p in Platform)}, not {platform!r}")
     values = {"type": type, "name": name, "os_version": os_version}
@@ -53,14 +65,59 @@ def add_device(platform: str, type: str, name: str, os_version: str) -> Device:
         if not is_free_text(value, multiline=False):  # what a start asks for could never match it
             raise InvalidInput(f"the device {field.replace('_', ' ')} may hold no control or bidirectional characters")
         values[field] = value
+    return {"platform": platform, **values}
+
+
+def _added_at(*, conn: Connection, count: int) -> list[datetime]:
+    """`count` instants after every device's (the fleet list's cursor is unique)."""
+    if conn.dialect.name == "postgresql":  # adders take turns, so that added-at instants stay unique
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('devices', 0))"))
+    newest = conn.execute(select(func.max(col(Device.created_at)))).scalar()
+    first = max(utcnow(), newest + MICROSECOND) if newest is not None else utcnow()
+    return [first + n * MICROSECOND for n in range(count)]
+
+
+# Devices written per statement during an import.
+_IMPORT_CHUNK = 1000
+_IMPORT_FIELDS = {"platform", "type", "name", "osVersion"}
+
+
+def import_devices(lines: Iterable[str], on_progress: Callable[[int], None] | None = None) -> int:
+    """Add every device in `lines` (JSON lines of `platform`, `type`, `name` and `osVersion`, as
+    listDevices names them) in one transaction; how many. `on_progress` hears how many are
+    written so far, after each chunk. InvalidInput names the first bad line (1-based); nothing
+    is added then."""
+    parsed = [_parse_device(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
     with db.writing() as conn:
-        if conn.dialect.name == "postgresql":  # adders take turns, so that added-at instants stay unique
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('devices', 0))"))
-        newest = conn.execute(select(func.max(col(Device.created_at)))).scalar()
-        created_at = max(utcnow(), newest + MICROSECOND) if newest is not None else utcnow()
-        device = Device.model_validate({"platform": platform, "created_at": created_at, **values})
-        conn.execute(insert(Device).values(device.model_dump()))
-    return device
+        instants = _added_at(conn=conn, count=len(parsed))
+        rows = [
+            Device.model_validate({"created_at": created_at, **values}).model_dump()
+            for values, created_at in zip(parsed, instants, strict=True)
+        ]
+        for start in range(0, len(rows), _IMPORT_CHUNK):
+            conn.execute(insert(Device), rows[start : start + _IMPORT_CHUNK])
+            if on_progress is not None:
+                on_progress(min(start + _IMPORT_CHUNK, len(rows)))
+    return len(rows)
+
+
+def _parse_device(number: int, line: str) -> dict[str, str]:
+    try:
+        fields = json.loads(line)
+    except ValueError:
+        raise InvalidInput(f"line {number}: not a JSON object") from None
+    if not isinstance(fields, dict):
+        raise InvalidInput(f"line {number}: not a JSON object")
+    unknown = sorted(set(fields) - _IMPORT_FIELDS)
+    if unknown:
+        raise InvalidInput(f"line {number}: unknown field {unknown[0]!r} (give platform, type, name and osVersion)")
+    missing = [name for name in ("platform", "type", "name", "osVersion") if not isinstance(fields.get(name), str)]
+    if missing:
+        raise InvalidInput(f"line {number}: {missing[0]!r} must be a string")
+    try:
+        return _validated(fields["platform"], fields["type"], fields["name"], fields["osVersion"])
+    except InvalidInput as invalid:
+        raise InvalidInput(f"line {number}: {invalid}") from None
 
 
 def set_disabled(device_id: uuid.UUID, disabled: bool) -> Device:

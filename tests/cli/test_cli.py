@@ -172,6 +172,28 @@ def test_import_names_the_bad_line_and_imports_nothing(cli, tmp_path):
     assert cli.json("session", "import", str(path)) == {"imported": 1}
 
 
+def test_a_fleet_is_imported_from_json_lines_all_or_nothing(cli, database_url, tmp_path):
+    fleet = [{"platform": "ios", "type": "simulator", "name": f"iPhone {n}", "osVersion": "18.2"} for n in range(5)] + [
+        {"platform": "android", "type": "emulator", "name": "Pixel 9", "osVersion": "15"}
+    ]
+    path = tmp_path / "fleet.jsonl"
+    bad = {"platform": "ios", "type": "simulator", "name": "iPhone\u202e", "osVersion": "18.2"}
+    path.write_text("".join(json.dumps(device) + "\n" for device in [*fleet, bad]))
+    code, _, err = cli("device", "import", str(path))
+    assert code == 1 and "line 7" in err and "bidirectional" in err
+    path.write_text("".join(json.dumps(device) + "\n" for device in fleet) + "\n")
+    assert cli.json("device", "import", str(path)) == {"imported": 6}
+    user = cli.json("user", "create", "--email", "fleet@example.com")
+    key = cli.json("key", "create", "--user", user["id"], "--org", user["defaultOrganization"], "--name", "fleet")
+    with TestClient(create_app(Settings(database_url=database_url, validate_responses=True))) as client:
+        headers = {"Authorization": f"Bearer {key['secret']}"}
+        listed = client.get("/api/v1/devices", params={"limit": 100}, headers=headers).json()["data"]
+    shown = [{name: device[name] for name in ("platform", "type", "name", "osVersion")} for device in listed]
+    assert sorted(shown, key=str) == sorted(fleet, key=str)  # only these: the bad file added nothing
+    assert len({device["createdAt"] for device in listed}) == len(fleet)
+    assert all(device["state"] == "available" for device in listed)
+
+
 @pytest.mark.live_server
 def test_the_installed_command_never_prints_a_traceback(database_url, tmp_path):
     command = shutil.which("sessions-api", path=str(Path(sys.executable).parent))
