@@ -133,3 +133,19 @@ def test_writes_and_deliveries_lose_nothing_and_lease_no_device_twice(tmp_path: 
     for measured in results["deliveries"].values():
         assert measured["arrived"] == measured["events"] and measured["events_per_s"] > 0
     assert results["lag"]["1"]["arrived"] == results["lag"]["1"]["events"] > 0
+
+
+def test_a_burst_leases_every_device_once_and_the_queue_serves_in_order(tmp_path: Path):
+    out = tmp_path / "bursts.json"
+    url = f"sqlite:///{tmp_path / 'bursts.db'}"
+    done = _bench(
+        "bench.bursts",
+        *("--database-url", url, "--workers", "1", "--starts", "40", "--connections", "8"),
+        *("--queue-devices", "6", "--timeout", "120", "--json", str(out)),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = json.loads(out.read_text())["runs"]
+    leases, queue = runs["leases/1"], runs["queue/1"]
+    assert leases["statuses"] == {"201": 40} and leases["double_leases"] == 0
+    assert queue["served"] == 40 and queue["served_twice"] == 0 and queue["double_leases"] == 0
+    assert set(queue["statuses"]) == {"201", "202"} and queue["out_of_order"] == 0  # some waited, all served
