@@ -133,7 +133,9 @@ def start_session(
 
     def attempt() -> Started:
         with db.writing() as conn:
-            lock_organizations(conn=conn, organization_ids=[organization_id])
+            # A replay needs no turn; a start takes it only now, so that a burst of one
+            # organization's starts waits for the shortest part (a key used twice at once is
+            # caught by its unique index: the loser's retry then replays the winner's answer).
             if idempotency_key is not None:
                 stored = _stored_answer(
                     conn=conn, organization_id=organization_id, key=idempotency_key, request_hash=request_hash
@@ -144,6 +146,7 @@ def start_session(
                     queued_id = uuid.UUID(stored[_QUEUED_KEY])  # shown as it is now
                     view = queue.view_in(conn=conn, organization_id=organization_id, request_id=queued_id)
                     return Started(queue.request_document(view), replayed=True, queued_request_id=queued_id)
+            lock_organizations(conn=conn, organization_ids=[organization_id])
             started = _start_or_queue(
                 conn=conn,
                 caller=caller,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -181,6 +182,27 @@ def test_the_same_idempotency_key_replays_the_first_answer(client, world, team, 
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json() and again.headers["Location"] == first.headers["Location"]
     assert again.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    live = client.get(SESSIONS, params={"status": "live"}, headers=admin.acting_on(team.id)).json()["data"]
+    assert len(live) == 1
+
+
+def test_one_idempotency_key_sent_at_once_by_several_clients_starts_one_session(client, world, team, members):
+    _ios(world, 8)
+    admin = members[Role.admin]
+    barrier, answers = threading.Barrier(6), []
+
+    def start() -> None:
+        barrier.wait(timeout=10)
+        answers.append(_start(client, admin, team, {"platform": "ios"}, **{"Idempotency-Key": "k-at-once"}))
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [answer.status_code for answer in answers] == [201] * 6
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert sum("Idempotent-Replayed" not in answer.headers for answer in answers) == 1
     live = client.get(SESSIONS, params={"status": "live"}, headers=admin.acting_on(team.id)).json()["data"]
     assert len(live) == 1
 
