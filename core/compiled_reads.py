@@ -116,8 +116,10 @@ class Plan:
             for name, parameter in compiled.binds.items()
             if (process := parameter.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         ]
-        columns = statement.exported_columns  # type: ignore[attr-defined]  # a SELECT's, or RETURNING's
-        self._row: Any = namedtuple("Row", columns.keys())  # type: ignore[misc]
+        # A SELECT's columns, or RETURNING's; none for other statements (text, plain DML).
+        exported = getattr(statement, "exported_columns", None)
+        columns = list(exported) if exported is not None else []
+        self._row: Any = namedtuple("Row", exported.keys() if exported is not None else [])  # type: ignore[misc]
         self._converters = [
             (index, convert)
             for index, column in enumerate(columns)

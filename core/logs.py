@@ -97,6 +97,11 @@ def logging_config(level: str, log_format: str = "plain") -> dict[str, Any]:
         "formatters": {"line": formatter},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["request"]}},
         "root": {"handlers": ["stderr"], "level": level},
-        # Our access log replaces uvicorn's; Connexion logs every 401 at INFO.
-        "loggers": {"uvicorn.access": {"level": "WARNING"}, "connexion": {"level": "WARNING"}},
+        # Our access log replaces uvicorn's; Connexion logs every 401 at INFO; httpx every webhook
+        # attempt (each is in the endpoint's deliveries list and the attempts metric instead).
+        "loggers": {
+            "uvicorn.access": {"level": "WARNING"},
+            "connexion": {"level": "WARNING"},
+            "httpx": {"level": "WARNING"},
+        },
     }

@@ -171,4 +171,7 @@ def take_turns(*, conn: Connection, scopes: Iterable[str]) -> None:
     if conn.dialect.name != "postgresql":
         return
     for scope in sorted(set(scopes)):
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": scope})
+        _TURN.execute(conn, {"key": scope})
+
+
+_TURN = Prepared(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"))

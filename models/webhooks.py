@@ -17,6 +17,7 @@ for `webhook_disable_after_seconds` is disabled, by the system.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import uuid
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Connection,
     Row,
     Select,
+    Table,
     bindparam,
     delete,
     func,
@@ -694,29 +696,16 @@ def _record_attempts(
     for claim, result in ended:
         by_endpoint.setdefault(claim.endpoint_id, []).append((claim, result))
     for endpoint_id in sorted(by_endpoint, key=lambda id: id.bytes):  # one locking order
-        endpoint = (
-            conn.execute(
-                select(
-                    col(WebhookEndpoint.organization_id),
-                    col(WebhookEndpoint.enabled),
-                    col(WebhookEndpoint.failing_since),
-                )
-                .where(col(WebhookEndpoint.id) == endpoint_id)
-                .with_for_update()
-            )
-            .mappings()
-            .first()
-        )
+        endpoint = _LOCKED_ENDPOINT.first(conn, {"endpoint_id": endpoint_id})
         if endpoint is None:
             continue
-        health = dict(endpoint)
+        health = endpoint._asdict()
         rows: list[dict[str, Any]] = []
         for claim, result in by_endpoint[endpoint_id]:
-            recorded = conn.execute(
-                update(WebhookDelivery)
-                .where(col(WebhookDelivery.id) == claim.delivery_id, col(WebhookDelivery.attempts) == claim.attempt - 1)
-                .values(**_after_attempt(claim, result, now, delays))
-            ).rowcount
+            values = _after_attempt(claim, result, now, delays)
+            recorded = _delivery_update(tuple(values)).execute(
+                conn, {**values, "delivery_id": claim.delivery_id, "attempts_before": claim.attempt - 1}
+            )
             if not recorded:
                 continue
             # A test, or an event gone from the log, says nothing of the endpoint's health.
@@ -743,8 +732,30 @@ def _record_attempts(
         for row, instant in zip(rows, allocator.allocate([None] * len(rows)), strict=True):
             row["created_at"] = instant
         recorded_ids.update((row["delivery_id"], row["id"]) for row in rows)
-        conn.execute(insert(WebhookAttempt), rows)
+        insert_rows(conn, WebhookAttempt, rows)
     return [recorded_ids.get(claim.delivery_id) for claim, _ in ended]
+
+
+_LOCKED_ENDPOINT = Prepared(
+    select(col(WebhookEndpoint.organization_id), col(WebhookEndpoint.enabled), col(WebhookEndpoint.failing_since))
+    .where(col(WebhookEndpoint.id) == bindparam("endpoint_id"))
+    .with_for_update()
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _delivery_update(columns: tuple[str, ...]) -> Prepared:
+    """What an attempt changes in its delivery (_after_attempt's columns), unless another
+    process recorded that attempt first."""
+    table: Table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+    return Prepared(
+        update(WebhookDelivery)
+        .where(
+            col(WebhookDelivery.id) == bindparam("delivery_id"),
+            col(WebhookDelivery.attempts) == bindparam("attempts_before"),
+        )
+        .values({name: bindparam(name, type_=table.c[name].type) for name in columns})
+    )
 
 
 def attempt_outcome(claim: Claim, result: AttemptResult) -> str:
