@@ -1,10 +1,13 @@
 """What ends: artifacts past their retention, uploads never completed, objects without a row.
 
-Each sweep changes its rows in one transaction (taking every tenant's due rows alike, oldest
-first, in bounded batches) and deletes their objects after it commits: a process killed in
-between leaves objects whose rows say `expired` or `failed`, which the orphan sweep removes
-(an object is an orphan when no pending or available artifact names it). So nothing outlives
-its retention by more than one sweep, and no row is ever `available` without its object.
+Each sweep changes its rows in one transaction and deletes their objects after it commits. It
+takes at most BATCH rows, oldest first, and at most PER_ORGANIZATION of them from any one
+organization: an organization with a backlog of millions drains at that pace, sweep after
+sweep, while every other organization's due rows (up to BATCH / PER_ORGANIZATION organizations
+with backlogs ahead of them) end in the same sweep. A process killed in between leaves
+objects whose rows say `expired` or `failed`, which the orphan sweep removes (an object is an
+orphan when no pending or available artifact names it). So no row is ever `available`
+without its object.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from sessions_api.models.tables import Artifact, ArtifactStatus, Organization, S
 logger = logging.getLogger(__name__)
 # Rows one sweep changes, and objects one orphan pass lists: each step's work is bounded.
 BATCH = 500
+# The most rows of one organization a sweep changes (see the module's docstring).
+PER_ORGANIZATION = 50
 # A temporary file of the file store this old belongs to an upload that stopped.
 _STOPPED_UPLOAD = timedelta(hours=1)
 
@@ -64,16 +69,35 @@ def fail_abandoned_uploads(now: datetime | None = None) -> int:
     return len(due)
 
 
-def _due(*, conn: Connection, where: Sequence[Any], order: Any) -> Sequence[Row[Any]]:
-    query = (
-        select(col(Artifact.id), col(Artifact.session_id), col(Artifact.organization_id), col(Artifact.size))
-        .add_columns(col(Artifact.object_key))
-        .where(*where)
-        .order_by(order)
-        .limit(BATCH)
-        .with_for_update(skip_locked=True)  # another process's sweep takes the others
-    )
-    return conn.execute(query).all()
+def _due(*, conn: Connection, where: Sequence[Any], order: Any) -> list[Row[Any]]:
+    """Up to BATCH due rows, oldest first, at most PER_ORGANIZATION of each organization: each
+    read leaves out the organizations already at their share, so that one organization's
+    backlog never fills the batch. Each read but the last fills an organization's share, so
+    there are at most BATCH / PER_ORGANIZATION + 1."""
+    taken: list[Row[Any]] = []
+    per_organization: dict[Any, int] = {}
+    full: set[Any] = set()
+    while len(taken) < BATCH:
+        wanted = BATCH - len(taken)
+        query = (
+            select(col(Artifact.id), col(Artifact.session_id), col(Artifact.organization_id), col(Artifact.size))
+            .add_columns(col(Artifact.object_key))
+            .where(*where, col(Artifact.organization_id).not_in(full), col(Artifact.id).not_in([r.id for r in taken]))
+            .order_by(order)
+            .limit(wanted)
+            .with_for_update(skip_locked=True)  # another process's sweep takes the others
+        )
+        rows = conn.execute(query).all()
+        for row in rows:
+            if row.organization_id in full:  # reached its share in this read
+                continue
+            taken.append(row)
+            per_organization[row.organization_id] = per_organization.get(row.organization_id, 0) + 1
+            if per_organization[row.organization_id] >= PER_ORGANIZATION:
+                full.add(row.organization_id)
+        if len(rows) < wanted:  # nothing more is due outside the full organizations
+            break
+    return taken
 
 
 def _end(*, conn: Connection, rows: Sequence[Row[Any]], status: ArtifactStatus) -> None:
