@@ -36,8 +36,7 @@ def listArtifacts(
 
 
 def getArtifact(sessionId: str, artifactId: str, token_info: dict[str, Any]) -> dict[str, Any]:
-    organization_id = token_info["principal"].organization_id
-    row, download = records.get_artifact(organization_id, uuid.UUID(sessionId), uuid.UUID(artifactId))
+    row, download = records.get_artifact(token_info["principal"], uuid.UUID(sessionId), uuid.UUID(artifactId))
     artifact = artifact_json(row)
     if download is not None:
         artifact["download"] = _download_json(download)

@@ -6,20 +6,34 @@ are the pending invitations addressed to them there, and their queued starts are
 Each end is recorded in the audit log with its reason: the functions here return the events,
 which the caller records last (models.audit.record: the audit turns come after every other
 lock). Keys follow their own rules (models.api_keys, models.members); the queue checks every
-right again at the moment it starts a session (models.queue_serving).
+right again at the moment it starts a session (models.queue_serving); an artifact's URL that
+this server serves is checked against its holder's key and membership at each use
+(`holder_may`).
 """
 
 from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Collection
 
-from sqlalchemy import ColumnElement, Connection, and_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, or_, select, update
 from sqlmodel import col
 
+from sessions_api.core import db
 from sessions_api.core.timestamps import utcnow
 from sessions_api.models import audit, queue
-from sessions_api.models.tables import AuditEventType, Invitation, InvitationStatus, Role, SessionRequest, User
+from sessions_api.models.api_keys import Principal
+from sessions_api.models.tables import (
+    ApiKey,
+    AuditEventType,
+    Invitation,
+    InvitationStatus,
+    Membership,
+    Role,
+    SessionRequest,
+    User,
+)
 
 # The roles that may start a session (createSession's x-required-roles): a queued start of a
 # member who no longer has one is cancelled.
@@ -33,6 +47,38 @@ class InvitationEnd(enum.StrEnum):
     maker_removed = "maker_removed"
     maker_demoted = "maker_demoted"
     invitee_removed = "invitee_removed"
+
+
+def holder_of(caller: Principal) -> str:
+    """Who a signed URL is given to (core.stores' `holder`): the caller's key and organization."""
+    return f"{caller.key_id}:{caller.organization_id}"
+
+
+def holder_may(holder: str, roles: Collection[Role]) -> bool:
+    """Whether the key a URL was given to still works, and its user is still a member of the
+    organization with one of `roles`: a URL this server serves ends with its holder's grant,
+    not only at its expiry. A URL signed before holders were kept names none: it lives to its
+    expiry."""
+    if not holder:
+        return True
+    key_id, _, organization_id = holder.partition(":")
+    now = utcnow()
+    with db.reading() as conn:
+        role = conn.execute(
+            select(col(Membership.role))
+            .join(ApiKey, col(ApiKey.user_id) == col(Membership.user_id))
+            .where(
+                col(ApiKey.id) == uuid.UUID(key_id),
+                col(Membership.organization_id) == uuid.UUID(organization_id),
+                col(ApiKey.revoked_at).is_(None),
+                or_(col(ApiKey.expires_at).is_(None), col(ApiKey.expires_at) > now),
+                or_(
+                    col(ApiKey.organization_id).is_(None),
+                    col(ApiKey.organization_id) == col(Membership.organization_id),
+                ),
+            )
+        ).scalar()
+    return role is not None and Role(role) in roles
 
 
 def revoke_invitations(

@@ -45,9 +45,16 @@ class ObjectStore(Protocol):
 
     kind: str  # `file` or `s3`, for logs and metrics
 
-    def upload(self, key: str, *, size: int, sha256: str, content_type: str, expires_at: datetime) -> Upload: ...
+    # `holder` names who the URL is given to (models.artifacts): a store that serves its URLs
+    # itself (the file store) signs it in, so that the URL ends with its holder's grant; a
+    # presigned URL (S3) is a bearer grant until it expires.
+    def upload(
+        self, key: str, *, size: int, sha256: str, content_type: str, expires_at: datetime, holder: str = ""
+    ) -> Upload: ...
 
-    def download(self, key: str, *, name: str, content_type: str, expires_at: datetime) -> Download: ...
+    def download(
+        self, key: str, *, name: str, content_type: str, expires_at: datetime, holder: str = ""
+    ) -> Download: ...
 
     def head(self, key: str) -> StoredObject | None: ...
 

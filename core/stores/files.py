@@ -2,7 +2,7 @@
 
 Clients upload and download at URLs this server answers (`url_base` + a token). A token is
 what the URL grants (the action, the key, the declared size and SHA-256 or the download's
-name and type, the expiry), signed with HMAC-SHA256 under a key kept in the folder
+name and type, the expiry, who it was given to), signed with HMAC-SHA256 under a key kept in the folder
 (`url-signing.key`, made at first use): every worker and process of the host shares it, and
 nothing else needs configuring. A signature is compared in constant time; a tampered or
 expired token is refused (`BadSignature`).
@@ -62,6 +62,7 @@ class Grant:
     sha256: str = ""
     name: str = ""
     content_type: str = ""
+    holder: str = ""  # who it was given to (ObjectStore.upload's `holder`)
 
 
 class FileStore:
@@ -81,12 +82,14 @@ class FileStore:
 
     # -- URLs ---------------------------------------------------------------------------------
 
-    def upload(self, key: str, *, size: int, sha256: str, content_type: str, expires_at: datetime) -> Upload:
-        token = self._sign({"a": PUT, "k": key, "s": size, "h": sha256, "e": _epoch_ms(expires_at)})
+    def upload(
+        self, key: str, *, size: int, sha256: str, content_type: str, expires_at: datetime, holder: str = ""
+    ) -> Upload:
+        token = self._sign({"a": PUT, "k": key, "s": size, "h": sha256, "e": _epoch_ms(expires_at), "o": holder})
         return Upload(f"{self.url_base}/{token}", "PUT", {"Content-Type": "application/octet-stream"}, expires_at)
 
-    def download(self, key: str, *, name: str, content_type: str, expires_at: datetime) -> Download:
-        token = self._sign({"a": GET, "k": key, "n": name, "t": content_type, "e": _epoch_ms(expires_at)})
+    def download(self, key: str, *, name: str, content_type: str, expires_at: datetime, holder: str = "") -> Download:
+        token = self._sign({"a": GET, "k": key, "n": name, "t": content_type, "e": _epoch_ms(expires_at), "o": holder})
         return Download(f"{self.url_base}/{token}", expires_at)
 
     def verified(self, token: str, action: str) -> Grant:
@@ -101,7 +104,13 @@ class FileStore:
         if fields["e"] <= _epoch_ms(utcnow()):
             raise BadSignature("The URL has expired.")
         return Grant(
-            action, fields["k"], fields.get("s", 0), fields.get("h", ""), fields.get("n", ""), fields.get("t", "")
+            action,
+            fields["k"],
+            fields.get("s", 0),
+            fields.get("h", ""),
+            fields.get("n", ""),
+            fields.get("t", ""),
+            fields.get("o", ""),
         )
 
     def _sign(self, fields: dict[str, object]) -> str:

@@ -47,7 +47,9 @@ class S3Store:
         )
         self.client: S3Client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
-    def upload(self, key: str, *, size: int, sha256: str, content_type: str, expires_at: datetime) -> Upload:
+    def upload(
+        self, key: str, *, size: int, sha256: str, content_type: str, expires_at: datetime, holder: str = ""
+    ) -> Upload:
         checksum = base64.b64encode(bytes.fromhex(sha256)).decode("ascii")
         url = self.client.generate_presigned_url(
             "put_object",
@@ -62,7 +64,7 @@ class S3Store:
         )
         return Upload(url, "PUT", {"Content-Type": content_type, "x-amz-checksum-sha256": checksum}, expires_at)
 
-    def download(self, key: str, *, name: str, content_type: str, expires_at: datetime) -> Download:
+    def download(self, key: str, *, name: str, content_type: str, expires_at: datetime, holder: str = "") -> Download:
         url = self.client.generate_presigned_url(
             "get_object",
             Params={

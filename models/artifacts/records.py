@@ -25,7 +25,7 @@ from sqlmodel import col
 from sessions_api.core import db, settings
 from sessions_api.core.stores import Download, StoreUnavailable, Upload
 from sessions_api.core.timestamps import format_utc, utcnow
-from sessions_api.models import audit, plans, webhooks
+from sessions_api.models import audit, grant_ends, plans, webhooks
 from sessions_api.models.api_keys import Principal
 from sessions_api.models.artifacts.storage import object_key, store
 from sessions_api.models.as_text import rfc3339_text, uuid_text
@@ -152,7 +152,12 @@ def create_artifact(caller: Principal, session_id: uuid.UUID, declared: Declared
         row = _view(conn=conn, organization_id=organization_id, session_id=session_id, artifact_id=artifact_id)
         audit.record(conn=conn, events=[_audited(caller, AuditEventType.artifact_created, row)])
     upload = store().upload(
-        key, size=declared.size, sha256=declared.sha256, content_type=declared.content_type, expires_at=expires_at
+        key,
+        size=declared.size,
+        sha256=declared.sha256,
+        content_type=declared.content_type,
+        expires_at=expires_at,
+        holder=grant_ends.holder_of(caller),
     )
     return Created(row, upload)
 
@@ -279,16 +284,23 @@ def _fail(*, conn: Connection, artifact: Any) -> None:
     _release_bytes(conn=conn, organization_id=artifact.organization_id, size=artifact.size)
 
 
-def get_artifact(
-    organization_id: uuid.UUID, session_id: uuid.UUID, artifact_id: uuid.UUID
-) -> tuple[Row[Any], Download | None]:
-    """An artifact of a session of the organization, with a download URL when it is available."""
+def get_artifact(caller: Principal, session_id: uuid.UUID, artifact_id: uuid.UUID) -> tuple[Row[Any], Download | None]:
+    """An artifact of a session of the caller's organization, with a download URL (given to
+    the caller) when it is available."""
+    organization_id = caller.organization_id
     with db.reading() as conn:
         row = _view(conn=conn, organization_id=organization_id, session_id=session_id, artifact_id=artifact_id)
     if row.status != ArtifactStatus.available:
         return row, None
     expires_at = utcnow() + timedelta(seconds=settings.current().artifact_url_ttl_seconds)
-    return row, store().download(row.object_key, name=row.name, content_type=row.content_type, expires_at=expires_at)
+    download = store().download(
+        row.object_key,
+        name=row.name,
+        content_type=row.content_type,
+        expires_at=expires_at,
+        holder=grant_ends.holder_of(caller),
+    )
+    return row, download
 
 
 def list_artifacts(

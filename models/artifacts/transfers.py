@@ -2,7 +2,9 @@
 download served from it, each at a URL the store signed (core.stores.files).
 
 An upload is taken only while its artifact is pending: a deleted, failed or expired
-artifact's URL is refused even before it expires (its grant ended with it)."""
+artifact's URL is refused even before it expires (its grant ended with it). Either URL is
+refused too once the key it was given to stops working, or its user leaves the organization
+or (for an upload) loses the role to write (models.grant_ends.holder_may)."""
 
 from __future__ import annotations
 
@@ -18,12 +20,16 @@ from sqlmodel import col
 from sessions_api.core import db
 from sessions_api.core.stores import BadSignature, ChecksumMismatch, TooLarge
 from sessions_api.core.stores.files import GET, PUT, FileStore
+from sessions_api.models import grant_ends
 from sessions_api.models.artifacts.storage import artifact_of, store
 from sessions_api.models.errors import Conflict, Forbidden, NotFound, RangeNotSatisfiable, Unprocessable
 from sessions_api.models.errors import TooLarge as ArtifactTooLarge
-from sessions_api.models.tables import Artifact, ArtifactStatus
+from sessions_api.models.tables import Artifact, ArtifactStatus, Role
 
 _NO_FILE = "No file is kept at this URL."
+_GRANT_ENDED = "The URL's grant has ended: the key it was given to no longer has access to the organization."
+# Who may upload an artifact's bytes (createArtifact's x-required-roles).
+_UPLOADERS = frozenset({Role.admin, Role.readwrite})
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ async def receive_upload(token: str, chunks: AsyncIterable[bytes]) -> int:
     # Imported here: db_threads imports the metrics, which `serve` sets up before any import of them.
     from sessions_api.core import db_threads
 
+    if not await db_threads.read(grant_ends.holder_may, grant.holder, _UPLOADERS):
+        raise Forbidden(_GRANT_ENDED)
     artifact_id = artifact_of(grant.key)
     if artifact_id is None or not await db_threads.read(_is_pending, artifact_id):
         raise Conflict("artifact_not_pending", "The artifact is no longer pending: its upload URL has ended.")
@@ -84,6 +92,8 @@ def download_file(token: str, ranges: str | None = None) -> File:
         grant = objects.verified(token, GET)
     except BadSignature as exc:
         raise Forbidden(str(exc)) from None
+    if not grant_ends.holder_may(grant.holder, set(Role)):
+        raise Forbidden(_GRANT_ENDED)
     path = objects.path_of(grant.key)
     try:
         size = path.stat().st_size

@@ -1,7 +1,8 @@
 """Every grant ends with its maker's and its holder's right (docs/contributors/security.md):
 an invitation with the admin who made it and with its invitee's membership; a queued start
 with its member's right to start and with its key, checked again when the queue would start
-it. Each end is in the audit log with its reason, and a cancelled start is a webhook event."""
+it; an artifact's upload and download URLs with their holder's key and membership. Each end
+is in the audit log with its reason, and a cancelled start is a webhook event."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tests.support.api import (
     members_path,
     revoke_path,
 )
+from tests.support.artifacts import Payload, attach, fetch, send
 
 MY_INVITATIONS = f"{API}/me/invitations"
 # How long a test waits for the queue's rounds (every 50 ms here) to act.
@@ -233,3 +235,32 @@ def test_a_callers_cancellation_says_so(client, team, admin, writer, iphone):
     cancelled = client.post(f"{SESSION_REQUESTS}/{request_id}/cancel", headers=writer.acting_on(team.id)).json()
     assert (cancelled["status"], cancelled["cancelReason"]) == ("cancelled", "caller")
     assert _reasons(_audit(client, admin, team.id, "session.queue_cancelled")) == [(request_id, "caller")]
+
+
+# --- an artifact's URLs, served by this server's file store -----------------------------------
+
+ARTIFACT_LOG = Payload(b"E/AndroidRuntime: FATAL EXCEPTION: main\n" * 10)
+
+
+def test_a_download_url_ends_with_its_holders_membership(client, world, team, admin, writer, session_id):
+    reader = world.member(of=[(team, Role.readonly)])
+    artifact = attach(client, writer.acting_on(team.id), session_id, ARTIFACT_LOG)
+    path = f"{API}/sessions/{session_id}/artifacts/{artifact['id']}"
+    url = client.get(path, headers=reader.acting_on(team.id)).json()["download"]["url"]
+    assert fetch(client, url).content == ARTIFACT_LOG.data
+    assert client.delete(members_path(team.id, reader.user.id), headers=admin.headers).status_code == 204
+    refused = fetch(client, url)  # long before the URL's expiry
+    assert refused.status_code == 403 and "grant has ended" in refused.json()["error"]["message"]
+
+
+def test_an_upload_url_ends_with_its_key_and_with_its_holders_right_to_write(client, team, admin, writer, session_id):
+    made = client.post(API_KEYS, json={"name": "ci", "organization": str(team.id)}, headers=writer.headers).json()
+    key_headers = {"Authorization": f"Bearer {made['secret']}"}
+    declare = f"{API}/sessions/{session_id}/artifacts"
+    by_key = client.post(declare, json=ARTIFACT_LOG.declared(), headers=key_headers).json()["upload"]
+    by_member = client.post(declare, json=ARTIFACT_LOG.declared(), headers=writer.acting_on(team.id)).json()["upload"]
+    assert client.post(revoke_path(made["id"]), headers=writer.headers).status_code == 200
+    assert_error(send(client, by_key, ARTIFACT_LOG.data), 403, "forbidden")
+    demoted = client.patch(members_path(team.id, writer.user.id), json={"role": "readonly"}, headers=admin.headers)
+    assert demoted.status_code == 200
+    assert_error(send(client, by_member, ARTIFACT_LOG.data), 403, "forbidden")
