@@ -370,7 +370,7 @@ def measure_deliveries(args, workers: int, delay_ms: float, log) -> dict:
     span = times[-1] - times[0] if arrived > 1 else float("nan")
     # The ceiling of an endpoint's adaptive window (SESSIONS_API_WEBHOOK_ENDPOINT_CONCURRENCY's
     # default), per process: the most a receiver answering after `delay_ms` could get.
-    concurrency = 64
+    concurrency = 16
     allowed = concurrency * workers / (delay_ms / 1000) if delay_ms else None
     result = {
         "events": events,

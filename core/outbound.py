@@ -343,10 +343,13 @@ def _request(
     )
 
 
-def _new_client(timeout: float) -> httpx.AsyncClient:
+def _new_client(timeout: float, connections: int | None = None) -> httpx.AsyncClient:
     # No proxy from the environment (it would connect elsewhere), no redirects, TLS verified
     # for the name (the request's `sni_hostname`).
-    return httpx.AsyncClient(verify=_tls_context(), trust_env=False, follow_redirects=False, timeout=timeout)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(
+        verify=_tls_context(), trust_env=False, follow_redirects=False, timeout=timeout, limits=limits
+    )
 
 
 async def _send(
@@ -390,33 +393,48 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+# Connections one client's pool holds: httpcore looks over every connection of a pool, and
+# for each idle one over all of them again, at each request; pools this small keep that cheap
+# at any number of attempts at once (a slice of a busy endpoint per pool).
+_CONNECTIONS_PER_CLIENT = 8
+
+
 class Clients:
-    """A sender's open HTTP clients, one per (scheme, checked address, port, host name). Each
-    client's pool only ever connects to its key's address and serves only its key's name.
-    Beyond `limit`, the least recently used idle ones are closed."""
+    """A sender's open HTTP clients, per (scheme, checked address, port, host name): as many
+    as the attempts at once to that key need, `_CONNECTIONS_PER_CLIENT` each. Each client's
+    pool only ever connects to its key's address and serves only its key's name. Beyond
+    `limit` clients, the least recently used idle ones are closed."""
 
     def __init__(self, limit: int = 64) -> None:
         self._limit = limit
-        self._clients: OrderedDict[tuple[str, str, int, str], httpx.AsyncClient] = OrderedDict()
-        self._in_use: dict[tuple[str, str, int, str], int] = {}
+        self._clients: OrderedDict[tuple[tuple[str, str, int, str], int], httpx.AsyncClient] = OrderedDict()
+        self._in_use: dict[tuple[tuple[str, str, int, str], int], int] = {}
 
     @contextlib.asynccontextmanager
     async def use(self, key: tuple[str, str, int, str], timeout: float) -> AsyncIterator[httpx.AsyncClient]:
-        client = self._clients.pop(key, None) or _new_client(timeout)
-        self._clients[key] = client
-        self._in_use[key] = self._in_use.get(key, 0) + 1
+        slot = self._free_slot(key)
+        client = self._clients.pop(slot, None) or _new_client(timeout, _CONNECTIONS_PER_CLIENT)
+        self._clients[slot] = client
+        self._in_use[slot] = self._in_use.get(slot, 0) + 1
         try:
             yield client
         finally:
-            left = self._in_use.pop(key) - 1
+            left = self._in_use.pop(slot) - 1
             if left:
-                self._in_use[key] = left
+                self._in_use[slot] = left
             await self._close_idle_beyond_limit()
 
+    def _free_slot(self, key: tuple[str, str, int, str]) -> tuple[tuple[str, str, int, str], int]:
+        """The first of the key's clients with a connection to spare (a new one past them)."""
+        index = 0
+        while self._in_use.get((key, index), 0) >= _CONNECTIONS_PER_CLIENT:
+            index += 1
+        return key, index
+
     async def _close_idle_beyond_limit(self) -> None:
-        idle = [key for key in self._clients if key not in self._in_use]
-        for key in idle[: max(0, len(self._clients) - self._limit)]:
-            await self._clients.pop(key).aclose()
+        idle = [slot for slot in self._clients if slot not in self._in_use]
+        for slot in idle[: max(0, len(self._clients) - self._limit)]:
+            await self._clients.pop(slot).aclose()
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), OrderedDict()

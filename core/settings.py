@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     # Comma-separated ports webhook URLs may name (`443,8443`); empty: any port.
     webhook_allowed_ports: str = ""
     webhook_poll_seconds: Annotated[float, Field(gt=0)] = 1.0
-    webhook_endpoint_concurrency: Annotated[int, Field(ge=1, le=100)] = 64
+    webhook_endpoint_concurrency: Annotated[int, Field(ge=1, le=100)] = 16
     webhook_slow_answer_seconds: Annotated[float, Field(gt=0, le=300)] = 1.0
     webhook_max_response_bytes: Annotated[int, Field(ge=0, le=1024 * 1024)] = 4096
     webhook_rotation_overlap_seconds: Annotated[float, Field(ge=0)] = 24 * 3600.0

@@ -78,6 +78,9 @@ SESSION_EVENTS = (
 _NO_ENDPOINT = "No webhook endpoint with this id exists in the selected organization."
 # A claim lasts this long beyond the attempt's own time limit before another process may retry it.
 _CLAIM_MARGIN = timedelta(seconds=5)
+# A due delivery left for want of a slot this long says its endpoint's window holds it back
+# (web.delivery_windows grows it); one due for less will go with the next attempts that end.
+_HELD_BACK_AFTER = timedelta(milliseconds=250)
 _NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
@@ -424,9 +427,18 @@ class Slots:
         return self.limits.get(endpoint_id, self.default)
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """What a settle claimed, and the endpoints whose slots held back deliveries due for
+    `_HELD_BACK_AFTER` or longer (their windows may grow: web.delivery_windows)."""
+
+    claims: list[Claim]
+    held_back: frozenset[uuid.UUID]
+
+
 def settle(
     ended: Sequence[tuple[Claim, AttemptResult]], limit: int, busy: Mapping[uuid.UUID, int], slots: Slots
-) -> list[Claim]:
+) -> Claimed:
     """Record the attempts that `ended` and claim up to `limit` due deliveries of enabled
     endpoints, each endpoint up to its `slots` counting the `busy` ones the process still
     sends, in one write transaction: a busy sender spends one transaction per round of
@@ -436,41 +448,44 @@ def settle(
     with db.writing() as conn:
         _record_attempts(conn=conn, ended=ended, now=now)
         if limit <= 0:
-            return []
+            return Claimed([], frozenset())
         return _claim_due(conn=conn, limit=limit, busy=busy, slots=slots, now=now)
 
 
-def _claim_due(
-    *, conn: Connection, limit: int, busy: Mapping[uuid.UUID, int], slots: Slots, now: datetime
-) -> list[Claim]:
+def _claim_due(*, conn: Connection, limit: int, busy: Mapping[uuid.UUID, int], slots: Slots, now: datetime) -> Claimed:
     """Claim up to `limit` due deliveries, round-robin over the endpoints that have some, each
     up to its free slots: an endpoint with a backlog (at its concurrency, or only slow) never
     hides another endpoint's deliveries, whatever their age."""
     timeout = timedelta(seconds=settings.current().webhook_timeout_seconds)
-    chosen = _round_robin(_candidates(conn=conn, limit=limit, busy=busy, slots=slots, now=now), limit)
+    candidates, held_back = _candidates(conn=conn, limit=limit, busy=busy, slots=slots, now=now)
+    chosen = _round_robin(candidates, limit)
     if not chosen:
-        return []
+        return Claimed([], held_back)
     claimed_until = now + 2 * timeout + _CLAIM_MARGIN
     conn.execute(update(WebhookDelivery).where(col(WebhookDelivery.id).in_(chosen)).values(claimed_until=claimed_until))
-    return claims(conn=conn, where=col(WebhookDelivery.id).in_(chosen), now=now)
+    return Claimed(claims(conn=conn, where=col(WebhookDelivery.id).in_(chosen), now=now), held_back)
 
 
 def _candidates(
     *, conn: Connection, limit: int, busy: Mapping[uuid.UUID, int], slots: Slots, now: datetime
-) -> dict[uuid.UUID, list[uuid.UUID]]:
+) -> tuple[dict[uuid.UUID, list[uuid.UUID]], frozenset[uuid.UUID]]:
     """Due deliveries by endpoint (oldest first), each endpoint's up to its free slots, at most
-    `4 * limit` in all. Each read leaves out the endpoints already full and the deliveries
-    already taken, so a backlog is skipped instead of filling the window."""
+    `4 * limit` in all, and the endpoints seen with more due than that. Each read leaves out
+    the endpoints already full and the deliveries already taken, so a backlog is skipped
+    instead of filling the window."""
     window = 4 * limit
     in_flight = dict(busy)
     known = set(in_flight) | set(slots.limits)
     full = {endpoint_id for endpoint_id in known if in_flight.get(endpoint_id, 0) >= slots.of(endpoint_id)}
     taken: dict[uuid.UUID, list[uuid.UUID]] = {}
+    held_back: set[uuid.UUID] = set()
     count = 0
     for _ in range(limit):  # each read takes at least one delivery, or ends the loop
         rows = conn.execute(_due(conn=conn, window=window, full=full, taken=taken, now=now)).all()
         for row in rows:
             if row.endpoint_id in full:
+                if row.next_attempt_at <= now - _HELD_BACK_AFTER:
+                    held_back.add(row.endpoint_id)
                 continue
             of_endpoint = taken.setdefault(row.endpoint_id, [])
             of_endpoint.append(row.id)
@@ -479,15 +494,15 @@ def _candidates(
                 full.add(row.endpoint_id)
         if len(rows) < window or count >= window:
             break
-    return taken
+    return taken, frozenset(held_back)
 
 
 def _due(
     *, conn: Connection, window: int, full: set[uuid.UUID], taken: Mapping[uuid.UUID, list[uuid.UUID]], now: datetime
-) -> Select[uuid.UUID, uuid.UUID]:
+) -> Select[uuid.UUID, uuid.UUID, datetime]:
     already = [delivery_id for ids in taken.values() for delivery_id in ids]
-    query: Select[uuid.UUID, uuid.UUID] = (
-        select(col(WebhookDelivery.id), col(WebhookDelivery.endpoint_id))
+    query: Select[uuid.UUID, uuid.UUID, datetime] = (
+        select(col(WebhookDelivery.id), col(WebhookDelivery.endpoint_id), col(WebhookDelivery.next_attempt_at))
         .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
         .where(
             # A literal, so that SQLite uses the partial index of pending deliveries.

@@ -2,13 +2,16 @@
 that adapts to how the receiver answers (additive increase, multiplicative decrease).
 
 A window starts at `INITIAL` attempts. While the receiver answers 2xx within
-`SESSIONS_API_WEBHOOK_SLOW_ANSWER_SECONDS`, it doubles each time a window's worth of
-attempts succeeds (a slow start), and once it has shrunk, grows by one instead. A slow
-answer, a time-out, a refused or failed connection, a 5xx or a 429 halves it (once per round
-trip: attempts that began before the last halving do not halve it again), never below one.
-A 429 or 503 with `Retry-After` also gives the endpoint no attempt until then (the delivery
-itself waits as long: models.webhooks). Other failures (a 4xx, a name that does not resolve,
-an unsafe target) say nothing of the receiver's load and leave it as it is.
+`SESSIONS_API_WEBHOOK_SLOW_ANSWER_SECONDS` and the window is what holds attempts back (the
+last claim left deliveries of the endpoint due for want of a slot), it doubles each time a
+window's worth of attempts succeeds (a slow start), and once it has shrunk, grows by one
+instead. A window that holds nothing back does not grow: an endpoint with a few events a
+second keeps a few connections open. A slow answer, a time-out, a refused or failed
+connection, a 5xx or a 429 halves it (once per round trip: attempts that began before the
+last halving do not halve it again), never below one. A 429 or 503 with `Retry-After` also
+gives the endpoint no attempt until then (the delivery itself waits as long:
+models.webhooks). Other failures (a 4xx, a name that does not resolve, an unsafe target) say
+nothing of the receiver's load and leave it as it is.
 
 `SESSIONS_API_WEBHOOK_ENDPOINT_CONCURRENCY` is the ceiling. Windows are per process, like the
 attempts they bound; one unused for an hour is forgotten.
@@ -61,8 +64,9 @@ class DeliveryWindows:
         }
         return Slots(limits, min(INITIAL, self._ceiling))
 
-    def note(self, endpoint_id: uuid.UUID, result: AttemptResult) -> None:
-        """Adapt the endpoint's window to what one attempt gave."""
+    def note(self, endpoint_id: uuid.UUID, result: AttemptResult, *, limited: bool) -> None:
+        """Adapt the endpoint's window to what one attempt gave; `limited`: the window held
+        back deliveries already due."""
         now = self._clock()
         window = self._windows.get(endpoint_id)
         if window is None:
@@ -75,7 +79,7 @@ class DeliveryWindows:
             if began >= window.last_halved:  # one halving per round trip
                 window.size = max(1, window.size // 2)
                 window.successes, window.slow_start, window.last_halved = 0, False, now
-        elif result.succeeded:
+        elif result.succeeded and limited:
             window.successes += 1
             if window.successes >= window.size:
                 grown = window.size * 2 if window.slow_start else window.size + 1

@@ -46,6 +46,8 @@ class WebhookSender:
         # Set when an attempt ends or a request may have written deliveries.
         self._wake = asyncio.Event()
         self._clients = outbound.Clients()
+        # The endpoints whose windows held back due deliveries at the last claim.
+        self._held_back: frozenset[uuid.UUID] = frozenset()
         config = settings.current()
         self.windows = DeliveryWindows(config.webhook_endpoint_concurrency, config.webhook_slow_answer_seconds)
 
@@ -83,15 +85,16 @@ class WebhookSender:
         try:
             if not ended and (room <= 0 or not await db_threads.read(webhooks.any_due)):
                 return 0
-            claims = await db_threads.write(webhooks.settle, ended, room, busy, self.windows.slots())
+            claimed = await db_threads.write(webhooks.settle, ended, room, busy, self.windows.slots())
         finally:
             self._free(ended)
-        for claim in claims:
+        self._held_back = claimed.held_back
+        for claim in claimed.claims:
             self._in_flight[claim.endpoint_id] = self._in_flight.get(claim.endpoint_id, 0) + 1
             task = asyncio.get_running_loop().create_task(self._attempt(claim))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(claims)
+        return len(claimed.claims)
 
     async def _attempt(self, claim: webhooks.Claim) -> None:
         try:
@@ -100,7 +103,7 @@ class WebhookSender:
             logger.warning("could not make the webhook attempt for delivery %s", claim.delivery_id, exc_info=True)
             self._free([(claim, None)])
         else:
-            self.windows.note(claim.endpoint_id, result)
+            self.windows.note(claim.endpoint_id, result, limited=claim.endpoint_id in self._held_back)
             self._ended.append((claim, result))
         self._wake.set()
 

@@ -39,14 +39,14 @@ def test_a_window_doubles_while_answers_are_fast_then_grows_by_one_after_a_halvi
     endpoint = uuid.uuid4()
     sizes = []
     for _ in range(60):
-        windows.note(endpoint, OK_FAST)
+        windows.note(endpoint, OK_FAST, limited=True)
         sizes.append(windows.size(endpoint))
     assert sizes[INITIAL - 1] == 2 * INITIAL and max(sizes) == 40  # doubled, up to the ceiling
     clock.now += 1
-    windows.note(endpoint, AttemptResult(503, "http_status", 5))
+    windows.note(endpoint, AttemptResult(503, "http_status", 5), limited=True)
     assert windows.size(endpoint) == 20
     for _ in range(20):
-        windows.note(endpoint, OK_FAST)
+        windows.note(endpoint, OK_FAST, limited=True)
     assert windows.size(endpoint) == 21  # no longer doubling
 
 
@@ -64,31 +64,40 @@ def test_signs_of_overload_halve_a_window_once_per_round_trip(overloaded):
     windows, clock = _windows()
     endpoint = uuid.uuid4()
     for _ in range(INITIAL + 2 * INITIAL):
-        windows.note(endpoint, OK_FAST)
+        windows.note(endpoint, OK_FAST, limited=True)
     assert windows.size(endpoint) == 4 * INITIAL
     clock.now += 100
-    windows.note(endpoint, overloaded)
-    windows.note(endpoint, AttemptResult(overloaded.response_status, overloaded.error, 50))  # began before
+    windows.note(endpoint, overloaded, limited=True)
+    began_before = AttemptResult(overloaded.response_status, overloaded.error, 50)
+    windows.note(endpoint, began_before, limited=True)
     assert windows.size(endpoint) == 2 * INITIAL
     clock.now += 100
     for _ in range(10):
         clock.now += 100
-        windows.note(endpoint, overloaded)
+        windows.note(endpoint, overloaded, limited=True)
     assert windows.size(endpoint) == 1  # never below one
+
+
+def test_a_window_that_is_not_full_does_not_grow():
+    windows, _ = _windows()
+    endpoint = uuid.uuid4()
+    for _ in range(100):
+        windows.note(endpoint, OK_FAST, limited=False)  # nothing due waited for a slot
+    assert windows.size(endpoint) == INITIAL
 
 
 def test_answers_that_say_nothing_of_load_leave_a_window_as_it_is():
     windows, _ = _windows()
     endpoint = uuid.uuid4()
     for result in (AttemptResult(404, "http_status", 5), AttemptResult(None, "dns_failure", 5)):
-        windows.note(endpoint, result)
+        windows.note(endpoint, result, limited=True)
     assert windows.size(endpoint) == INITIAL
 
 
 def test_retry_after_gives_an_endpoint_no_slot_until_then():
     windows, clock = _windows()
     endpoint, other = uuid.uuid4(), uuid.uuid4()
-    windows.note(endpoint, AttemptResult(503, "http_status", 5, retry_after=30))
+    windows.note(endpoint, AttemptResult(503, "http_status", 5, retry_after=30), limited=True)
     assert windows.slots().of(endpoint) == 0 and windows.slots().of(other) == INITIAL
     clock.now += 31
     assert windows.slots().of(endpoint) == INITIAL // 2
