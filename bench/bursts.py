@@ -8,9 +8,9 @@ import` of the fleet), starts `sessions-api serve`, and then:
 1. **leases**: `--starts` createSession calls at once, from `--connections` connections,
    with as many iOS devices free: the time until every one is answered, createSession's p50
    and p99, the statuses, and the double leases found in the sessions' intervals (must be 0).
-2. **queue**: the same starts with `queue` against `--queue-devices` devices, each client
-   releasing its session as soon as it learns of it (long-polling `getSessionRequest` with
-   `Prefer: wait=60`): every start served, none twice, and served in the order queued (a
+2. **queue**: the same starts with `queue` against `--queue-devices` devices, each client on a
+   connection of its own releasing its session as soon as it learns of it (long-polling
+   `getSessionRequest` with `Prefer: wait=60`): every start served, none twice, and served in the order queued (a
    request queued later that started before an earlier one is counted out of order).
 
 Results go to `BENCHMARKS-bursts-<database>.json` and print as JSON. Every wait is bounded
@@ -26,6 +26,7 @@ import os
 import statistics
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,10 @@ async def _burst(base: str, setup: dict[str, str], starts: int, connections: int
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     served: list[str] = []
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    # Queued clients each hold a long-poll open, as separate CI jobs would: a connection each,
+    # or a started session's client could wait behind others' polls to learn of it.
+    pool = starts if queue else connections
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
     gate = asyncio.Event()
 
     async with httpx.AsyncClient(base_url=base + API, headers=headers, limits=limits, timeout=timeout) as client:
@@ -105,7 +109,9 @@ async def _burst(base: str, setup: dict[str, str], starts: int, connections: int
         async def one() -> None:
             await gate.wait()  # all at once
             sent = time.monotonic()
-            answer = await client.post("/sessions", json=body)
+            # With an Idempotency-Key, a start whose connection dropped is simply sent again.
+            key = {"Idempotency-Key": str(uuid.uuid4())}
+            answer = await _sent(lambda: client.post("/sessions", json=body, headers=key))
             latencies.append(time.monotonic() - sent)
             statuses[str(answer.status_code)] = statuses.get(str(answer.status_code), 0) + 1
             if answer.status_code == 201:
@@ -118,7 +124,7 @@ async def _burst(base: str, setup: dict[str, str], starts: int, connections: int
                 return
             served.append(session_id)
             if queue:  # released as soon as it is known, freeing the device for the next
-                await client.post(f"/sessions/{session_id}/release")
+                await _sent(lambda: client.post(f"/sessions/{session_id}/release"))
 
         tasks = [asyncio.create_task(one()) for _ in range(starts)]
         began = time.monotonic()
@@ -135,10 +141,25 @@ async def _burst(base: str, setup: dict[str, str], starts: int, connections: int
     }
 
 
+async def _sent(request, attempts: int = 5) -> httpx.Response:
+    """`request()`, sent again after a dropped connection (a keep-alive the server closed as it
+    was reused): what any client of an idempotent request does."""
+    for _ in range(attempts - 1):
+        try:
+            return await request()
+        except httpx.TransportError:
+            await asyncio.sleep(0.1)
+    return await request()
+
+
 async def _until_started(client: httpx.AsyncClient, request_id: str, timeout: float) -> str | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        answer = await client.get(f"/session-requests/{request_id}", headers={"Prefer": "wait=60"})
+        try:
+            answer = await client.get(f"/session-requests/{request_id}", headers={"Prefer": "wait=60"})
+        except httpx.TransportError:  # a dropped connection: ask again, as any client would
+            await asyncio.sleep(0.1)
+            continue
         request = answer.json()
         if request.get("status") == "started":
             session: str = request["session"]["id"] if isinstance(request["session"], dict) else request["session"]
