@@ -28,7 +28,7 @@ async def putArtifactFile(token: str, body: AsyncIterable[bytes]) -> Response:
 
 
 async def getArtifactFile(token: str, range: str | None = None) -> Response:
-    found = transfers.download_file(token, range)
+    found = await transfers.download_file(token, range)
     headers = {**_DOWNLOAD_HEADERS, "Content-Disposition": attachment(found.name)}
     return _File(found.path, media_type=found.content_type, headers=headers, ranges=found.ranges)
 

@@ -30,6 +30,7 @@ _NO_FILE = "No file is kept at this URL."
 _GRANT_ENDED = "The URL's grant has ended: the key it was given to no longer has access to the organization."
 # Who may upload an artifact's bytes (createArtifact's x-required-roles).
 _UPLOADERS = frozenset({Role.admin, Role.readwrite})
+_READERS = frozenset(Role)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _is_pending(artifact_id: uuid.UUID) -> bool:
     return status == ArtifactStatus.pending
 
 
-def download_file(token: str, ranges: str | None = None) -> File:
+async def download_file(token: str, ranges: str | None = None) -> File:
     """The file a download URL names. Forbidden for a tampered or expired URL; NotFound when
     the artifact's bytes are gone (deleted or expired); RangeNotSatisfiable when `ranges` (a
     Range header) asks only for bytes beyond its end. A Range header of another form is to be
@@ -92,7 +93,9 @@ def download_file(token: str, ranges: str | None = None) -> File:
         grant = objects.verified(token, GET)
     except BadSignature as exc:
         raise Forbidden(str(exc)) from None
-    if not grant_ends.holder_may(grant.holder, set(Role)):
+    from sessions_api.core import db_threads  # as in receive_upload: the metrics set up first
+
+    if not await db_threads.read(grant_ends.holder_may, grant.holder, _READERS):
         raise Forbidden(_GRANT_ENDED)
     path = objects.path_of(grant.key)
     try:
